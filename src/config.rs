@@ -1,0 +1,479 @@
+//! Agent configuration: oslo.config-style INI files with Neutron's option names and defaults.
+//!
+//! Operators start us exactly like the Python agent (`--config-file neutron.conf --config-file
+//! dhcp_agent.ini`), so their files hold hundreds of options we do not use. Those are ignored with
+//! a debug log; options we do use are validated, and a bad value is an error naming the file,
+//! section and key, because a daemon that silently falls back to a default is worse than one that
+//! refuses to start.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Options that shape what the DHCP server answers. Names and defaults are Neutron's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServeConfig {
+    /// `[DEFAULT] dhcp_lease_duration` in seconds; `-1` means infinite (0xffffffff on the wire).
+    pub dhcp_lease_duration: i64,
+    /// `[DEFAULT] dns_domain`; empty means no domain (option 15 not sent, bare hostnames).
+    pub dns_domain: String,
+    pub enable_isolated_metadata: bool,
+    pub force_metadata: bool,
+    pub dhcp_broadcast_reply: bool,
+    /// 0 = not configured (dnsmasq default lease/2).
+    pub dhcp_renewal_time: u32,
+    /// 0 = not configured (dnsmasq default lease*7/8).
+    pub dhcp_rebinding_time: u32,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            dhcp_lease_duration: 86400,
+            dns_domain: "openstacklocal".into(),
+            enable_isolated_metadata: false,
+            force_metadata: false,
+            dhcp_broadcast_reply: false,
+            dhcp_renewal_time: 0,
+            dhcp_rebinding_time: 0,
+        }
+    }
+}
+
+/// Everything the agent reads from its configuration files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentConfig {
+    pub host: String,
+    pub state_path: PathBuf,
+    /// `None`: standalone mode (no Neutron).
+    pub transport_url: Option<String>,
+    pub interface_driver: String,
+    /// `[veth] bridge`: Linux bridge template for the root end of the DHCP port's veth.
+    pub veth_bridge: Option<String>,
+    /// `[standalone] networks_file`.
+    pub networks_file: Option<PathBuf>,
+    pub serve: ServeConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {reason}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error("{path}: [{section}] {key} = {value:?}: {reason}")]
+    Invalid {
+        path: PathBuf,
+        section: String,
+        key: String,
+        value: String,
+        reason: String,
+    },
+}
+
+/// Where a raw value came from, so a validation error can point at it.
+#[derive(Clone, Debug)]
+struct RawValue {
+    value: String,
+    path: PathBuf,
+}
+
+/// The merged contents of all config files: later files override earlier ones, like oslo.config.
+#[derive(Default, Debug)]
+pub struct RawConfig {
+    values: HashMap<(String, String), RawValue>,
+}
+
+impl RawConfig {
+    /// Reads `--config-file`s in order, then every `*.conf` of each `--config-dir` in name order.
+    pub fn load(files: &[PathBuf], dirs: &[PathBuf]) -> Result<RawConfig, ConfigError> {
+        let mut raw = RawConfig::default();
+        for f in files {
+            raw.parse_file(f)?;
+        }
+        for d in dirs {
+            let entries = std::fs::read_dir(d).map_err(|source| ConfigError::Read {
+                path: d.clone(),
+                source,
+            })?;
+            let mut confs: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+                .collect();
+            confs.sort();
+            for f in confs {
+                raw.parse_file(&f)?;
+            }
+        }
+        Ok(raw)
+    }
+
+    fn parse_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.parse_str(&text, path)
+    }
+
+    /// oslo.config's INI dialect: `[section]`, `key = value` or `key: value`, `#`/`;` comments,
+    /// indented continuation lines, matching surrounding quotes stripped.
+    pub fn parse_str(&mut self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let mut section: Option<String> = None;
+        let mut last_key: Option<(String, String)> = None;
+        for (idx, line) in text.lines().enumerate() {
+            let lineno = idx + 1;
+            let syntax = |reason: &str| ConfigError::Syntax {
+                path: path.to_owned(),
+                line: lineno,
+                reason: reason.to_owned(),
+            };
+            let trimmed = line.trim();
+            if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
+                continue;
+            }
+            if line.starts_with([' ', '\t']) {
+                let key = last_key
+                    .as_ref()
+                    .ok_or_else(|| syntax("continuation line without a key"))?;
+                if let Some(v) = self.values.get_mut(key) {
+                    v.value.push('\n');
+                    v.value.push_str(trimmed);
+                }
+                continue;
+            }
+            if let Some(rest) = trimmed.strip_prefix('[') {
+                let name = rest
+                    .strip_suffix(']')
+                    .ok_or_else(|| syntax("section header without closing ]"))?
+                    .trim();
+                if name.is_empty() {
+                    return Err(syntax("empty section name"));
+                }
+                section = Some(name.to_owned());
+                last_key = None;
+                continue;
+            }
+            let sect = section
+                .clone()
+                .ok_or_else(|| syntax("option outside of any [section]"))?;
+            let split = trimmed
+                .find(['=', ':'])
+                .ok_or_else(|| syntax("expected 'key = value'"))?;
+            let key = trimmed[..split].trim().replace('-', "_");
+            if key.is_empty() {
+                return Err(syntax("empty option name"));
+            }
+            let value = unquote(trimmed[split + 1..].trim()).to_owned();
+            let k = (sect, key);
+            self.values.insert(
+                k.clone(),
+                RawValue {
+                    value,
+                    path: path.to_owned(),
+                },
+            );
+            last_key = Some(k);
+        }
+        Ok(())
+    }
+
+    fn get(&self, section: &str, key: &str) -> Option<&RawValue> {
+        self.values.get(&(section.to_owned(), key.to_owned()))
+    }
+
+    /// `$name` / `${name}` substitution from `[DEFAULT]`, as oslo.config does for `$state_path`.
+    fn interpolate(&self, value: &str, defaults: &HashMap<&str, String>) -> String {
+        let mut out = String::with_capacity(value.len());
+        let mut rest = value;
+        while let Some(pos) = rest.find('$') {
+            out.push_str(&rest[..pos]);
+            let after = &rest[pos + 1..];
+            let (name, tail) = if let Some(inner) = after.strip_prefix('{') {
+                match inner.find('}') {
+                    Some(end) => (&inner[..end], &inner[end + 1..]),
+                    None => ("", after),
+                }
+            } else {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..end], &after[end..])
+            };
+            let resolved = self
+                .get("DEFAULT", name)
+                .map(|v| v.value.clone())
+                .or_else(|| defaults.get(name).cloned());
+            match (name.is_empty(), resolved) {
+                (false, Some(v)) => out.push_str(&v),
+                _ => {
+                    out.push('$');
+                    rest = after;
+                    continue;
+                }
+            }
+            rest = tail;
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+fn unquote(v: &str) -> &str {
+    for q in ['"', '\''] {
+        if v.len() >= 2 && v.starts_with(q) && v.ends_with(q) {
+            return &v[1..v.len() - 1];
+        }
+    }
+    v
+}
+
+/// Options this agent reads; everything else in an operator's file is logged and ignored.
+const KNOWN: &[(&str, &str)] = &[
+    ("DEFAULT", "host"),
+    ("DEFAULT", "state_path"),
+    ("DEFAULT", "transport_url"),
+    ("DEFAULT", "interface_driver"),
+    ("DEFAULT", "dhcp_lease_duration"),
+    ("DEFAULT", "dns_domain"),
+    ("DEFAULT", "enable_isolated_metadata"),
+    ("DEFAULT", "force_metadata"),
+    ("DEFAULT", "dhcp_broadcast_reply"),
+    ("DEFAULT", "dhcp_renewal_time"),
+    ("DEFAULT", "dhcp_rebinding_time"),
+    ("DEFAULT", "debug"),
+    ("veth", "bridge"),
+    ("standalone", "networks_file"),
+];
+
+struct Reader<'a> {
+    raw: &'a RawConfig,
+    defaults: HashMap<&'static str, String>,
+}
+
+impl Reader<'_> {
+    fn string(&self, section: &str, key: &str) -> Option<(String, &RawValue)> {
+        self.raw
+            .get(section, key)
+            .map(|v| (self.raw.interpolate(&v.value, &self.defaults), v))
+    }
+
+    fn invalid(&self, section: &str, key: &str, raw: &RawValue, reason: String) -> ConfigError {
+        ConfigError::Invalid {
+            path: raw.path.clone(),
+            section: section.to_owned(),
+            key: key.to_owned(),
+            value: raw.value.clone(),
+            reason,
+        }
+    }
+
+    fn boolean(&self, section: &str, key: &str, default: bool) -> Result<bool, ConfigError> {
+        let Some((v, raw)) = self.string(section, key) else {
+            return Ok(default);
+        };
+        match v.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => Ok(true),
+            "false" | "no" | "off" | "0" => Ok(false),
+            _ => Err(self.invalid(section, key, raw, "expected a boolean".into())),
+        }
+    }
+
+    fn int(&self, section: &str, key: &str, default: i64, min: i64) -> Result<i64, ConfigError> {
+        let Some((v, raw)) = self.string(section, key) else {
+            return Ok(default);
+        };
+        let n: i64 = v
+            .parse()
+            .map_err(|_| self.invalid(section, key, raw, "expected an integer".into()))?;
+        if n < min {
+            return Err(self.invalid(section, key, raw, format!("must be >= {min}")));
+        }
+        Ok(n)
+    }
+
+    fn opt_string(&self, section: &str, key: &str) -> Option<String> {
+        self.string(section, key)
+            .map(|(v, _)| v)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+impl AgentConfig {
+    /// Types and validates the merged files.
+    pub fn from_raw(raw: &RawConfig) -> Result<AgentConfig, ConfigError> {
+        for ((section, key), v) in &raw.values {
+            if !KNOWN.contains(&(section.as_str(), key.as_str())) {
+                tracing::debug!(file = %v.path.display(), section, key, "ignoring option not used by this agent");
+            }
+        }
+        let mut defaults = HashMap::new();
+        defaults.insert("state_path", "/var/lib/neutron".to_owned());
+        let r = Reader { raw, defaults };
+        let lease = r.int("DEFAULT", "dhcp_lease_duration", 86400, -1)?;
+        if lease == 0 {
+            let (_, rv) = r
+                .string("DEFAULT", "dhcp_lease_duration")
+                .ok_or_else(|| unreachable_missing("dhcp_lease_duration"))?;
+            return Err(r.invalid(
+                "DEFAULT",
+                "dhcp_lease_duration",
+                rv,
+                "must be -1 (infinite) or a positive number of seconds".into(),
+            ));
+        }
+        let u32_opt = |key: &str| -> Result<u32, ConfigError> {
+            let v = r.int("DEFAULT", key, 0, 0)?;
+            u32::try_from(v).map_err(|_| match r.string("DEFAULT", key) {
+                Some((_, rv)) => r.invalid("DEFAULT", key, rv, "too large".into()),
+                None => unreachable_missing(key),
+            })
+        };
+        let serve = ServeConfig {
+            dhcp_lease_duration: lease,
+            dns_domain: r
+                .string("DEFAULT", "dns_domain")
+                .map(|(v, _)| v)
+                .unwrap_or_else(|| "openstacklocal".into()),
+            enable_isolated_metadata: r.boolean("DEFAULT", "enable_isolated_metadata", false)?,
+            force_metadata: r.boolean("DEFAULT", "force_metadata", false)?,
+            dhcp_broadcast_reply: r.boolean("DEFAULT", "dhcp_broadcast_reply", false)?,
+            dhcp_renewal_time: u32_opt("dhcp_renewal_time")?,
+            dhcp_rebinding_time: u32_opt("dhcp_rebinding_time")?,
+        };
+        let host = r
+            .opt_string("DEFAULT", "host")
+            .unwrap_or_else(system_hostname);
+        let state_path = PathBuf::from(
+            r.opt_string("DEFAULT", "state_path")
+                .unwrap_or_else(|| "/var/lib/neutron".into()),
+        );
+        Ok(AgentConfig {
+            host,
+            state_path,
+            transport_url: r.opt_string("DEFAULT", "transport_url"),
+            interface_driver: r
+                .opt_string("DEFAULT", "interface_driver")
+                .unwrap_or_else(|| "openvswitch".into()),
+            veth_bridge: r.opt_string("veth", "bridge"),
+            networks_file: r.opt_string("standalone", "networks_file").map(PathBuf::from),
+            serve,
+        })
+    }
+}
+
+/// Only reachable if a value vanished between two reads of the same map; kept as an error
+/// rather than a panic so config handling can never abort the daemon.
+fn unreachable_missing(key: &str) -> ConfigError {
+    ConfigError::Syntax {
+        path: PathBuf::new(),
+        line: 0,
+        reason: format!("internal: option {key} disappeared while validating"),
+    }
+}
+
+/// The system hostname: Neutron's default for `host`.
+pub fn system_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into a buffer we own.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(text: &str) -> Result<AgentConfig, ConfigError> {
+        let mut raw = RawConfig::default();
+        raw.parse_str(text, Path::new("/etc/neutron/dhcp_agent.ini"))?;
+        AgentConfig::from_raw(&raw)
+    }
+
+    #[test]
+    fn defaults_are_neutrons() {
+        let c = cfg("[DEFAULT]\n").unwrap();
+        assert_eq!(c.serve, ServeConfig::default());
+        assert_eq!(c.interface_driver, "openvswitch");
+        assert_eq!(c.state_path, PathBuf::from("/var/lib/neutron"));
+        assert!(c.transport_url.is_none());
+        assert!(!c.host.is_empty());
+    }
+
+    #[test]
+    fn reads_options_and_ignores_unknown_ones() {
+        let c = cfg("# comment\n[DEFAULT]\ninterface_driver = veth\ndhcp_lease_duration=-1\n\
+             dns_domain = \"example.org\"\nforce_metadata = True\nsome_unknown = x\n\
+             dhcp_renewal_time: 100\n[veth]\nbridge = brq{network_id}\n[standalone]\n\
+             networks_file = $state_path/nets.json\n[oslo_concurrency]\nlock_path = /x\n")
+        .unwrap();
+        assert_eq!(c.interface_driver, "veth");
+        assert_eq!(c.serve.dhcp_lease_duration, -1);
+        assert_eq!(c.serve.dns_domain, "example.org");
+        assert!(c.serve.force_metadata);
+        assert_eq!(c.serve.dhcp_renewal_time, 100);
+        assert_eq!(c.veth_bridge.as_deref(), Some("brq{network_id}"));
+        assert_eq!(
+            c.networks_file,
+            Some(PathBuf::from("/var/lib/neutron/nets.json"))
+        );
+    }
+
+    #[test]
+    fn later_files_override_earlier() {
+        let mut raw = RawConfig::default();
+        raw.parse_str("[DEFAULT]\ndns_domain = a\nhost = h1\n", Path::new("neutron.conf"))
+            .unwrap();
+        raw.parse_str("[DEFAULT]\ndns_domain = b\n", Path::new("dhcp_agent.ini"))
+            .unwrap();
+        let c = AgentConfig::from_raw(&raw).unwrap();
+        assert_eq!(c.serve.dns_domain, "b");
+        assert_eq!(c.host, "h1");
+    }
+
+    #[test]
+    fn invalid_values_name_file_section_and_key() {
+        let e = cfg("[DEFAULT]\nforce_metadata = maybe\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/etc/neutron/dhcp_agent.ini"), "{e}");
+        assert!(e.contains("[DEFAULT] force_metadata"), "{e}");
+        let e = cfg("[DEFAULT]\ndhcp_lease_duration = -5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dhcp_lease_duration") && e.contains(">= -1"), "{e}");
+        assert!(cfg("[DEFAULT]\ndhcp_lease_duration = 0\n").is_err());
+        assert!(cfg("[DEFAULT]\ndhcp_rebinding_time = x\n").is_err());
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let e = cfg("[DEFAULT]\njust words\n").unwrap_err().to_string();
+        assert!(e.contains("dhcp_agent.ini:2"), "{e}");
+        assert!(cfg("key = v\n").is_err());
+        assert!(cfg("[DEFAULT\n").is_err());
+    }
+
+    #[test]
+    fn continuation_lines_and_config_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.conf"), "[DEFAULT]\ndns_domain = z\n").unwrap();
+        std::fs::write(dir.path().join("a.conf"), "[DEFAULT]\ndns_domain = y\n").unwrap();
+        std::fs::write(dir.path().join("ignored.ini"), "[DEFAULT]\ndns_domain = q\n").unwrap();
+        let raw = RawConfig::load(&[], &[dir.path().to_owned()]).unwrap();
+        assert_eq!(AgentConfig::from_raw(&raw).unwrap().serve.dns_domain, "z");
+        let mut raw = RawConfig::default();
+        raw.parse_str("[DEFAULT]\nhost = a\n  b\n", Path::new("x")).unwrap();
+        assert_eq!(AgentConfig::from_raw(&raw).unwrap().host, "a\nb");
+    }
+}

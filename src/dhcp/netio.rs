@@ -1,0 +1,167 @@
+//! Sockets of one served namespace, and the IPv4/UDP framing of replies sent at layer 2.
+//!
+//! A DHCP client without an address (dhclient never sets the broadcast flag) can only receive a
+//! unicast reply if it reaches its MAC directly. dnsmasq injects an ARP entry with an extra
+//! ioctl per reply; we instead send the finished IPv4/UDP datagram through an `AF_PACKET`
+//! socket to the client's MAC: one syscall, no ARP-table side effects, and the source address is
+//! exactly the server-id of the subnet the client is on (the kernel would pick the device's
+//! primary address). Broadcast replies use the same path with the broadcast MAC. Relayed replies
+//! go through the UDP socket to the relay, as any router-crossing datagram must.
+//!
+//! All sockets are created by the caller on a thread that has entered the namespace; this module
+//! only configures them.
+
+use std::io;
+use std::mem;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+pub const SERVER_PORT: u16 = 67;
+pub const CLIENT_PORT: u16 = 68;
+const IPV4_HEADER: usize = 20;
+const UDP_HEADER: usize = 8;
+/// Room for the IPv4 and UDP headers in front of the DHCP payload.
+pub const FRAME_OVERHEAD: usize = IPV4_HEADER + UDP_HEADER;
+
+/// UDP socket on `0.0.0.0:67` bound to the DHCP interface. Must be called inside the namespace.
+pub fn bind_udp4(ifname: &str) -> io::Result<std::net::UdpSocket> {
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_broadcast(true)?;
+    // Several namespaces' servers live in one process; binding to the device keeps a socket from
+    // ever seeing another interface's packets if the namespace later gains more devices.
+    s.bind_device(Some(ifname.as_bytes()))?;
+    s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVER_PORT).into())?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+/// `AF_PACKET`/`SOCK_DGRAM` socket for sending: the kernel adds the Ethernet header. Protocol 0
+/// means it receives nothing, so it costs nothing on the receive path.
+pub fn packet_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) call; the returned fd is checked and owned immediately.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sends one IPv4 datagram (`frame`, starting at the IP header) to `dst_mac` on `ifindex`.
+pub fn send_l2(fd: &OwnedFd, ifindex: u32, dst_mac: [u8; 6], frame: &[u8]) -> io::Result<()> {
+    // SAFETY: sockaddr_ll is plain old data; all-zero is a valid starting value.
+    let mut addr: libc::sockaddr_ll = unsafe { mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = (libc::ETH_P_IP as u16).to_be();
+    addr.sll_ifindex = ifindex as i32;
+    addr.sll_halen = 6;
+    addr.sll_addr[..6].copy_from_slice(&dst_mac);
+    // SAFETY: frame and addr are valid for the lengths passed; the fd is open.
+    let rc = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            (&addr as *const libc::sockaddr_ll).cast(),
+            mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Writes IPv4 + UDP headers (server port 67 → client port 68) for `payload` into `frame`,
+/// followed by the payload. `frame` is cleared first; it does not reallocate when it already has
+/// room for `FRAME_OVERHEAD + payload.len()` bytes.
+pub fn build_udp4_frame(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8], frame: &mut Vec<u8>) {
+    let udp_len = (UDP_HEADER + payload.len()) as u16;
+    let total_len = IPV4_HEADER as u16 + udp_len;
+    frame.clear();
+    frame.extend_from_slice(&[0x45, 0x00]);
+    frame.extend_from_slice(&total_len.to_be_bytes());
+    frame.extend_from_slice(&[0, 0, 0, 0]); // id, flags, fragment offset
+    frame.extend_from_slice(&[64, 17, 0, 0]); // ttl, proto UDP, checksum placeholder
+    frame.extend_from_slice(&src.octets());
+    frame.extend_from_slice(&dst.octets());
+    let ip_sum = checksum_finish(checksum_add(0, &frame[..IPV4_HEADER]));
+    frame[10..12].copy_from_slice(&ip_sum.to_be_bytes());
+
+    frame.extend_from_slice(&SERVER_PORT.to_be_bytes());
+    frame.extend_from_slice(&CLIENT_PORT.to_be_bytes());
+    frame.extend_from_slice(&udp_len.to_be_bytes());
+    frame.extend_from_slice(&[0, 0]);
+    frame.extend_from_slice(payload);
+    let mut sum = checksum_add(0, &src.octets());
+    sum = checksum_add(sum, &dst.octets());
+    sum = checksum_add(sum, &[0, 17]);
+    sum = checksum_add(sum, &udp_len.to_be_bytes());
+    sum = checksum_add(sum, &frame[IPV4_HEADER..]);
+    // RFC 768: a computed checksum of zero is transmitted as all ones.
+    let udp_sum = match checksum_finish(sum) {
+        0 => 0xffff,
+        s => s,
+    };
+    frame[IPV4_HEADER + 6..IPV4_HEADER + 8].copy_from_slice(&udp_sum.to_be_bytes());
+}
+
+fn checksum_add(mut sum: u32, data: &[u8]) -> u32 {
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        sum += u32::from(*last) << 8;
+    }
+    sum
+}
+
+fn checksum_finish(mut sum: u32) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_checksums_verify() {
+        let payload = vec![7u8; 301];
+        let mut frame = Vec::new();
+        let src = Ipv4Addr::new(10, 0, 0, 2);
+        let dst = Ipv4Addr::new(10, 0, 0, 5);
+        build_udp4_frame(src, dst, &payload, &mut frame);
+        assert_eq!(frame.len(), FRAME_OVERHEAD + payload.len());
+        // A correct header sums to 0xffff (checksum_finish gives 0).
+        assert_eq!(checksum_finish(checksum_add(0, &frame[..IPV4_HEADER])), 0);
+        let udp_len = (frame.len() - IPV4_HEADER) as u16;
+        let mut sum = checksum_add(0, &src.octets());
+        sum = checksum_add(sum, &dst.octets());
+        sum = checksum_add(sum, &[0, 17]);
+        sum = checksum_add(sum, &udp_len.to_be_bytes());
+        sum = checksum_add(sum, &frame[IPV4_HEADER..]);
+        assert_eq!(checksum_finish(sum), 0);
+        assert_eq!(&frame[IPV4_HEADER..IPV4_HEADER + 2], &67u16.to_be_bytes());
+        assert_eq!(&frame[FRAME_OVERHEAD..], &payload[..]);
+    }
+
+    #[test]
+    fn odd_length_checksum_pads_with_zero() {
+        assert_eq!(checksum_add(0, &[0x12]), 0x1200);
+        assert_eq!(checksum_finish(0x1_fffe), 0);
+    }
+}

@@ -1,0 +1,11 @@
+//! neutron-dhcp-rs: a drop-in replacement for Neutron's `neutron-dhcp-agent` with an embedded,
+//! static-only DHCP server. See `../shared/design.md` for the architecture.
+
+pub mod agent;
+pub mod cache;
+pub mod config;
+pub mod device;
+pub mod dhcp;
+pub mod model;
+pub mod standalone;
+pub mod view;

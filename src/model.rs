@@ -1,0 +1,454 @@
+//! Neutron resources as `get_network_info` returns them, parsed into types at the edge.
+//!
+//! Neutron sends far more fields than the agent reads; unknown fields are ignored. Every field we
+//! do read is validated here, so the rest of the agent never sees a malformed MAC, CIDR or IP.
+//! Errors name the network, the object (subnet/port id) and the field, because an operator
+//! reading the log has to find the offending resource in Neutron.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnetwork::IpNetwork;
+use serde::{Deserialize, Deserializer};
+
+/// Device owners whose ports never get a DHCP host entry (`DHCP_CONFIG_NOT_REQUIRED_OWNERS`).
+pub const EXCLUDED_OWNERS: [&str; 4] = [
+    "network:router_ha_interface",
+    "network:floatingip",
+    "network:dhcp",
+    "network:distributed",
+];
+/// The device owner of DHCP ports (ours and other agents').
+pub const OWNER_DHCP: &str = "network:dhcp";
+/// Router ports whose presence on a subnet's gateway IP makes the subnet "not isolated".
+pub const ROUTER_INTERFACE_OWNERS: [&str; 3] = [
+    "network:router_interface",
+    "network:ha_router_replicated_interface",
+    "network:router_interface_distributed",
+];
+
+/// A 48-bit Ethernet address, as Neutron's `mac_address` carries it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl FromStr for MacAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0u8; 6];
+        let mut parts = s.split([':', '-']);
+        for byte in out.iter_mut() {
+            let p = parts.next().ok_or_else(|| format!("invalid MAC address {s:?}"))?;
+            if p.is_empty() || p.len() > 2 {
+                return Err(format!("invalid MAC address {s:?}"));
+            }
+            *byte = u8::from_str_radix(p, 16).map_err(|_| format!("invalid MAC address {s:?}"))?;
+        }
+        if parts.next().is_some() {
+            return Err(format!("invalid MAC address {s:?}"));
+        }
+        Ok(MacAddr(out))
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
+    }
+}
+
+impl fmt::Debug for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl<'de> Deserialize<'de> for MacAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// IP version of a subnet; Neutron only knows 4 and 6.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IpVersion {
+    V4,
+    V6,
+}
+
+impl<'de> Deserialize<'de> for IpVersion {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match u8::deserialize(d)? {
+            4 => Ok(IpVersion::V4),
+            6 => Ok(IpVersion::V6),
+            v => Err(serde::de::Error::custom(format!(
+                "ip_version must be 4 or 6, got {v}"
+            ))),
+        }
+    }
+}
+
+/// `ipv6_address_mode` / `ipv6_ra_mode` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum Ipv6Mode {
+    #[serde(rename = "slaac")]
+    Slaac,
+    #[serde(rename = "dhcpv6-stateful")]
+    Dhcpv6Stateful,
+    #[serde(rename = "dhcpv6-stateless")]
+    Dhcpv6Stateless,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct HostRoute {
+    #[serde(deserialize_with = "cidr")]
+    pub destination: IpNetwork,
+    pub nexthop: IpAddr,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Subnet {
+    pub id: String,
+    pub ip_version: IpVersion,
+    #[serde(deserialize_with = "cidr")]
+    pub cidr: IpNetwork,
+    #[serde(default)]
+    pub gateway_ip: Option<IpAddr>,
+    #[serde(default = "yes")]
+    pub enable_dhcp: bool,
+    #[serde(default, deserialize_with = "nullable_vec")]
+    pub dns_nameservers: Vec<IpAddr>,
+    #[serde(default, deserialize_with = "nullable_vec")]
+    pub host_routes: Vec<HostRoute>,
+    #[serde(default)]
+    pub ipv6_ra_mode: Option<Ipv6Mode>,
+    #[serde(default)]
+    pub ipv6_address_mode: Option<Ipv6Mode>,
+    #[serde(default)]
+    pub subnetpool_id: Option<String>,
+    #[serde(default)]
+    pub segment_id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct FixedIp {
+    pub subnet_id: String,
+    pub ip_address: IpAddr,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct ExtraDhcpOpt {
+    pub opt_name: String,
+    /// `null` and `""` both mean "send this option empty", i.e. suppress the subnet's value.
+    #[serde(default)]
+    pub opt_value: Option<String>,
+    #[serde(default = "four", deserialize_with = "opt_ip_version")]
+    pub ip_version: IpVersion,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct DnsAssignment {
+    pub ip_address: IpAddr,
+    pub hostname: String,
+    pub fqdn: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Port {
+    pub id: String,
+    pub mac_address: MacAddr,
+    #[serde(default, deserialize_with = "nullable_string")]
+    pub device_id: String,
+    #[serde(default, deserialize_with = "nullable_string")]
+    pub device_owner: String,
+    #[serde(default = "yes")]
+    pub admin_state_up: bool,
+    #[serde(default, deserialize_with = "nullable_vec")]
+    pub fixed_ips: Vec<FixedIp>,
+    #[serde(default, deserialize_with = "nullable_vec")]
+    pub extra_dhcp_opts: Vec<ExtraDhcpOpt>,
+    #[serde(default, deserialize_with = "nullable_vec")]
+    pub dns_assignment: Vec<DnsAssignment>,
+    #[serde(rename = "binding:host_id", default, deserialize_with = "nullable_string")]
+    pub binding_host_id: String,
+    #[serde(default)]
+    pub revision_number: Option<u64>,
+}
+
+impl Port {
+    /// Whether dnsmasq would have written host entries for this port (reference §9.2).
+    pub fn wants_dhcp(&self) -> bool {
+        !EXCLUDED_OWNERS.contains(&self.device_owner.as_str())
+    }
+}
+
+/// One network with everything the agent serves on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Network {
+    pub id: String,
+    pub admin_state_up: bool,
+    /// `None` when Neutron reports 0 or no MTU: then option 26 is not sent.
+    pub mtu: Option<u16>,
+    /// Subnets sorted by id, as neutron-server sends them.
+    pub subnets: Vec<Subnet>,
+    pub non_local_subnets: Vec<Subnet>,
+    pub ports: Vec<Port>,
+}
+
+impl Network {
+    pub fn namespace(&self) -> String {
+        format!("qdhcp-{}", self.id)
+    }
+
+    pub fn subnet(&self, id: &str) -> Option<&Subnet> {
+        self.subnets
+            .iter()
+            .chain(&self.non_local_subnets)
+            .find(|s| s.id == id)
+    }
+
+    pub fn port(&self, id: &str) -> Option<&Port> {
+        self.ports.iter().find(|p| p.id == id)
+    }
+}
+
+/// A Neutron payload that could not be turned into a [`Network`].
+#[derive(Debug, thiserror::Error)]
+#[error("network {network}: {object}field {field}: {reason}")]
+pub struct ModelError {
+    pub network: String,
+    /// `"port <id>: "`, `"subnet <id>: "` or empty for network-level fields.
+    pub object: String,
+    pub field: String,
+    pub reason: String,
+}
+
+#[derive(Deserialize)]
+struct RawNetwork {
+    #[serde(default = "yes")]
+    admin_state_up: bool,
+    #[serde(default)]
+    mtu: Option<u32>,
+    #[serde(default, deserialize_with = "nullable_vec")]
+    subnets: Vec<serde_json::Value>,
+    #[serde(default, deserialize_with = "nullable_vec")]
+    non_local_subnets: Vec<serde_json::Value>,
+    #[serde(default, deserialize_with = "nullable_vec")]
+    ports: Vec<serde_json::Value>,
+}
+
+impl Network {
+    /// Parses one network dict, validating every field the agent uses.
+    ///
+    /// Each subnet and port is parsed separately so the error can say which one is broken.
+    pub fn from_json(value: &serde_json::Value) -> Result<Network, ModelError> {
+        let id = match value.get("id").and_then(|v| v.as_str()) {
+            Some(id) if !id.is_empty() => id.to_owned(),
+            _ => {
+                return Err(ModelError {
+                    network: "<unknown>".into(),
+                    object: String::new(),
+                    field: "id".into(),
+                    reason: "missing or not a string".into(),
+                })
+            }
+        };
+        let err = |object: String, e: serde_path_to_error::Error<serde_json::Error>| ModelError {
+            network: id.clone(),
+            object,
+            field: e.path().to_string(),
+            reason: e.inner().to_string(),
+        };
+        let raw: RawNetwork =
+            serde_path_to_error::deserialize(value).map_err(|e| err(String::new(), e))?;
+        let mtu = match raw.mtu {
+            None | Some(0) => None,
+            Some(m) if (68..=65535).contains(&m) => Some(m as u16),
+            Some(m) => {
+                return Err(ModelError {
+                    network: id,
+                    object: String::new(),
+                    field: "mtu".into(),
+                    reason: format!("{m} is outside 68..=65535"),
+                })
+            }
+        };
+        let parse_subnets = |list: &[serde_json::Value]| -> Result<Vec<Subnet>, ModelError> {
+            let mut out: Vec<Subnet> = list
+                .iter()
+                .map(|v| {
+                    let s: Subnet = serde_path_to_error::deserialize(v)
+                        .map_err(|e| err(object_name("subnet", v), e))?;
+                    s.validate().map_err(|(field, reason)| ModelError {
+                        network: id.clone(),
+                        object: format!("subnet {}: ", s.id),
+                        field: field.into(),
+                        reason,
+                    })?;
+                    Ok(s)
+                })
+                .collect::<Result<_, _>>()?;
+            out.sort_by(|a, b| a.id.cmp(&b.id));
+            Ok(out)
+        };
+        let subnets = parse_subnets(&raw.subnets)?;
+        let non_local_subnets = parse_subnets(&raw.non_local_subnets)?;
+        let ports = raw
+            .ports
+            .iter()
+            .map(|v| {
+                serde_path_to_error::deserialize::<_, Port>(v)
+                    .map_err(|e| err(object_name("port", v), e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Network {
+            id,
+            admin_state_up: raw.admin_state_up,
+            mtu,
+            subnets,
+            non_local_subnets,
+            ports,
+        })
+    }
+}
+
+impl Subnet {
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let v4 = self.ip_version == IpVersion::V4;
+        if v4 != self.cidr.is_ipv4() {
+            return Err(("cidr", format!("{} does not match ip_version", self.cidr)));
+        }
+        if let Some(gw) = self.gateway_ip {
+            if gw.is_ipv4() != v4 {
+                return Err(("gateway_ip", format!("{gw} does not match ip_version")));
+            }
+        }
+        Ok(())
+    }
+
+    /// DHCPv4 subnets and DHCPv6 subnets that dnsmasq would have given a `--dhcp-range`.
+    pub fn is_dhcp_v4(&self) -> bool {
+        self.enable_dhcp && self.ip_version == IpVersion::V4
+    }
+}
+
+fn object_name(kind: &str, v: &serde_json::Value) -> String {
+    match v.get("id").and_then(|i| i.as_str()) {
+        Some(id) => format!("{kind} {id}: "),
+        None => format!("{kind} <no id>: "),
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn four() -> IpVersion {
+    IpVersion::V4
+}
+
+fn cidr<'de, D: Deserializer<'de>>(d: D) -> Result<IpNetwork, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse::<IpNetwork>()
+        .map_err(|e| serde::de::Error::custom(format!("invalid CIDR {s:?}: {e}")))
+}
+
+/// Neutron sends `null` for some list fields; treat it as empty.
+fn nullable_vec<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+}
+
+fn nullable_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
+}
+
+/// `extra_dhcp_opts[].ip_version` may be `null` (meaning 4) or a number.
+fn opt_ip_version<'de, D: Deserializer<'de>>(d: D) -> Result<IpVersion, D::Error> {
+    match Option::<u8>::deserialize(d)? {
+        None | Some(4) => Ok(IpVersion::V4),
+        Some(6) => Ok(IpVersion::V6),
+        Some(v) => Err(serde::de::Error::custom(format!(
+            "ip_version must be 4 or 6, got {v}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn net(ports: serde_json::Value) -> serde_json::Value {
+        json!({
+            "id": "net-1", "mtu": 1450, "admin_state_up": true, "unknown_field": {"x": 1},
+            "subnets": [{"id": "s1", "ip_version": 4, "cidr": "10.0.0.0/24",
+                         "gateway_ip": "10.0.0.1", "enable_dhcp": true,
+                         "dns_nameservers": [], "host_routes": [],
+                         "ipv6_ra_mode": null, "ipv6_address_mode": null}],
+            "ports": ports,
+        })
+    }
+
+    #[test]
+    fn parses_neutron_network_and_ignores_unknown_fields() {
+        let v = net(json!([{
+            "id": "p1", "mac_address": "fa:16:3e:12:34:56", "device_owner": "compute:nova",
+            "device_id": "vm", "fixed_ips": [{"subnet_id": "s1", "ip_address": "10.0.0.5"}],
+            "extra_dhcp_opts": [{"opt_name": "bootfile-name", "opt_value": "pxelinux.0", "ip_version": null}],
+            "binding:host_id": "compute1", "security_groups": ["x"], "revision_number": 7
+        }]));
+        let n = Network::from_json(&v).unwrap();
+        assert_eq!(n.mtu, Some(1450));
+        assert_eq!(n.ports[0].mac_address.to_string(), "fa:16:3e:12:34:56");
+        assert_eq!(n.ports[0].extra_dhcp_opts[0].ip_version, IpVersion::V4);
+        assert_eq!(n.ports[0].binding_host_id, "compute1");
+        assert_eq!(n.namespace(), "qdhcp-net-1");
+    }
+
+    #[test]
+    fn bad_mac_is_rejected_naming_network_port_and_field() {
+        let v = net(json!([{"id": "p9", "mac_address": "zz:16:3e:12:34:56"}]));
+        let e = Network::from_json(&v).unwrap_err().to_string();
+        assert!(e.contains("network net-1"), "{e}");
+        assert!(e.contains("port p9"), "{e}");
+        assert!(e.contains("mac_address"), "{e}");
+    }
+
+    #[test]
+    fn bad_cidr_and_version_mismatch_are_rejected() {
+        let mut v = net(json!([]));
+        v["subnets"][0]["cidr"] = json!("10.0.0.0/33");
+        let e = Network::from_json(&v).unwrap_err().to_string();
+        assert!(e.contains("subnet s1") && e.contains("cidr"), "{e}");
+        v["subnets"][0]["cidr"] = json!("fd00::/64");
+        let e = Network::from_json(&v).unwrap_err().to_string();
+        assert!(e.contains("does not match ip_version"), "{e}");
+    }
+
+    #[test]
+    fn mtu_zero_means_none() {
+        let mut v = net(json!([]));
+        v["mtu"] = json!(0);
+        assert_eq!(Network::from_json(&v).unwrap().mtu, None);
+    }
+
+    #[test]
+    fn mac_parsing() {
+        assert!("fa:16:3e:12:34".parse::<MacAddr>().is_err());
+        assert!("fa:16:3e:12:34:56:78".parse::<MacAddr>().is_err());
+        assert_eq!(
+            "FA-16-3E-00-00-01".parse::<MacAddr>().unwrap().to_string(),
+            "fa:16:3e:00:00:01"
+        );
+    }
+}
