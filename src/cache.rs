@@ -94,3 +94,41 @@ impl NetworkCache {
         ids
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn network(macs: &[&str]) -> Network {
+        let mut ports = vec![json!({"id": "dhcp-port", "mac_address": "fa:16:3e:00:00:01",
+            "device_owner": "network:dhcp",
+            "fixed_ips": [{"subnet_id": "s1", "ip_address": "10.0.0.2"}]})];
+        for (i, mac) in macs.iter().enumerate() {
+            ports.push(json!({"id": format!("p{i}"), "mac_address": mac,
+                "device_owner": "compute:nova",
+                "fixed_ips": [{"subnet_id": "s1", "ip_address": format!("10.0.0.{}", 10 + i)}]}));
+        }
+        Network::from_json(&json!({"id": "n1", "subnets": [{"id": "s1", "ip_version": 4,
+            "cidr": "10.0.0.0/24", "gateway_ip": "10.0.0.1"}], "ports": ports}))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_running_reader_sees_port_changes_through_its_handle() {
+        let cache = NetworkCache::new(ServeConfig::default());
+        let a: crate::model::MacAddr = "fa:16:3e:00:00:0a".parse().unwrap();
+        let b: crate::model::MacAddr = "fa:16:3e:00:00:0b".parse().unwrap();
+        let handle = cache.upsert(network(&["fa:16:3e:00:00:0a"]), "dhcp-port");
+        assert!(handle.load().serves_mac(&a));
+        assert!(!handle.load().serves_mac(&b));
+        // Same handle object survives the update: the DHCP task never needs restarting.
+        let again = cache.upsert(network(&["fa:16:3e:00:00:0b"]), "dhcp-port");
+        assert!(Arc::ptr_eq(&handle, &again));
+        assert!(!handle.load().serves_mac(&a));
+        assert!(handle.load().serves_mac(&b));
+        assert_eq!(cache.network_ids(), vec!["n1".to_string()]);
+        assert!(cache.remove("n1").is_some());
+        assert!(cache.view("n1").is_none());
+    }
+}

@@ -7,5 +7,6 @@ pub mod config;
 pub mod device;
 pub mod dhcp;
 pub mod model;
+pub mod rpc;
 pub mod standalone;
 pub mod view;

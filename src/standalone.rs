@@ -42,7 +42,7 @@ pub enum StandaloneError {
     Network {
         path: PathBuf,
         index: usize,
-        source: crate::model::ModelError,
+        source: Box<crate::model::ModelError>,
     },
     #[error("networks file {path}: network {network} appears more than once")]
     Duplicate { path: PathBuf, network: String },
@@ -74,7 +74,7 @@ pub fn parse(text: &str, path: &Path, host: &str) -> Result<Vec<DesiredNetwork>,
         let network = Network::from_json(v).map_err(|source| StandaloneError::Network {
             path: path.to_owned(),
             index,
-            source,
+            source: Box::new(source),
         })?;
         if !seen.insert(network.id.clone()) {
             return Err(StandaloneError::Duplicate {

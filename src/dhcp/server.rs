@@ -90,7 +90,9 @@ impl DhcpServer {
         };
         let (udp, raw) = opened.map_err(socket_err)?;
         let udp = UdpSocket::from_std(udp).map_err(socket_err)?;
-        let raw = AsyncFd::with_interest(raw, Interest::WRITABLE).map_err(socket_err)?;
+        // SAFETY: an OwnedFd stays open and refers to the same socket until the AsyncFd drops it.
+        let raw = unsafe { AsyncFd::register_with_interest(raw, Interest::WRITABLE) }
+            .map_err(|e| socket_err(e.into()))?;
         let counters = Arc::new(Counters::default());
         let (stop_tx, stop_rx) = oneshot::channel();
         let span = tracing::info_span!("dhcp4", network_id = %endpoint.network_id);

@@ -1,0 +1,1 @@
+//! Neutron control plane over oslo.messaging (in progress).
