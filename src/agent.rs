@@ -157,12 +157,13 @@ impl Agent {
             }
             served.server.stop().await;
         }
-        let server = DhcpServer::start(endpoint, view)
-            .await
-            .map_err(|source| AgentError::Server {
-                network: id.clone(),
-                source,
-            })?;
+        let server =
+            DhcpServer::start(endpoint, view)
+                .await
+                .map_err(|source| AgentError::Server {
+                    network: id.clone(),
+                    source,
+                })?;
         tracing::info!(
             network_id = %id,
             namespace = %plugged.namespace,
@@ -212,9 +213,13 @@ impl Agent {
             if keep.contains(&id) || self.served.contains_key(&id) {
                 continue;
             }
-            let ifname = std::fs::read_to_string(entry.path().join("interface")).unwrap_or_default();
+            let ifname =
+                std::fs::read_to_string(entry.path().join("interface")).unwrap_or_default();
             // The namespace device is `ns-<port_id[:11]>`; teardown only needs that prefix.
-            let port_prefix = ifname.trim().trim_start_matches("ns-").trim_start_matches("tap");
+            let port_prefix = ifname
+                .trim()
+                .trim_start_matches("ns-")
+                .trim_start_matches("tap");
             tracing::info!(network_id = %id, "removing network left over from a previous run");
             if !port_prefix.is_empty() {
                 if let Err(e) = self.devices.teardown(&id, port_prefix).await {

@@ -101,16 +101,20 @@ mod tests {
     use serde_json::json;
 
     fn network(macs: &[&str]) -> Network {
-        let mut ports = vec![json!({"id": "dhcp-port", "mac_address": "fa:16:3e:00:00:01",
+        let mut ports = vec![
+            json!({"id": "dhcp-port", "mac_address": "fa:16:3e:00:00:01",
             "device_owner": "network:dhcp",
-            "fixed_ips": [{"subnet_id": "s1", "ip_address": "10.0.0.2"}]})];
+            "fixed_ips": [{"subnet_id": "s1", "ip_address": "10.0.0.2"}]}),
+        ];
         for (i, mac) in macs.iter().enumerate() {
             ports.push(json!({"id": format!("p{i}"), "mac_address": mac,
                 "device_owner": "compute:nova",
                 "fixed_ips": [{"subnet_id": "s1", "ip_address": format!("10.0.0.{}", 10 + i)}]}));
         }
-        Network::from_json(&json!({"id": "n1", "subnets": [{"id": "s1", "ip_version": 4,
-            "cidr": "10.0.0.0/24", "gateway_ip": "10.0.0.1"}], "ports": ports}))
+        Network::from_json(
+            &json!({"id": "n1", "subnets": [{"id": "s1", "ip_version": 4,
+            "cidr": "10.0.0.0/24", "gateway_ip": "10.0.0.1"}], "ports": ports}),
+        )
         .unwrap()
     }
 

@@ -184,6 +184,19 @@ impl RawConfig {
         Ok(())
     }
 
+    /// All `(key, value)` pairs of one section, for option groups parsed elsewhere
+    /// (e.g. `[oslo_messaging_rabbit]` by the RPC layer), sorted by key.
+    pub fn section(&self, section: &str) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .values
+            .iter()
+            .filter(|((s, _), _)| s == section)
+            .map(|((_, k), v)| (k.clone(), v.value.clone()))
+            .collect();
+        out.sort();
+        out
+    }
+
     fn get(&self, section: &str, key: &str) -> Option<&RawValue> {
         self.values.get(&(section.to_owned(), key.to_owned()))
     }
@@ -362,7 +375,9 @@ impl AgentConfig {
                 .opt_string("DEFAULT", "interface_driver")
                 .unwrap_or_else(|| "openvswitch".into()),
             veth_bridge: r.opt_string("veth", "bridge"),
-            networks_file: r.opt_string("standalone", "networks_file").map(PathBuf::from),
+            networks_file: r
+                .opt_string("standalone", "networks_file")
+                .map(PathBuf::from),
             serve,
         })
     }
@@ -412,10 +427,12 @@ mod tests {
 
     #[test]
     fn reads_options_and_ignores_unknown_ones() {
-        let c = cfg("# comment\n[DEFAULT]\ninterface_driver = veth\ndhcp_lease_duration=-1\n\
+        let c = cfg(
+            "# comment\n[DEFAULT]\ninterface_driver = veth\ndhcp_lease_duration=-1\n\
              dns_domain = \"example.org\"\nforce_metadata = True\nsome_unknown = x\n\
              dhcp_renewal_time: 100\n[veth]\nbridge = brq{network_id}\n[standalone]\n\
-             networks_file = $state_path/nets.json\n[oslo_concurrency]\nlock_path = /x\n")
+             networks_file = $state_path/nets.json\n[oslo_concurrency]\nlock_path = /x\n",
+        )
         .unwrap();
         assert_eq!(c.interface_driver, "veth");
         assert_eq!(c.serve.dhcp_lease_duration, -1);
@@ -432,8 +449,11 @@ mod tests {
     #[test]
     fn later_files_override_earlier() {
         let mut raw = RawConfig::default();
-        raw.parse_str("[DEFAULT]\ndns_domain = a\nhost = h1\n", Path::new("neutron.conf"))
-            .unwrap();
+        raw.parse_str(
+            "[DEFAULT]\ndns_domain = a\nhost = h1\n",
+            Path::new("neutron.conf"),
+        )
+        .unwrap();
         raw.parse_str("[DEFAULT]\ndns_domain = b\n", Path::new("dhcp_agent.ini"))
             .unwrap();
         let c = AgentConfig::from_raw(&raw).unwrap();
@@ -451,7 +471,10 @@ mod tests {
         let e = cfg("[DEFAULT]\ndhcp_lease_duration = -5\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("dhcp_lease_duration") && e.contains(">= -1"), "{e}");
+        assert!(
+            e.contains("dhcp_lease_duration") && e.contains(">= -1"),
+            "{e}"
+        );
         assert!(cfg("[DEFAULT]\ndhcp_lease_duration = 0\n").is_err());
         assert!(cfg("[DEFAULT]\ndhcp_rebinding_time = x\n").is_err());
     }
@@ -469,11 +492,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("b.conf"), "[DEFAULT]\ndns_domain = z\n").unwrap();
         std::fs::write(dir.path().join("a.conf"), "[DEFAULT]\ndns_domain = y\n").unwrap();
-        std::fs::write(dir.path().join("ignored.ini"), "[DEFAULT]\ndns_domain = q\n").unwrap();
+        std::fs::write(
+            dir.path().join("ignored.ini"),
+            "[DEFAULT]\ndns_domain = q\n",
+        )
+        .unwrap();
         let raw = RawConfig::load(&[], &[dir.path().to_owned()]).unwrap();
         assert_eq!(AgentConfig::from_raw(&raw).unwrap().serve.dns_domain, "z");
         let mut raw = RawConfig::default();
-        raw.parse_str("[DEFAULT]\nhost = a\n  b\n", Path::new("x")).unwrap();
+        raw.parse_str("[DEFAULT]\nhost = a\n  b\n", Path::new("x"))
+            .unwrap();
         assert_eq!(AgentConfig::from_raw(&raw).unwrap().host, "a\nb");
     }
 }

@@ -38,7 +38,9 @@ impl FromStr for MacAddr {
         let mut out = [0u8; 6];
         let mut parts = s.split([':', '-']);
         for byte in out.iter_mut() {
-            let p = parts.next().ok_or_else(|| format!("invalid MAC address {s:?}"))?;
+            let p = parts
+                .next()
+                .ok_or_else(|| format!("invalid MAC address {s:?}"))?;
             if p.is_empty() || p.len() > 2 {
                 return Err(format!("invalid MAC address {s:?}"));
             }
@@ -175,7 +177,11 @@ pub struct Port {
     pub extra_dhcp_opts: Vec<ExtraDhcpOpt>,
     #[serde(default, deserialize_with = "nullable_vec")]
     pub dns_assignment: Vec<DnsAssignment>,
-    #[serde(rename = "binding:host_id", default, deserialize_with = "nullable_string")]
+    #[serde(
+        rename = "binding:host_id",
+        default,
+        deserialize_with = "nullable_string"
+    )]
     pub binding_host_id: String,
     #[serde(default)]
     pub revision_number: Option<u64>,

@@ -287,7 +287,13 @@ impl<'a> Builder<'a> {
             broadcast_reply: cfg.dhcp_broadcast_reply,
             domain: None,
         };
-        Builder { net, cfg, own_ips, view, subnet_layers: Vec::new() }
+        Builder {
+            net,
+            cfg,
+            own_ips,
+            view,
+            subnet_layers: Vec::new(),
+        }
     }
 
     fn build(mut self) -> NetworkView {
@@ -390,10 +396,22 @@ impl<'a> Builder<'a> {
         server_ip: Ipv4Addr,
     ) -> Layer {
         let mut layer = Layer::new();
-        let cand = |data: Vec<u8>, forced: bool, string: bool| Some(Cand { data, forced, string });
+        let cand = |data: Vec<u8>, forced: bool, string: bool| {
+            Some(Cand {
+                data,
+                forced,
+                string,
+            })
+        };
         let broadcast = u32::from(cidr.network()) | !u32::from(cidr.mask());
-        layer.insert(code::NETMASK, cand(cidr.mask().octets().to_vec(), true, false));
-        layer.insert(code::BROADCAST, cand(broadcast.to_be_bytes().to_vec(), true, false));
+        layer.insert(
+            code::NETMASK,
+            cand(cidr.mask().octets().to_vec(), true, false),
+        );
+        layer.insert(
+            code::BROADCAST,
+            cand(broadcast.to_be_bytes().to_vec(), true, false),
+        );
         layer.insert(code::DNS, cand(server_ip.octets().to_vec(), false, false));
         if let Some((start, len)) = self.view.domain {
             let d = &self.view.arena[start as usize..start as usize + usize::from(len)];
@@ -403,10 +421,24 @@ impl<'a> Builder<'a> {
             layer.insert(code::MTU, cand(mtu.to_be_bytes().to_vec(), true, false));
         }
         if self.cfg.dhcp_renewal_time > 0 {
-            layer.insert(code::T1, cand(self.cfg.dhcp_renewal_time.to_be_bytes().to_vec(), true, false));
+            layer.insert(
+                code::T1,
+                cand(
+                    self.cfg.dhcp_renewal_time.to_be_bytes().to_vec(),
+                    true,
+                    false,
+                ),
+            );
         }
         if self.cfg.dhcp_rebinding_time > 0 {
-            layer.insert(code::T2, cand(self.cfg.dhcp_rebinding_time.to_be_bytes().to_vec(), true, false));
+            layer.insert(
+                code::T2,
+                cand(
+                    self.cfg.dhcp_rebinding_time.to_be_bytes().to_vec(),
+                    true,
+                    false,
+                ),
+            );
         }
         for (opt, value) in self.neutron_subnet_opts(s, all) {
             let slot = match value {
@@ -530,8 +562,7 @@ impl<'a> Builder<'a> {
         let Some(gw) = s.gateway_ip else { return true };
         !self.net.ports.iter().any(|p| {
             ROUTER_INTERFACE_OWNERS.contains(&p.device_owner.as_str())
-                && p
-                    .fixed_ips
+                && p.fixed_ips
                     .iter()
                     .any(|f| f.subnet_id == s.id && f.ip_address == gw)
         })
@@ -541,16 +572,31 @@ impl<'a> Builder<'a> {
         let client_id = self.port_client_id(port);
         let opts = self.port_options(port);
         for fixed in &port.fixed_ips {
-            let Some(ip) = v4(&fixed.ip_address) else { continue };
-            let Some(subnet) = self.view.subnets.iter().position(|s| s.id == fixed.subnet_id)
+            let Some(ip) = v4(&fixed.ip_address) else {
+                continue;
+            };
+            let Some(subnet) = self
+                .view
+                .subnets
+                .iter()
+                .position(|s| s.id == fixed.subnet_id)
             else {
                 continue;
             };
             let sets = self.binding_sets(port, subnet, &opts);
             let hostname = port_hostname(port, ip).map(|h| self.push_bytes(h.as_bytes()));
             let idx = self.view.bindings.len() as u32;
-            self.view.bindings.push(Binding { ip, subnet: subnet as u32, sets, hostname });
-            self.view.by_mac.entry(port.mac_address).or_default().push(idx);
+            self.view.bindings.push(Binding {
+                ip,
+                subnet: subnet as u32,
+                sets,
+                hostname,
+            });
+            self.view
+                .by_mac
+                .entry(port.mac_address)
+                .or_default()
+                .push(idx);
             if let Some(id) = &client_id {
                 self.view
                     .by_client_id
@@ -643,7 +689,10 @@ impl<'a> Builder<'a> {
             let be32 = |c: &Cand| <[u8; 4]>::try_from(c.data.as_slice()).ok();
             match (opt, slot) {
                 (code::SIADDR, Some(c)) => {
-                    set.siaddr = c.data.get(..4).map(|d| Ipv4Addr::new(d[0], d[1], d[2], d[3]));
+                    set.siaddr = c
+                        .data
+                        .get(..4)
+                        .map(|d| Ipv4Addr::new(d[0], d[1], d[2], d[3]));
                 }
                 (code::T1, Some(c)) => set.t1 = be32(c).map(u32::from_be_bytes),
                 (code::T2, Some(c)) => set.t2 = be32(c).map(u32::from_be_bytes),
@@ -702,7 +751,13 @@ fn port_hostname(port: &Port, ip: Ipv4Addr) -> Option<String> {
         .dns_assignment
         .iter()
         .find(|d| d.ip_address == IpAddr::V4(ip))
-        .map(|d| if d.fqdn.is_empty() { d.hostname.as_str() } else { d.fqdn.as_str() })
+        .map(|d| {
+            if d.fqdn.is_empty() {
+                d.hostname.as_str()
+            } else {
+                d.fqdn.as_str()
+            }
+        })
         .and_then(|name| name.split('.').next())
         .filter(|h| !h.is_empty());
     let host = match assigned {
@@ -710,15 +765,23 @@ fn port_hostname(port: &Port, ip: Ipv4Addr) -> Option<String> {
         None => format!("host-{}", ip.to_string().replace('.', "-")),
     };
     let legal = host.len() <= 63
-        && host.bytes().enumerate().all(|(i, b)| {
-            b.is_ascii_alphanumeric() || (i > 0 && (b == b'-' || b == b'_'))
-        });
+        && host
+            .bytes()
+            .enumerate()
+            .all(|(i, b)| b.is_ascii_alphanumeric() || (i > 0 && (b == b'-' || b == b'_')));
     legal.then_some(host)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The view is shared with DHCP tasks through an atomic pointer swap.
+    #[test]
+    fn view_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<NetworkView>();
+    }
 
     #[test]
     fn lease_durations() {

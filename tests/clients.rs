@@ -248,6 +248,19 @@ fn sighup_reload_adds_and_removes_ports() {
     {
         panic!("reload tore down the untouched network: {line}");
     }
+
+    // The agent may also notice the edit by itself; a SIGHUP alone must trigger a reload too.
+    let mark = agent.log_mark();
+    agent.sighup();
+    if agent
+        .wait_for_line_since(mark, &["reloaded networks file"], AGENT_TIMEOUT)
+        .is_none()
+    {
+        panic!(
+            "SIGHUP with an unchanged networks file logged no `reloaded networks file`\n{}",
+            agent.log_text()
+        );
+    }
     agent.stop();
 }
 

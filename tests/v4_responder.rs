@@ -70,7 +70,15 @@ fn mac_str(m: [u8; 6]) -> String {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn subnet4(id: &str, cidr: &str, gw: Option<&str>, dns: &[&str], routes: &[(&str, &str)], segment: Option<&str>, dhcp: bool) -> Value {
+fn subnet4(
+    id: &str,
+    cidr: &str,
+    gw: Option<&str>,
+    dns: &[&str],
+    routes: &[(&str, &str)],
+    segment: Option<&str>,
+    dhcp: bool,
+) -> Value {
     json!({
         "id": id, "ip_version": 4, "cidr": cidr, "gateway_ip": gw, "enable_dhcp": dhcp,
         "dns_nameservers": dns,
@@ -81,7 +89,15 @@ fn subnet4(id: &str, cidr: &str, gw: Option<&str>, dns: &[&str], routes: &[(&str
 
 /// FakeV4Subnet: 192.168.0.0/24, gateway .1, host route 20.0.0.1/24 via 20.0.0.1, DNS 8.8.8.8.
 fn fake_v4_subnet() -> Value {
-    subnet4(SUB_D, "192.168.0.0/24", Some("192.168.0.1"), &["8.8.8.8"], &[("20.0.0.1/24", "20.0.0.1")], None, true)
+    subnet4(
+        SUB_D,
+        "192.168.0.0/24",
+        Some("192.168.0.1"),
+        &["8.8.8.8"],
+        &[("20.0.0.1/24", "20.0.0.1")],
+        None,
+        true,
+    )
 }
 
 fn fake_v6_subnet() -> Value {
@@ -107,11 +123,21 @@ fn with_opts(mut p: Value, opts: &[(&str, Option<&str>)]) -> Value {
 }
 
 fn own_port(ips: &[(&str, &str)]) -> Value {
-    port(OWN, [0x00, 0x00, 0x80, 0xaa, 0xbb, 0xee], "network:dhcp", ips)
+    port(
+        OWN,
+        [0x00, 0x00, 0x80, 0xaa, 0xbb, 0xee],
+        "network:dhcp",
+        ips,
+    )
 }
 
 fn router_port(id: &str, owner: &str, subnet: &str, addr: &str) -> Value {
-    port(id, [0x00, 0x00, 0x0f, 0x11, 0x11, 0x11], owner, &[(subnet, addr)])
+    port(
+        id,
+        [0x00, 0x00, 0x0f, 0x11, 0x11, 0x11],
+        owner,
+        &[(subnet, addr)],
+    )
 }
 
 fn network(subnets: Vec<Value>, non_local: Vec<Value>, ports: Vec<Value>, mtu: u32) -> Network {
@@ -123,7 +149,10 @@ fn network(subnets: Vec<Value>, non_local: Vec<Value>, ports: Vec<Value>, mtu: u
 
 /// Neutron's unit tests run with `enable_isolated_metadata = True`.
 fn neutron_test_cfg() -> ServeConfig {
-    ServeConfig { enable_isolated_metadata: true, ..ServeConfig::default() }
+    ServeConfig {
+        enable_isolated_metadata: true,
+        ..ServeConfig::default()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -166,15 +195,18 @@ fn discover(mac: [u8; 6], codes: Option<&[u8]>) -> Vec<u8> {
 
 fn selecting(mac: [u8; 6], server: &str, want: &str) -> Vec<u8> {
     let mut m = base(mac, MessageType::Request);
-    m.opts_mut().insert(DhcpOption::ServerIdentifier(ip(server)));
-    m.opts_mut().insert(DhcpOption::RequestedIpAddress(ip(want)));
+    m.opts_mut()
+        .insert(DhcpOption::ServerIdentifier(ip(server)));
+    m.opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(ip(want)));
     prl(&mut m, &FULL_PRL);
     encode(&m)
 }
 
 fn init_reboot(mac: [u8; 6], want: &str) -> Vec<u8> {
     let mut m = base(mac, MessageType::Request);
-    m.opts_mut().insert(DhcpOption::RequestedIpAddress(ip(want)));
+    m.opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(ip(want)));
     encode(&m)
 }
 
@@ -194,7 +226,10 @@ fn answer(view: &NetworkView, req: &[u8]) -> (Outcome, Vec<u8>) {
 fn reply(view: &NetworkView, req: &[u8]) -> (Delivery, Ipv4Addr, Message, Vec<u8>) {
     let (o, out) = answer(view, req);
     match o {
-        Outcome::Reply { delivery, server_ip } => {
+        Outcome::Reply {
+            delivery,
+            server_ip,
+        } => {
             let msg = Message::from_bytes(&out).expect("dhcproto decodes our reply");
             (delivery, server_ip, msg, out)
         }
@@ -234,9 +269,12 @@ fn raw_opt(reply: &[u8], code: u8) -> Option<Vec<u8>> {
 
 fn routes(m: &Message) -> Option<String> {
     match m.opts().get(OptionCode::ClasslessStaticRoute)? {
-        DhcpOption::ClasslessStaticRoute(r) => {
-            Some(r.iter().map(|(n, g)| format!("{n},{g}")).collect::<Vec<_>>().join(","))
-        }
+        DhcpOption::ClasslessStaticRoute(r) => Some(
+            r.iter()
+                .map(|(n, g)| format!("{n},{g}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -250,15 +288,21 @@ fn addrs(m: &Message, code: OptionCode) -> Option<Vec<Ipv4Addr>> {
 
 fn text(m: &Message, code: OptionCode) -> Option<String> {
     match m.opts().get(code)? {
-        DhcpOption::Hostname(s) | DhcpOption::DomainName(s) | DhcpOption::Message(s) => Some(s.clone()),
-        DhcpOption::BootfileName(b) | DhcpOption::TFTPServerName(b) => Some(String::from_utf8(b.clone()).unwrap()),
+        DhcpOption::Hostname(s) | DhcpOption::DomainName(s) | DhcpOption::Message(s) => {
+            Some(s.clone())
+        }
+        DhcpOption::BootfileName(b) | DhcpOption::TFTPServerName(b) => {
+            Some(String::from_utf8(b.clone()).unwrap())
+        }
         other => panic!("unexpected {other:?}"),
     }
 }
 
 fn u32_opt(m: &Message, code: OptionCode) -> Option<u32> {
     match m.opts().get(code)? {
-        DhcpOption::AddressLeaseTime(v) | DhcpOption::Renewal(v) | DhcpOption::Rebinding(v) => Some(*v),
+        DhcpOption::AddressLeaseTime(v) | DhcpOption::Renewal(v) | DhcpOption::Rebinding(v) => {
+            Some(*v)
+        }
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -293,7 +337,17 @@ struct OptsCase {
 fn opts_cases() -> Vec<OptsCase> {
     let port1 = || port("port1", MAC1, "foo1", &[(SUB_D, "192.168.0.2")]);
     let router = || router_port("router", "network:router_interface", SUB_D, "192.168.0.1");
-    let v4_subnet_no_extras = |dns: &[&str]| subnet4(SUB_D, "192.168.0.0/24", Some("192.168.0.1"), dns, &[], None, true);
+    let v4_subnet_no_extras = |dns: &[&str]| {
+        subnet4(
+            SUB_D,
+            "192.168.0.0/24",
+            Some("192.168.0.1"),
+            dns,
+            &[],
+            None,
+            true,
+        )
+    };
     vec![
         // test_output_opts_file (FakeDualNetwork): host route, router interface on the gateway.
         OptsCase {
@@ -689,8 +743,24 @@ fn opts_cases() -> Vec<OptsCase> {
 /// FakeNonLocalSubnets: local jjjj (segment 2), non-local iiii (segment 1).
 fn non_local_net() -> Network {
     network(
-        vec![subnet4(SUB_J, "192.168.0.0/24", Some("192.168.0.1"), &["8.8.8.8"], &[], Some("2"), true)],
-        vec![subnet4(SUB_I, "192.168.2.0/24", Some("192.168.2.1"), &["8.8.8.8"], &[], Some("1"), true)],
+        vec![subnet4(
+            SUB_J,
+            "192.168.0.0/24",
+            Some("192.168.0.1"),
+            &["8.8.8.8"],
+            &[],
+            Some("2"),
+            true,
+        )],
+        vec![subnet4(
+            SUB_I,
+            "192.168.2.0/24",
+            Some("192.168.2.1"),
+            &["8.8.8.8"],
+            &[],
+            Some("1"),
+            true,
+        )],
         vec![
             port("port1", MAC1, "foo1", &[(SUB_J, "192.168.0.2")]),
             port("remote", MAC3, "compute:nova", &[(SUB_I, "192.168.2.5")]),
@@ -718,10 +788,24 @@ fn neutron_opts_files_on_the_wire() {
         assert_eq!(server, ip(case.server), "{n}");
         assert_eq!(server_id(&offer), ip(case.server), "{n}");
         assert_eq!(routes(&offer).as_deref(), case.routes, "{n}: option 121");
-        assert_eq!(raw_opt(&raw, 249), raw_opt(&raw, 121), "{n}: option 249 mirrors 121");
-        let dns = case.dns.map(|d| d.iter().map(|a| ip(a)).collect::<Vec<_>>());
-        assert_eq!(addrs(&offer, OptionCode::DomainNameServer), dns, "{n}: option 6");
-        assert_eq!(addrs(&offer, OptionCode::Router), case.router.map(|r| vec![ip(r)]), "{n}: option 3");
+        assert_eq!(
+            raw_opt(&raw, 249),
+            raw_opt(&raw, 121),
+            "{n}: option 249 mirrors 121"
+        );
+        let dns = case
+            .dns
+            .map(|d| d.iter().map(|a| ip(a)).collect::<Vec<_>>());
+        assert_eq!(
+            addrs(&offer, OptionCode::DomainNameServer),
+            dns,
+            "{n}: option 6"
+        );
+        assert_eq!(
+            addrs(&offer, OptionCode::Router),
+            case.router.map(|r| vec![ip(r)]),
+            "{n}: option 3"
+        );
     }
 }
 
@@ -751,23 +835,51 @@ fn std_view() -> NetworkView {
 fn offer_carries_address_lease_and_always_sent_options() {
     let view = std_view();
     let (delivery, server, offer, raw) = reply(&view, &discover(MAC1, Some(&[3])));
-    assert_eq!(delivery, Delivery::Unicast { mac: MAC1, ip: ip("192.168.0.2") });
+    assert_eq!(
+        delivery,
+        Delivery::Unicast {
+            mac: MAC1,
+            ip: ip("192.168.0.2")
+        }
+    );
     assert_eq!(server, ip("192.168.0.10"));
     assert_eq!(offer.opcode(), dhcproto::v4::Opcode::BootReply);
     assert_eq!(offer.xid(), 0x1234_5678);
     assert_eq!(offer.yiaddr(), ip("192.168.0.2"));
     assert_eq!(offer.ciaddr(), Ipv4Addr::UNSPECIFIED);
-    assert_eq!(offer.siaddr(), ip("192.168.0.10"), "dnsmasq puts its address in siaddr");
+    assert_eq!(
+        offer.siaddr(),
+        ip("192.168.0.10"),
+        "dnsmasq puts its address in siaddr"
+    );
     assert_eq!(offer.chaddr(), &MAC1);
     assert_eq!(u32_opt(&offer, OptionCode::AddressLeaseTime), Some(86400));
     assert_eq!(u32_opt(&offer, OptionCode::Renewal), Some(43200));
     assert_eq!(u32_opt(&offer, OptionCode::Rebinding), Some(75600));
-    assert_eq!(offer.opts().get(OptionCode::SubnetMask), Some(&DhcpOption::SubnetMask(ip("255.255.255.0"))));
-    assert_eq!(offer.opts().get(OptionCode::BroadcastAddr), Some(&DhcpOption::BroadcastAddr(ip("192.168.0.255"))));
-    assert_eq!(offer.opts().get(OptionCode::InterfaceMtu), Some(&DhcpOption::InterfaceMtu(1450)), "MTU is forced");
-    assert_eq!(addrs(&offer, OptionCode::Router), Some(vec![ip("192.168.0.1")]));
+    assert_eq!(
+        offer.opts().get(OptionCode::SubnetMask),
+        Some(&DhcpOption::SubnetMask(ip("255.255.255.0")))
+    );
+    assert_eq!(
+        offer.opts().get(OptionCode::BroadcastAddr),
+        Some(&DhcpOption::BroadcastAddr(ip("192.168.0.255")))
+    );
+    assert_eq!(
+        offer.opts().get(OptionCode::InterfaceMtu),
+        Some(&DhcpOption::InterfaceMtu(1450)),
+        "MTU is forced"
+    );
+    assert_eq!(
+        addrs(&offer, OptionCode::Router),
+        Some(vec![ip("192.168.0.1")])
+    );
     // Not requested: not sent.
-    for code in [OptionCode::DomainNameServer, OptionCode::ClasslessStaticRoute, OptionCode::DomainName, OptionCode::Hostname] {
+    for code in [
+        OptionCode::DomainNameServer,
+        OptionCode::ClasslessStaticRoute,
+        OptionCode::DomainName,
+        OptionCode::Hostname,
+    ] {
         assert!(offer.opts().get(code).is_none(), "{code:?}");
     }
     assert!(raw_opt(&raw, 249).is_none());
@@ -778,10 +890,16 @@ fn offer_carries_address_lease_and_always_sent_options() {
 fn no_parameter_request_list_means_everything() {
     let view = std_view();
     let (_, _, offer, raw) = reply(&view, &discover(MAC2, None));
-    assert_eq!(addrs(&offer, OptionCode::DomainNameServer), Some(vec![ip("8.8.8.8")]));
+    assert_eq!(
+        addrs(&offer, OptionCode::DomainNameServer),
+        Some(vec![ip("8.8.8.8")])
+    );
     assert!(routes(&offer).is_some());
     assert!(raw_opt(&raw, 249).is_some());
-    assert_eq!(text(&offer, OptionCode::DomainName).as_deref(), Some("openstacklocal"));
+    assert_eq!(
+        text(&offer, OptionCode::DomainName).as_deref(),
+        Some("openstacklocal")
+    );
     assert_eq!(text(&offer, OptionCode::Hostname).as_deref(), Some("myvm"));
 }
 
@@ -799,16 +917,32 @@ fn empty_parameter_request_list_means_only_the_always_sent_ones() {
 fn hostname_and_domain_when_requested() {
     let view = std_view();
     let (_, _, offer, _) = reply(&view, &discover(MAC1, Some(&[12, 15])));
-    assert_eq!(text(&offer, OptionCode::Hostname).as_deref(), Some("host-192-168-0-2"));
-    assert_eq!(text(&offer, OptionCode::DomainName).as_deref(), Some("openstacklocal"));
+    assert_eq!(
+        text(&offer, OptionCode::Hostname).as_deref(),
+        Some("host-192-168-0-2")
+    );
+    assert_eq!(
+        text(&offer, OptionCode::DomainName).as_deref(),
+        Some("openstacklocal")
+    );
     let (_, _, offer, _) = reply(&view, &discover(MAC2, Some(&[12])));
-    assert_eq!(text(&offer, OptionCode::Hostname).as_deref(), Some("myvm"), "from dns_assignment");
+    assert_eq!(
+        text(&offer, OptionCode::Hostname).as_deref(),
+        Some("myvm"),
+        "from dns_assignment"
+    );
     // Empty dns_domain: no option 15.
-    let cfg = ServeConfig { dns_domain: String::new(), ..ServeConfig::default() };
+    let cfg = ServeConfig {
+        dns_domain: String::new(),
+        ..ServeConfig::default()
+    };
     let view = NetworkView::build(&std_net_with(vec![], 1450), OWN, &cfg);
     let (_, _, offer, _) = reply(&view, &discover(MAC1, Some(&[12, 15])));
     assert!(offer.opts().get(OptionCode::DomainName).is_none());
-    assert_eq!(text(&offer, OptionCode::Hostname).as_deref(), Some("host-192-168-0-2"));
+    assert_eq!(
+        text(&offer, OptionCode::Hostname).as_deref(),
+        Some("host-192-168-0-2")
+    );
 }
 
 #[test]
@@ -816,17 +950,23 @@ fn offer_does_not_contradict_the_clients_own_hostname() {
     let view = std_view();
     let mut m = base(MAC2, MessageType::Discover);
     prl(&mut m, &[12]);
-    m.opts_mut().insert(DhcpOption::Hostname("other-name".into()));
+    m.opts_mut()
+        .insert(DhcpOption::Hostname("other-name".into()));
     let (_, _, offer, _) = reply(&view, &encode(&m));
-    assert!(offer.opts().get(OptionCode::Hostname).is_none(), "dnsmasq: no option 12 in that OFFER");
+    assert!(
+        offer.opts().get(OptionCode::Hostname).is_none(),
+        "dnsmasq: no option 12 in that OFFER"
+    );
     m.opts_mut().insert(DhcpOption::Hostname("MYVM".into()));
     let (_, _, offer, _) = reply(&view, &encode(&m));
     assert_eq!(text(&offer, OptionCode::Hostname).as_deref(), Some("myvm"));
     // The ACK always names the host.
     let mut r = base(MAC2, MessageType::Request);
     prl(&mut r, &[12]);
-    r.opts_mut().insert(DhcpOption::Hostname("other-name".into()));
-    r.opts_mut().insert(DhcpOption::RequestedIpAddress(ip("192.168.0.3")));
+    r.opts_mut()
+        .insert(DhcpOption::Hostname("other-name".into()));
+    r.opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(ip("192.168.0.3")));
     let (_, _, ack, _) = reply(&view, &encode(&r));
     assert_eq!(text(&ack, OptionCode::Hostname).as_deref(), Some("myvm"));
 }
@@ -838,25 +978,60 @@ fn client_fqdn_is_answered() {
     let req = with_raw(discover(MAC2, Some(&[1])), &[81, 3, 0, 0, 0]);
     let (_, _, _, raw) = reply(&view, &req);
     let fqdn = raw_opt(&raw, 81).unwrap();
-    assert_eq!(fqdn, [&[0x03u8, 255, 255][..], b"myvm.openstacklocal"].concat());
+    assert_eq!(
+        fqdn,
+        [&[0x03u8, 255, 255][..], b"myvm.openstacklocal"].concat()
+    );
     // E flag: wire-format name.
     let req = with_raw(discover(MAC2, Some(&[1])), &[81, 3, 0x05, 0, 0]);
     let (_, _, _, raw) = reply(&view, &req);
     let fqdn = raw_opt(&raw, 81).unwrap();
-    assert_eq!(fqdn, [&[0x05u8, 255, 255][..], b"\x04myvm\x0eopenstacklocal\x00"].concat());
+    assert_eq!(
+        fqdn,
+        [&[0x05u8, 255, 255][..], b"\x04myvm\x0eopenstacklocal\x00"].concat()
+    );
 }
 
 #[test]
 fn unknown_and_excluded_clients_get_nothing() {
     let extra = vec![
-        port("fip", [0, 0, 1, 1, 1, 1], "network:floatingip", &[(SUB_D, "192.168.0.50")]),
-        port("ha", [0, 0, 1, 1, 1, 2], "network:router_ha_interface", &[(SUB_D, "192.168.0.51")]),
-        port("dist", [0, 0, 1, 1, 1, 3], "network:distributed", &[(SUB_D, "192.168.0.52")]),
-        port("agent2", [0, 0, 1, 1, 1, 4], "network:dhcp", &[(SUB_D, "192.168.0.53")]),
+        port(
+            "fip",
+            [0, 0, 1, 1, 1, 1],
+            "network:floatingip",
+            &[(SUB_D, "192.168.0.50")],
+        ),
+        port(
+            "ha",
+            [0, 0, 1, 1, 1, 2],
+            "network:router_ha_interface",
+            &[(SUB_D, "192.168.0.51")],
+        ),
+        port(
+            "dist",
+            [0, 0, 1, 1, 1, 3],
+            "network:distributed",
+            &[(SUB_D, "192.168.0.52")],
+        ),
+        port(
+            "agent2",
+            [0, 0, 1, 1, 1, 4],
+            "network:dhcp",
+            &[(SUB_D, "192.168.0.53")],
+        ),
     ];
     let view = NetworkView::build(&std_net_with(extra, 1450), OWN, &ServeConfig::default());
-    for mac in [UNKNOWN_MAC, [0, 0, 1, 1, 1, 1], [0, 0, 1, 1, 1, 2], [0, 0, 1, 1, 1, 3], [0, 0, 1, 1, 1, 4]] {
-        assert_eq!(ignored(&view, &discover(mac, None)), Ignore::UnknownClient { mac: MacAddr(mac) });
+    for mac in [
+        UNKNOWN_MAC,
+        [0, 0, 1, 1, 1, 1],
+        [0, 0, 1, 1, 1, 2],
+        [0, 0, 1, 1, 1, 3],
+        [0, 0, 1, 1, 1, 4],
+    ] {
+        assert_eq!(
+            ignored(&view, &discover(mac, None)),
+            Ignore::UnknownClient { mac: MacAddr(mac) }
+        );
         assert!(!view.serves_mac(&MacAddr(mac)));
     }
     assert!(view.serves_mac(&MacAddr(MAC1)));
@@ -869,18 +1044,43 @@ fn unknown_and_excluded_clients_get_nothing() {
 #[test]
 fn client_id_matching_like_dnsmasq() {
     let ports = vec![
-        with_opts(port("p5", [0, 0, 0x0f, 0xaa, 0xbb, 0x55], "foo5", &[(SUB_D, "192.168.0.5")]), &[("client-id", Some("test5"))]),
         with_opts(
-            port("p6", [0, 0, 0x0f, 0xaa, 0xbb, 0x66], "foo6", &[(SUB_D, "192.168.0.6")]),
-            &[("client-id", Some("test6")), ("dns-server", Some("123.123.123.45"))],
+            port(
+                "p5",
+                [0, 0, 0x0f, 0xaa, 0xbb, 0x55],
+                "foo5",
+                &[(SUB_D, "192.168.0.5")],
+            ),
+            &[("client-id", Some("test5"))],
         ),
-        with_opts(port("p7", [0, 0, 0x0f, 0xaa, 0xbb, 0x77], "foo7", &[(SUB_D, "192.168.0.7")]), &[("61", Some("01:02:03"))]),
+        with_opts(
+            port(
+                "p6",
+                [0, 0, 0x0f, 0xaa, 0xbb, 0x66],
+                "foo6",
+                &[(SUB_D, "192.168.0.6")],
+            ),
+            &[
+                ("client-id", Some("test6")),
+                ("dns-server", Some("123.123.123.45")),
+            ],
+        ),
+        with_opts(
+            port(
+                "p7",
+                [0, 0, 0x0f, 0xaa, 0xbb, 0x77],
+                "foo7",
+                &[(SUB_D, "192.168.0.7")],
+            ),
+            &[("61", Some("01:02:03"))],
+        ),
     ];
     let view = NetworkView::build(&std_net_with(ports, 1450), OWN, &ServeConfig::default());
     let with_id = |mac: [u8; 6], id: &[u8]| {
         let mut m = base(mac, MessageType::Discover);
         prl(&mut m, &[6]);
-        m.opts_mut().insert(DhcpOption::ClientIdentifier(id.to_vec()));
+        m.opts_mut()
+            .insert(DhcpOption::ClientIdentifier(id.to_vec()));
         encode(&m)
     };
     // The client-id wins over the MAC, whatever the MAC is.
@@ -888,7 +1088,11 @@ fn client_id_matching_like_dnsmasq() {
     assert_eq!(o.yiaddr(), ip("192.168.0.5"));
     let (_, _, o, _) = reply(&view, &with_id(MAC1, b"test6"));
     assert_eq!(o.yiaddr(), ip("192.168.0.6"));
-    assert_eq!(addrs(&o, OptionCode::DomainNameServer), Some(vec![ip("123.123.123.45")]), "port options follow the match");
+    assert_eq!(
+        addrs(&o, OptionCode::DomainNameServer),
+        Some(vec![ip("123.123.123.45")]),
+        "port options follow the match"
+    );
     // dhcpcd's zero-prefixed ASCII client-id.
     let (_, _, o, _) = reply(&view, &with_id(UNKNOWN_MAC, b"\x00test5"));
     assert_eq!(o.yiaddr(), ip("192.168.0.5"));
@@ -896,12 +1100,18 @@ fn client_id_matching_like_dnsmasq() {
     let (_, _, o, _) = reply(&view, &with_id(UNKNOWN_MAC, &[1, 2, 3]));
     assert_eq!(o.yiaddr(), ip("192.168.0.7"));
     // The port's MAC still matches with another client-id or none.
-    let (_, _, o, _) = reply(&view, &with_id([0, 0, 0x0f, 0xaa, 0xbb, 0x55], b"something-else"));
+    let (_, _, o, _) = reply(
+        &view,
+        &with_id([0, 0, 0x0f, 0xaa, 0xbb, 0x55], b"something-else"),
+    );
     assert_eq!(o.yiaddr(), ip("192.168.0.5"));
     let (_, _, o, _) = reply(&view, &discover([0, 0, 0x0f, 0xaa, 0xbb, 0x55], None));
     assert_eq!(o.yiaddr(), ip("192.168.0.5"));
     // Unknown id and unknown MAC: nothing.
-    assert!(matches!(ignored(&view, &with_id(UNKNOWN_MAC, b"nope")), Ignore::UnknownClient { .. }));
+    assert!(matches!(
+        ignored(&view, &with_id(UNKNOWN_MAC, b"nope")),
+        Ignore::UnknownClient { .. }
+    ));
 }
 
 #[test]
@@ -910,21 +1120,39 @@ fn request_selecting() {
     // Our offer accepted.
     let (delivery, server, ack, _) = reply(&view, &selecting(MAC1, "192.168.0.10", "192.168.0.2"));
     assert_eq!(msg_type(&ack), MessageType::Ack);
-    assert_eq!((ack.yiaddr(), ack.ciaddr()), (ip("192.168.0.2"), Ipv4Addr::UNSPECIFIED));
+    assert_eq!(
+        (ack.yiaddr(), ack.ciaddr()),
+        (ip("192.168.0.2"), Ipv4Addr::UNSPECIFIED)
+    );
     assert_eq!(server, ip("192.168.0.10"));
-    assert_eq!(delivery, Delivery::Unicast { mac: MAC1, ip: ip("192.168.0.2") });
+    assert_eq!(
+        delivery,
+        Delivery::Unicast {
+            mac: MAC1,
+            ip: ip("192.168.0.2")
+        }
+    );
     assert!(routes(&ack).is_some());
     // Another server chosen: silently ignored, never NAKed (not authoritative).
     assert_eq!(
         ignored(&view, &selecting(MAC1, "192.168.0.99", "192.168.0.2")),
-        Ignore::OtherServer { server_id: ip("192.168.0.99") }
+        Ignore::OtherServer {
+            server_id: ip("192.168.0.99")
+        }
     );
     // Us, but an address that is not the client's: NAK.
-    let (delivery, server, nak, raw) = reply(&view, &selecting(MAC1, "192.168.0.10", "192.168.0.3"));
+    let (delivery, server, nak, raw) =
+        reply(&view, &selecting(MAC1, "192.168.0.10", "192.168.0.3"));
     assert_nak(&nak, &raw, "192.168.0.10");
-    assert_eq!((delivery, server), (Delivery::Broadcast, ip("192.168.0.10")));
+    assert_eq!(
+        (delivery, server),
+        (Delivery::Broadcast, ip("192.168.0.10"))
+    );
     // A client we do not know selecting us (e.g. its port was deleted): NAK, like dnsmasq.
-    let (_, _, nak, raw) = reply(&view, &selecting(UNKNOWN_MAC, "192.168.0.10", "192.168.0.2"));
+    let (_, _, nak, raw) = reply(
+        &view,
+        &selecting(UNKNOWN_MAC, "192.168.0.10", "192.168.0.2"),
+    );
     assert_nak(&nak, &raw, "192.168.0.10");
 }
 
@@ -932,9 +1160,19 @@ fn assert_nak(nak: &Message, raw: &[u8], server: &str) {
     assert_eq!(msg_type(nak), MessageType::Nak);
     assert_eq!(server_id(nak), ip(server));
     assert!(text(nak, OptionCode::Message).is_some());
-    assert_eq!((nak.yiaddr(), nak.ciaddr(), nak.siaddr()), (Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED));
+    assert_eq!(
+        (nak.yiaddr(), nak.ciaddr(), nak.siaddr()),
+        (
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::UNSPECIFIED
+        )
+    );
     assert!(nak.flags().broadcast());
-    assert!(raw_opt(raw, 51).is_none() && raw_opt(raw, 1).is_none(), "a NAK carries no configuration");
+    assert!(
+        raw_opt(raw, 51).is_none() && raw_opt(raw, 1).is_none(),
+        "a NAK carries no configuration"
+    );
     assert!(raw.len() >= 300);
 }
 
@@ -942,17 +1180,28 @@ fn assert_nak(nak: &Message, raw: &[u8], server: &str) {
 fn request_init_reboot() {
     let view = std_view();
     let (_, _, ack, _) = reply(&view, &init_reboot(MAC1, "192.168.0.2"));
-    assert_eq!((msg_type(&ack), ack.yiaddr()), (MessageType::Ack, ip("192.168.0.2")));
+    assert_eq!(
+        (msg_type(&ack), ack.yiaddr()),
+        (MessageType::Ack, ip("192.168.0.2"))
+    );
     // Wrong address in our subnet: NAK.
     let (_, _, nak, raw) = reply(&view, &init_reboot(MAC1, "192.168.0.77"));
     assert_nak(&nak, &raw, "192.168.0.10");
-    assert_eq!(text(&nak, OptionCode::Message).as_deref(), Some("wrong address"));
+    assert_eq!(
+        text(&nak, OptionCode::Message).as_deref(),
+        Some("wrong address")
+    );
     // Known client back from another network (e.g. a snapshot's stale lease): dnsmasq NAKs
     // too, so the client restarts discovery at once instead of timing out.
     let (_, _, nak, raw) = reply(&view, &init_reboot(MAC1, "10.9.9.9"));
     assert_nak(&nak, &raw, "192.168.0.10");
     // Unknown client: not ours to judge.
-    assert_eq!(ignored(&view, &init_reboot(UNKNOWN_MAC, "192.168.0.2")), Ignore::UnknownClient { mac: MacAddr(UNKNOWN_MAC) });
+    assert_eq!(
+        ignored(&view, &init_reboot(UNKNOWN_MAC, "192.168.0.2")),
+        Ignore::UnknownClient {
+            mac: MacAddr(UNKNOWN_MAC)
+        }
+    );
 }
 
 #[test]
@@ -960,8 +1209,16 @@ fn request_renewing_and_rebinding() {
     let view = std_view();
     let (delivery, _, ack, _) = reply(&view, &renewing(MAC1, "192.168.0.2"));
     assert_eq!(msg_type(&ack), MessageType::Ack);
-    assert_eq!((ack.ciaddr(), ack.yiaddr()), (ip("192.168.0.2"), ip("192.168.0.2")));
-    assert_eq!(delivery, Delivery::Unicast { mac: MAC1, ip: ip("192.168.0.2") });
+    assert_eq!(
+        (ack.ciaddr(), ack.yiaddr()),
+        (ip("192.168.0.2"), ip("192.168.0.2"))
+    );
+    assert_eq!(
+        delivery,
+        Delivery::Ciaddr {
+            ip: ip("192.168.0.2")
+        }
+    );
     assert_eq!(u32_opt(&ack, OptionCode::AddressLeaseTime), Some(86400));
     // Renewing an address in our subnet that is no longer its own: NAK.
     let (delivery, _, nak, raw) = reply(&view, &renewing(MAC1, "192.168.0.3"));
@@ -970,12 +1227,21 @@ fn request_renewing_and_rebinding() {
     // An address we know nothing about: ignore (another server's lease).
     assert_eq!(
         ignored(&view, &renewing(MAC1, "10.0.0.5")),
-        Ignore::ForeignAddress { mac: MacAddr(MAC1), ip: ip("10.0.0.5") }
+        Ignore::ForeignAddress {
+            mac: MacAddr(MAC1),
+            ip: ip("10.0.0.5")
+        }
     );
-    assert!(matches!(ignored(&view, &renewing(UNKNOWN_MAC, "192.168.0.2")), Ignore::UnknownClient { .. }));
+    assert!(matches!(
+        ignored(&view, &renewing(UNKNOWN_MAC, "192.168.0.2")),
+        Ignore::UnknownClient { .. }
+    ));
     // Neither option 50 nor ciaddr.
     let m = base(MAC1, MessageType::Request);
-    assert_eq!(ignored(&view, &encode(&m)), Ignore::NoAddress { mac: MacAddr(MAC1) });
+    assert_eq!(
+        ignored(&view, &encode(&m)),
+        Ignore::NoAddress { mac: MacAddr(MAC1) }
+    );
 }
 
 #[test]
@@ -986,12 +1252,23 @@ fn inform_gets_configuration_without_lease() {
     prl(&mut m, &[3, 6, 121]);
     let (delivery, _, ack, raw) = reply(&view, &encode(&m));
     assert_eq!(msg_type(&ack), MessageType::Ack);
-    assert_eq!((ack.ciaddr(), ack.yiaddr()), (ip("192.168.0.2"), Ipv4Addr::UNSPECIFIED));
-    assert_eq!(delivery, Delivery::Unicast { mac: MAC1, ip: ip("192.168.0.2") });
+    assert_eq!(
+        (ack.ciaddr(), ack.yiaddr()),
+        (ip("192.168.0.2"), Ipv4Addr::UNSPECIFIED)
+    );
+    assert_eq!(
+        delivery,
+        Delivery::Ciaddr {
+            ip: ip("192.168.0.2")
+        }
+    );
     for c in [51, 58, 59] {
         assert!(raw_opt(&raw, c).is_none(), "option {c} in INFORM reply");
     }
-    assert_eq!(addrs(&ack, OptionCode::DomainNameServer), Some(vec![ip("8.8.8.8")]));
+    assert_eq!(
+        addrs(&ack, OptionCode::DomainNameServer),
+        Some(vec![ip("8.8.8.8")])
+    );
     assert!(routes(&ack).is_some());
     // Unknown clients are answered too (dnsmasq), with the subnet's options.
     let mut m = base(UNKNOWN_MAC, MessageType::Inform);
@@ -1000,10 +1277,16 @@ fn inform_gets_configuration_without_lease() {
     assert_eq!(msg_type(&ack), MessageType::Ack);
     // Without ciaddr, or outside our subnets: ignored.
     let m = base(MAC1, MessageType::Inform);
-    assert_eq!(ignored(&view, &encode(&m)), Ignore::InformWithoutAddress { mac: MacAddr(MAC1) });
+    assert_eq!(
+        ignored(&view, &encode(&m)),
+        Ignore::InformWithoutAddress { mac: MacAddr(MAC1) }
+    );
     let mut m = base(MAC1, MessageType::Inform);
     m.set_ciaddr(ip("10.1.1.1"));
-    assert!(matches!(ignored(&view, &encode(&m)), Ignore::ForeignAddress { .. }));
+    assert!(matches!(
+        ignored(&view, &encode(&m)),
+        Ignore::ForeignAddress { .. }
+    ));
 }
 
 #[test]
@@ -1011,16 +1294,40 @@ fn release_and_decline_are_reported() {
     let view = std_view();
     let mut m = base(MAC1, MessageType::Release);
     m.set_ciaddr(ip("192.168.0.2"));
-    m.opts_mut().insert(DhcpOption::ServerIdentifier(ip("192.168.0.10")));
-    assert_eq!(ignored(&view, &encode(&m)), Ignore::Release { mac: MacAddr(MAC1), ip: ip("192.168.0.2") });
-    m.opts_mut().insert(DhcpOption::ServerIdentifier(ip("192.168.0.11")));
-    assert_eq!(ignored(&view, &encode(&m)), Ignore::OtherServer { server_id: ip("192.168.0.11") });
+    m.opts_mut()
+        .insert(DhcpOption::ServerIdentifier(ip("192.168.0.10")));
+    assert_eq!(
+        ignored(&view, &encode(&m)),
+        Ignore::Release {
+            mac: MacAddr(MAC1),
+            ip: ip("192.168.0.2")
+        }
+    );
+    m.opts_mut()
+        .insert(DhcpOption::ServerIdentifier(ip("192.168.0.11")));
+    assert_eq!(
+        ignored(&view, &encode(&m)),
+        Ignore::OtherServer {
+            server_id: ip("192.168.0.11")
+        }
+    );
     let mut m = base(MAC1, MessageType::Decline);
-    m.opts_mut().insert(DhcpOption::ServerIdentifier(ip("192.168.0.10")));
-    m.opts_mut().insert(DhcpOption::RequestedIpAddress(ip("192.168.0.2")));
+    m.opts_mut()
+        .insert(DhcpOption::ServerIdentifier(ip("192.168.0.10")));
+    m.opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(ip("192.168.0.2")));
     let ign = ignored(&view, &encode(&m));
-    assert_eq!(ign, Ignore::Decline { mac: MacAddr(MAC1), ip: ip("192.168.0.2") });
-    assert_eq!(ign.to_string(), "DHCPDECLINE 192.168.0.2 from 00:00:80:aa:bb:cc");
+    assert_eq!(
+        ign,
+        Ignore::Decline {
+            mac: MacAddr(MAC1),
+            ip: ip("192.168.0.2")
+        }
+    );
+    assert_eq!(
+        ign.to_string(),
+        "DHCPDECLINE 192.168.0.2 from 00:00:80:aa:bb:cc"
+    );
 }
 
 #[test]
@@ -1030,7 +1337,10 @@ fn bootreply_and_unsupported_types_are_ignored() {
     b[0] = 2;
     assert_eq!(ignored(&view, &b), Ignore::BootReply);
     let m = base(MAC1, MessageType::Offer);
-    assert_eq!(ignored(&view, &encode(&m)), Ignore::UnsupportedMessageType(2));
+    assert_eq!(
+        ignored(&view, &encode(&m)),
+        Ignore::UnsupportedMessageType(2)
+    );
     let (o, out) = answer(&view, &b[..100]);
     assert!(matches!(o, Outcome::Malformed(_)) && out.is_empty());
 }
@@ -1046,7 +1356,12 @@ fn relayed_requests() {
     let agent = [82u8, 6, 1, 4, b'p', b'o', b'r', b't'];
     let req = with_raw(encode(&m), &agent);
     let (delivery, _, offer, raw) = reply(&view, &req);
-    assert_eq!(delivery, Delivery::Relay { giaddr: ip("192.168.0.1") });
+    assert_eq!(
+        delivery,
+        Delivery::Relay {
+            giaddr: ip("192.168.0.1")
+        }
+    );
     assert_eq!((offer.giaddr(), offer.hops()), (ip("192.168.0.1"), 1));
     assert!(offer.flags().broadcast(), "flags copied");
     // Option 82 echoed verbatim, as the last option.
@@ -1056,24 +1371,41 @@ fn relayed_requests() {
     assert!(raw[end + 1..].iter().all(|&b| b == 0));
     // A relay from a subnet we do not serve.
     m.set_giaddr(ip("10.5.5.1"));
-    assert_eq!(ignored(&view, &encode(&m)), Ignore::UnservedSubnet { link: ip("10.5.5.1") });
+    assert_eq!(
+        ignored(&view, &encode(&m)),
+        Ignore::UnservedSubnet {
+            link: ip("10.5.5.1")
+        }
+    );
     // A relayed NAK goes back through the relay.
     let mut r = base(MAC1, MessageType::Request);
     r.set_giaddr(ip("192.168.0.1"));
-    r.opts_mut().insert(DhcpOption::RequestedIpAddress(ip("192.168.0.99")));
+    r.opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(ip("192.168.0.99")));
     let (delivery, _, nak, _) = reply(&view, &encode(&r));
     assert_eq!(msg_type(&nak), MessageType::Nak);
-    assert_eq!(delivery, Delivery::Relay { giaddr: ip("192.168.0.1") });
+    assert_eq!(
+        delivery,
+        Delivery::Relay {
+            giaddr: ip("192.168.0.1")
+        }
+    );
 }
 
 #[test]
 fn non_local_subnets_only_through_relays() {
     let view = NetworkView::build(&non_local_net(), OWN, &neutron_test_cfg());
     // Directly on our link, the non-local client has no address here.
-    assert_eq!(ignored(&view, &discover(MAC3, None)), Ignore::NoBinding { mac: MacAddr(MAC3) });
+    assert_eq!(
+        ignored(&view, &discover(MAC3, None)),
+        Ignore::NoBinding { mac: MacAddr(MAC3) }
+    );
     // Renewing directly (after a restart) is fine.
     let (_, server, ack, _) = reply(&view, &renewing(MAC3, "192.168.2.5"));
-    assert_eq!((msg_type(&ack), server), (MessageType::Ack, ip("192.168.0.1")));
+    assert_eq!(
+        (msg_type(&ack), server),
+        (MessageType::Ack, ip("192.168.0.1"))
+    );
 }
 
 #[test]
@@ -1083,14 +1415,25 @@ fn delivery_rules() {
     m.set_flags(Flags::default().set_broadcast());
     let (delivery, _, _, _) = reply(&view, &encode(&m));
     assert_eq!(delivery, Delivery::Broadcast);
-    let cfg = ServeConfig { dhcp_broadcast_reply: true, ..ServeConfig::default() };
+    let cfg = ServeConfig {
+        dhcp_broadcast_reply: true,
+        ..ServeConfig::default()
+    };
     let view = NetworkView::build(&std_net_with(vec![], 1450), OWN, &cfg);
     let (delivery, _, offer, _) = reply(&view, &discover(MAC1, None));
     assert_eq!(delivery, Delivery::Broadcast);
-    assert!(offer.flags().broadcast(), "dnsmasq --dhcp-broadcast sets the flag");
+    assert!(
+        offer.flags().broadcast(),
+        "dnsmasq --dhcp-broadcast sets the flag"
+    );
     // ciaddr wins over the broadcast flag (RFC 2131 §4.1, dnsmasq).
     let (delivery, _, _, _) = reply(&view, &renewing(MAC1, "192.168.0.2"));
-    assert_eq!(delivery, Delivery::Unicast { mac: MAC1, ip: ip("192.168.0.2") });
+    assert_eq!(
+        delivery,
+        Delivery::Ciaddr {
+            ip: ip("192.168.0.2")
+        }
+    );
 }
 
 #[test]
@@ -1099,29 +1442,55 @@ fn lease_time_rules() {
     let mut m = base(MAC1, MessageType::Discover);
     m.opts_mut().insert(DhcpOption::AddressLeaseTime(600));
     let (_, _, o, _) = reply(&view, &encode(&m));
-    assert_eq!(u32_opt(&o, OptionCode::AddressLeaseTime), Some(600), "shorter request honoured");
+    assert_eq!(
+        u32_opt(&o, OptionCode::AddressLeaseTime),
+        Some(600),
+        "shorter request honoured"
+    );
     assert_eq!(u32_opt(&o, OptionCode::Renewal), Some(300));
     assert_eq!(u32_opt(&o, OptionCode::Rebinding), Some(525));
     m.opts_mut().insert(DhcpOption::AddressLeaseTime(30));
     let (_, _, o, _) = reply(&view, &encode(&m));
-    assert_eq!(u32_opt(&o, OptionCode::AddressLeaseTime), Some(120), "120 s floor");
+    assert_eq!(
+        u32_opt(&o, OptionCode::AddressLeaseTime),
+        Some(120),
+        "120 s floor"
+    );
     m.opts_mut().insert(DhcpOption::AddressLeaseTime(999_999));
     let (_, _, o, _) = reply(&view, &encode(&m));
-    assert_eq!(u32_opt(&o, OptionCode::AddressLeaseTime), Some(86400), "longer request ignored");
+    assert_eq!(
+        u32_opt(&o, OptionCode::AddressLeaseTime),
+        Some(86400),
+        "longer request ignored"
+    );
 
-    let cfg = ServeConfig { dhcp_lease_duration: -1, ..ServeConfig::default() };
+    let cfg = ServeConfig {
+        dhcp_lease_duration: -1,
+        ..ServeConfig::default()
+    };
     let view = NetworkView::build(&std_net_with(vec![], 1450), OWN, &cfg);
     let (_, _, o, raw) = reply(&view, &discover(MAC1, None));
     assert_eq!(u32_opt(&o, OptionCode::AddressLeaseTime), Some(0xffff_ffff));
-    assert!(raw_opt(&raw, 58).is_none() && raw_opt(&raw, 59).is_none(), "no T1/T2 for infinite leases");
+    assert!(
+        raw_opt(&raw, 58).is_none() && raw_opt(&raw, 59).is_none(),
+        "no T1/T2 for infinite leases"
+    );
 
-    let cfg = ServeConfig { dhcp_renewal_time: 100, dhcp_rebinding_time: 200, ..ServeConfig::default() };
+    let cfg = ServeConfig {
+        dhcp_renewal_time: 100,
+        dhcp_rebinding_time: 200,
+        ..ServeConfig::default()
+    };
     let view = NetworkView::build(&std_net_with(vec![], 1450), OWN, &cfg);
     let (_, _, o, _) = reply(&view, &discover(MAC1, Some(&[])));
     assert_eq!(u32_opt(&o, OptionCode::Renewal), Some(100));
     assert_eq!(u32_opt(&o, OptionCode::Rebinding), Some(200));
     // Configured times longer than the lease are ignored (dnsmasq sanity check).
-    let cfg = ServeConfig { dhcp_lease_duration: 150, dhcp_renewal_time: 1000, ..ServeConfig::default() };
+    let cfg = ServeConfig {
+        dhcp_lease_duration: 150,
+        dhcp_renewal_time: 1000,
+        ..ServeConfig::default()
+    };
     let view = NetworkView::build(&std_net_with(vec![], 1450), OWN, &cfg);
     let (_, _, o, _) = reply(&view, &discover(MAC1, None));
     assert_eq!(u32_opt(&o, OptionCode::Renewal), Some(75));
@@ -1143,7 +1512,10 @@ fn no_mtu_option_without_network_mtu() {
 // Port extra options.
 
 fn pxe_view(opts: &[(&str, Option<&str>)]) -> NetworkView {
-    let p = with_opts(port("pxe", MAC3, "baremetal:none", &[(SUB_D, "192.168.0.4")]), opts);
+    let p = with_opts(
+        port("pxe", MAC3, "baremetal:none", &[(SUB_D, "192.168.0.4")]),
+        opts,
+    );
     NetworkView::build(&std_net_with(vec![p], 1450), OWN, &ServeConfig::default())
 }
 
@@ -1161,12 +1533,23 @@ fn pxe_options_from_test_output_opts_file_pxe_port() {
     let mut m = base(MAC3, MessageType::Discover);
     prl(&mut m, &[1, 3, 66, 67, 99]);
     let (_, _, offer, raw) = reply(&view, &encode(&m));
-    assert_eq!(offer.siaddr(), ip("192.168.0.2"), "server-ip-address sets siaddr");
-    assert_eq!(raw_opt(&raw, 66).unwrap(), b"192.168.0.3\0", "PXE names are NUL-terminated");
+    assert_eq!(
+        offer.siaddr(),
+        ip("192.168.0.2"),
+        "server-ip-address sets siaddr"
+    );
+    assert_eq!(
+        raw_opt(&raw, 66).unwrap(),
+        b"192.168.0.3\0",
+        "PXE names are NUL-terminated"
+    );
     assert_eq!(raw_opt(&raw, 67).unwrap(), b"pxelinux.0\0");
     assert_eq!(raw_opt(&raw, 99).unwrap(), b"option-99");
     assert!(raw_opt(&raw, 98).is_none());
-    assert!(raw_opt(&raw, 255).is_none(), "server-ip-address is not an option");
+    assert!(
+        raw_opt(&raw, 255).is_none(),
+        "server-ip-address is not an option"
+    );
     // Not in the request list: the boot file and server go into the BOOTP header (dnsmasq).
     let (_, _, offer, raw) = reply(&view, &discover(MAC3, Some(&[1, 3])));
     assert_eq!(&raw[108..119], b"pxelinux.0\0", "file field");
@@ -1182,14 +1565,26 @@ fn pxe_options_from_test_output_opts_file_pxe_port() {
 #[test]
 fn ipxe_tagged_options_only_for_ipxe_clients() {
     // FakeV4NetworkMultipleTags: tag:ipxe,bootfile-name.
-    let view = pxe_view(&[("bootfile-name", Some("undionly.kpxe")), ("tag:ipxe,bootfile-name", Some("http://10.0.0.1/boot.ipxe"))]);
+    let view = pxe_view(&[
+        ("bootfile-name", Some("undionly.kpxe")),
+        ("tag:ipxe,bootfile-name", Some("http://10.0.0.1/boot.ipxe")),
+    ]);
     let (_, _, o, _) = reply(&view, &discover(MAC3, Some(&[67])));
-    assert_eq!(text(&o, OptionCode::BootfileName).as_deref(), Some("undionly.kpxe\0"));
+    assert_eq!(
+        text(&o, OptionCode::BootfileName).as_deref(),
+        Some("undionly.kpxe\0")
+    );
     let req = with_raw(discover(MAC3, Some(&[67])), &[175, 3, 1, 1, 1]);
     let (_, _, o, _) = reply(&view, &req);
-    assert_eq!(text(&o, OptionCode::BootfileName).as_deref(), Some("http://10.0.0.1/boot.ipxe\0"));
+    assert_eq!(
+        text(&o, OptionCode::BootfileName).as_deref(),
+        Some("http://10.0.0.1/boot.ipxe\0")
+    );
     // Unknown tags never match; negated ones do.
-    let view = pxe_view(&[("tag:foo,bootfile-name", Some("a")), ("tag:!foo,tftp-server", Some("tftp-b"))]);
+    let view = pxe_view(&[
+        ("tag:foo,bootfile-name", Some("a")),
+        ("tag:!foo,tftp-server", Some("tftp-b")),
+    ]);
     let (_, _, _, raw) = reply(&view, &discover(MAC3, Some(&[66, 67])));
     assert!(raw_opt(&raw, 67).is_none());
     assert_eq!(raw_opt(&raw, 66).unwrap(), b"tftp-b\0");
@@ -1209,13 +1604,29 @@ fn port_options_override_and_suppress_subnet_options() {
         ("bogus-name", Some("x")),
         ("router", Some("not-an-ip")),
     ]);
-    let (_, _, o, raw) = reply(&view, &discover(MAC3, Some(&[3, 6, 19, 26, 42, 119, 121, 249])));
+    let (_, _, o, raw) = reply(
+        &view,
+        &discover(MAC3, Some(&[3, 6, 19, 26, 42, 119, 121, 249])),
+    );
     // 0.0.0.0 in an address list means "this server" (dnsmasq).
-    assert_eq!(addrs(&o, OptionCode::DomainNameServer), Some(vec![ip("1.1.1.1"), ip("192.168.0.10")]));
-    assert!(o.opts().get(OptionCode::Router).is_none(), "empty router suppresses option 3");
-    assert!(routes(&o).is_none(), "empty classless-static-route suppresses 121");
+    assert_eq!(
+        addrs(&o, OptionCode::DomainNameServer),
+        Some(vec![ip("1.1.1.1"), ip("192.168.0.10")])
+    );
+    assert!(
+        o.opts().get(OptionCode::Router).is_none(),
+        "empty router suppresses option 3"
+    );
+    assert!(
+        routes(&o).is_none(),
+        "empty classless-static-route suppresses 121"
+    );
     assert!(raw_opt(&raw, 249).is_some(), "249 is a separate option");
-    assert_eq!(raw_opt(&raw, 26).unwrap(), [0x23, 0x28], "port MTU overrides the network's");
+    assert_eq!(
+        raw_opt(&raw, 26).unwrap(),
+        [0x23, 0x28],
+        "port MTU overrides the network's"
+    );
     assert_eq!(raw_opt(&raw, 42).unwrap(), [10, 0, 0, 123]);
     assert_eq!(raw_opt(&raw, 19).unwrap(), [1]);
     assert_eq!(
@@ -1243,10 +1654,26 @@ fn hostname_option_override() {
 fn multi_subnet_port() {
     // FakePort3: addresses on two DHCP subnets.
     let net = network(
-        vec![fake_v4_subnet(), subnet4(SUB_E, "192.168.1.0/24", Some("192.168.1.1"), &[], &[], None, true)],
+        vec![
+            fake_v4_subnet(),
+            subnet4(
+                SUB_E,
+                "192.168.1.0/24",
+                Some("192.168.1.1"),
+                &[],
+                &[],
+                None,
+                true,
+            ),
+        ],
         vec![],
         vec![
-            port("port3", MAC3, "foo3", &[(SUB_D, "192.168.0.4"), (SUB_E, "192.168.1.2")]),
+            port(
+                "port3",
+                MAC3,
+                "foo3",
+                &[(SUB_D, "192.168.0.4"), (SUB_E, "192.168.1.2")],
+            ),
             own_port(&[(SUB_D, "192.168.0.10"), (SUB_E, "192.168.1.10")]),
         ],
         1450,
@@ -1257,7 +1684,10 @@ fn multi_subnet_port() {
     assert_eq!(o.yiaddr(), ip("192.168.0.4"), "first binding on the link");
     // Either of its addresses is ACKed.
     let (_, server, ack, _) = reply(&view, &selecting(MAC3, "192.168.1.10", "192.168.1.2"));
-    assert_eq!((msg_type(&ack), server), (MessageType::Ack, ip("192.168.1.10")));
+    assert_eq!(
+        (msg_type(&ack), server),
+        (MessageType::Ack, ip("192.168.1.10"))
+    );
     // A relay on the second subnet gets the second address.
     let mut m = base(MAC3, MessageType::Discover);
     m.set_giaddr(ip("192.168.1.1"));
@@ -1269,7 +1699,10 @@ fn multi_subnet_port() {
 fn max_message_size_bounds_the_reply() {
     let long = "x".repeat(250);
     let names: Vec<String> = (200..220).map(|c| c.to_string()).collect();
-    let opts: Vec<(&str, Option<&str>)> = names.iter().map(|n| (n.as_str(), Some(long.as_str()))).collect();
+    let opts: Vec<(&str, Option<&str>)> = names
+        .iter()
+        .map(|n| (n.as_str(), Some(long.as_str())))
+        .collect();
     let view = pxe_view(&opts);
     let (_, _, _, raw) = reply(&view, &discover(MAC3, None));
     assert!(raw.len() <= 548, "default limit is 576 - 28");
@@ -1277,7 +1710,11 @@ fn max_message_size_bounds_the_reply() {
     m.opts_mut().insert(DhcpOption::MaxMessageSize(1500));
     let (_, _, _, raw) = reply(&view, &encode(&m));
     assert!(raw.len() > 548 && raw.len() <= 1472);
-    assert_eq!(raw_opt(&raw, 53), Some(vec![2]), "mandatory options always fit");
+    assert_eq!(
+        raw_opt(&raw, 53),
+        Some(vec![2]),
+        "mandatory options always fit"
+    );
 }
 
 #[test]
@@ -1326,14 +1763,21 @@ impl XorShift {
 
 /// Checks a reply's structure with a scanner independent of the responder.
 fn check_reply(out: &[u8]) {
-    assert!(out.len() >= 300 && out.len() <= 1472, "reply size {}", out.len());
+    assert!(
+        out.len() >= 300 && out.len() <= 1472,
+        "reply size {}",
+        out.len()
+    );
     assert_eq!(out[0], 2);
     assert_eq!(&out[236..240], &[99, 130, 83, 99]);
     let mut i = 240;
     loop {
         let c = out[i];
         if c == 255 {
-            assert!(out[i + 1..].iter().all(|&b| b == 0), "only padding after END");
+            assert!(
+                out[i + 1..].iter().all(|&b| b == 0),
+                "only padding after END"
+            );
             return;
         }
         assert_ne!(c, 0, "no pads inside our options");
@@ -1390,25 +1834,39 @@ fn mutate(rng: &mut XorShift, seed: &[u8]) -> Vec<u8> {
 
 #[test]
 fn random_and_mutated_inputs_never_panic() {
-    let ports = vec![
-        with_opts(
-            port("pxe", MAC3, "baremetal:none", &[(SUB_D, "192.168.0.4")]),
-            &[("tag:ipxe,bootfile-name", Some("x")), ("client-id", Some("cid")), ("dns-server", Some("0.0.0.0"))],
-        ),
-    ];
+    let ports = vec![with_opts(
+        port("pxe", MAC3, "baremetal:none", &[(SUB_D, "192.168.0.4")]),
+        &[
+            ("tag:ipxe,bootfile-name", Some("x")),
+            ("client-id", Some("cid")),
+            ("dns-server", Some("0.0.0.0")),
+        ],
+    )];
     let view = NetworkView::build(&std_net_with(ports, 1450), OWN, &ServeConfig::default());
     let mut relayed = base(MAC1, MessageType::Request);
     relayed.set_giaddr(ip("192.168.0.1"));
-    relayed.opts_mut().insert(DhcpOption::RequestedIpAddress(ip("192.168.0.2")));
+    relayed
+        .opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(ip("192.168.0.2")));
     let mut inform = base(MAC3, MessageType::Inform);
     inform.set_ciaddr(ip("192.168.0.4"));
     let seeds = [
         discover(MAC1, Some(&FULL_PRL)),
-        with_raw(discover(MAC3, None), &[175, 1, 1, 61, 3, b'c', b'i', b'd', 81, 3, 4, 0, 0, 12, 2, b'a', 0]),
+        with_raw(
+            discover(MAC3, None),
+            &[
+                175, 1, 1, 61, 3, b'c', b'i', b'd', 81, 3, 4, 0, 0, 12, 2, b'a', 0,
+            ],
+        ),
         selecting(MAC1, "192.168.0.10", "192.168.0.2"),
         init_reboot(MAC2, "192.168.0.9"),
         renewing(MAC1, "192.168.0.2"),
-        with_raw(encode(&relayed), &[82, 6, 5, 4, 192, 168, 0, 0, 118, 4, 192, 168, 0, 0, 57, 2, 5, 220]),
+        with_raw(
+            encode(&relayed),
+            &[
+                82, 6, 5, 4, 192, 168, 0, 0, 118, 4, 192, 168, 0, 0, 57, 2, 5, 220,
+            ],
+        ),
         encode(&inform),
     ];
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
@@ -1433,5 +1891,8 @@ fn random_and_mutated_inputs_never_panic() {
             Outcome::Ignored(_) => assert!(out.is_empty()),
         }
     }
-    assert!(replies > 10_000 && malformed > 10_000, "replies {replies}, malformed {malformed}");
+    assert!(
+        replies > 10_000 && malformed > 10_000,
+        "replies {replies}, malformed {malformed}"
+    );
 }

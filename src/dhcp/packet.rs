@@ -132,7 +132,11 @@ pub struct OptionIter<'a> {
 
 impl<'a> OptionIter<'a> {
     pub fn new(area: &'a [u8]) -> Self {
-        OptionIter { buf: area, pos: 0, done: false }
+        OptionIter {
+            buf: area,
+            pos: 0,
+            done: false,
+        }
     }
 }
 
@@ -209,14 +213,24 @@ impl<'a> Request<'a> {
         let mut found = Found::default();
         for item in OptionIter::new(&buf[OPTIONS_OFFSET..]) {
             let (code, start, data) = item?;
-            found.note(code, Span { start: OPTIONS_OFFSET + start, len: data.len() });
+            found.note(
+                code,
+                Span {
+                    start: OPTIONS_OFFSET + start,
+                    len: data.len(),
+                },
+            );
         }
         let span = found.msg_type.ok_or(PacketError::NoMessageType)?;
         let msg_type = buf.get(span.start).copied().unwrap_or(0);
         if msg_type == 0 {
             return Err(PacketError::BadMessageType);
         }
-        Ok(Request { buf, found, msg_type })
+        Ok(Request {
+            buf,
+            found,
+            msg_type,
+        })
     }
 
     fn data(&self, span: Option<Span>) -> Option<&'a [u8]> {
@@ -407,7 +421,10 @@ mod tests {
 
     #[test]
     fn rejects_malformed_headers() {
-        assert_eq!(Request::parse(&[0u8; 239]).unwrap_err(), PacketError::TooShort);
+        assert_eq!(
+            Request::parse(&[0u8; 239]).unwrap_err(),
+            PacketError::TooShort
+        );
         let mut b = base(&[53, 1, 1, 255]);
         b[0] = 2;
         assert_eq!(Request::parse(&b).unwrap_err(), PacketError::BootReply);
@@ -426,9 +443,15 @@ mod tests {
     #[test]
     fn rejects_bad_options() {
         let b = base(&[53, 1, 1, 12, 5, b'a']);
-        assert_eq!(Request::parse(&b).unwrap_err(), PacketError::TruncatedOption);
+        assert_eq!(
+            Request::parse(&b).unwrap_err(),
+            PacketError::TruncatedOption
+        );
         let b = base(&[53]);
-        assert_eq!(Request::parse(&b).unwrap_err(), PacketError::TruncatedOption);
+        assert_eq!(
+            Request::parse(&b).unwrap_err(),
+            PacketError::TruncatedOption
+        );
         let b = base(&[12, 1, b'a', 255]);
         assert_eq!(Request::parse(&b).unwrap_err(), PacketError::NoMessageType);
         let b = base(&[53, 0, 255]);
@@ -446,9 +469,14 @@ mod tests {
 
     #[test]
     fn relay_agent_and_link_selection() {
-        let b = base(&[53, 1, 1, 118, 4, 10, 1, 0, 0, 82, 8, 1, 0, 5, 4, 10, 2, 0, 0, 255]);
+        let b = base(&[
+            53, 1, 1, 118, 4, 10, 1, 0, 0, 82, 8, 1, 0, 5, 4, 10, 2, 0, 0, 255,
+        ]);
         let r = Request::parse(&b).unwrap();
-        assert_eq!(r.relay_agent_tlv(), Some(&[82u8, 8, 1, 0, 5, 4, 10, 2, 0, 0][..]));
+        assert_eq!(
+            r.relay_agent_tlv(),
+            Some(&[82u8, 8, 1, 0, 5, 4, 10, 2, 0, 0][..])
+        );
         assert_eq!(r.subnet_selector(), Some(Ipv4Addr::new(10, 2, 0, 0)));
         let b = base(&[53, 1, 1, 118, 4, 10, 1, 0, 0, 175, 1, 1, 255]);
         let r = Request::parse(&b).unwrap();

@@ -97,15 +97,7 @@ impl DhcpServer {
         let (stop_tx, stop_rx) = oneshot::channel();
         let span = tracing::info_span!("dhcp4", network_id = %endpoint.network_id);
         let task = tokio::spawn(
-            serve(
-                udp,
-                raw,
-                endpoint.ifindex,
-                view,
-                counters.clone(),
-                stop_rx,
-            )
-            .instrument(span),
+            serve(udp, raw, endpoint.ifindex, view, counters.clone(), stop_rx).instrument(span),
         );
         Ok(DhcpServer {
             endpoint,
@@ -180,8 +172,21 @@ async fn serve(
                         let to = SocketAddr::V4(SocketAddrV4::new(giaddr, netio::SERVER_PORT));
                         udp.send_to(&reply, to).await.map(|_| ())
                     }
+                    Delivery::Ciaddr { ip } => {
+                        let to = SocketAddr::V4(SocketAddrV4::new(ip, netio::CLIENT_PORT));
+                        udp.send_to(&reply, to).await.map(|_| ())
+                    }
                     Delivery::Broadcast => {
-                        send_frame(&raw, ifindex, [0xff; 6], server_ip, Ipv4Addr::BROADCAST, &reply, &mut frame).await
+                        send_frame(
+                            &raw,
+                            ifindex,
+                            [0xff; 6],
+                            server_ip,
+                            Ipv4Addr::BROADCAST,
+                            &reply,
+                            &mut frame,
+                        )
+                        .await
                     }
                     Delivery::Unicast { mac, ip } => {
                         send_frame(&raw, ifindex, mac, server_ip, ip, &reply, &mut frame).await

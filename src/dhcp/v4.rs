@@ -19,8 +19,11 @@ use crate::view::{Binding, NetworkView, OptionSet, SubnetView, INFINITE};
 pub enum Delivery {
     /// L2 broadcast to ff:ff:ff:ff:ff:ff, IP 255.255.255.255:68.
     Broadcast,
-    /// L2 unicast to `mac`, IP `ip`:68 (yiaddr for an address-less client, or ciaddr).
+    /// L2 unicast to `mac`, IP `ip`:68: the new address of a client that has none yet.
     Unicast { mac: [u8; 6], ip: Ipv4Addr },
+    /// UDP unicast to `ciaddr`:68 through the kernel's routing: a client that already has an
+    /// address (renewing, INFORM) may sit behind a router, where its MAC is unreachable.
+    Ciaddr { ip: Ipv4Addr },
     /// UDP unicast to the relay `giaddr`:67.
     Relay { giaddr: Ipv4Addr },
 }
@@ -74,7 +77,10 @@ impl fmt::Display for Ignore {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// `out` now holds the encoded DHCP payload (padded to >= 300 bytes), to be sent from `server_ip`.
-    Reply { delivery: Delivery, server_ip: Ipv4Addr },
+    Reply {
+        delivery: Delivery,
+        server_ip: Ipv4Addr,
+    },
     /// Valid packet we deliberately do not answer (unknown MAC, other server-id, RELEASE/DECLINE, BOOTREPLY...).
     Ignored(Ignore),
     /// Malformed input: dropped and counted by the shell.
@@ -177,16 +183,31 @@ fn in_scope(view: &NetworkView, scope: Scope, b: &Binding) -> bool {
 }
 
 /// DISCOVER: offer the client's address on the link (its first binding there).
-fn discover(r: &Request<'_>, c: &Client<'_>, view: &NetworkView, out: &mut Vec<u8>) -> Result<Outcome, Ignore> {
+fn discover(
+    r: &Request<'_>,
+    c: &Client<'_>,
+    view: &NetworkView,
+    out: &mut Vec<u8>,
+) -> Result<Outcome, Ignore> {
     let scope = scope(r, view)?;
     let b = c
         .find(view, |b| in_scope(view, scope, b))
         .ok_or_else(|| c.unknown_or_unbound(view))?;
-    Ok(write_reply(r, view, out, Reply::lease(msg::OFFER, view, b, r, Ipv4Addr::UNSPECIFIED)))
+    Ok(write_reply(
+        r,
+        view,
+        out,
+        Reply::lease(msg::OFFER, view, b, r, Ipv4Addr::UNSPECIFIED),
+    ))
 }
 
 /// REQUEST in its three RFC 2131 §4.3.2 states.
-fn request(r: &Request<'_>, c: &Client<'_>, view: &NetworkView, out: &mut Vec<u8>) -> Result<Outcome, Ignore> {
+fn request(
+    r: &Request<'_>,
+    c: &Client<'_>,
+    view: &NetworkView,
+    out: &mut Vec<u8>,
+) -> Result<Outcome, Ignore> {
     let scope = scope(r, view)?;
     // dnsmasq clears ciaddr when option 50 is present: buggy clients set both.
     if let Some(wanted) = r.requested_ip() {
@@ -195,14 +216,24 @@ fn request(r: &Request<'_>, c: &Client<'_>, view: &NetworkView, out: &mut Vec<u8
             // SELECTING: answer only if we are the chosen server.
             Some(sid) if !view.is_server_id(sid) => Err(Ignore::OtherServer { server_id: sid }),
             Some(sid) => Ok(match own {
-                Some(b) => write_reply(r, view, out, Reply::lease(msg::ACK, view, b, r, Ipv4Addr::UNSPECIFIED)),
+                Some(b) => write_reply(
+                    r,
+                    view,
+                    out,
+                    Reply::lease(msg::ACK, view, b, r, Ipv4Addr::UNSPECIFIED),
+                ),
                 None => write_nak(r, out, sid, "wrong address"),
             }),
             // INIT-REBOOT: dnsmasq has a (pre-seeded) lease for every known host and NAKs any
             // other address; unknown clients are not ours to judge.
             None if !c.is_known(view) => Err(Ignore::UnknownClient { mac: c.log_mac }),
             None => Ok(match own {
-                Some(b) => write_reply(r, view, out, Reply::lease(msg::ACK, view, b, r, Ipv4Addr::UNSPECIFIED)),
+                Some(b) => write_reply(
+                    r,
+                    view,
+                    out,
+                    Reply::lease(msg::ACK, view, b, r, Ipv4Addr::UNSPECIFIED),
+                ),
                 None => write_nak(r, out, nak_server_id(view, scope, wanted), "wrong address"),
             }),
         };
@@ -214,12 +245,25 @@ fn request(r: &Request<'_>, c: &Client<'_>, view: &NetworkView, out: &mut Vec<u8
         b.ip == ciaddr && (scope == Scope::Direct || in_scope(view, scope, b))
     });
     if let Some(b) = own {
-        return Ok(write_reply(r, view, out, Reply::lease(msg::ACK, view, b, r, ciaddr)));
+        return Ok(write_reply(
+            r,
+            view,
+            out,
+            Reply::lease(msg::ACK, view, b, r, ciaddr),
+        ));
     }
     match view.subnet_containing(ciaddr) {
-        Some(_) if c.is_known(view) => Ok(write_nak(r, out, nak_server_id(view, scope, ciaddr), "lease not found")),
+        Some(_) if c.is_known(view) => Ok(write_nak(
+            r,
+            out,
+            nak_server_id(view, scope, ciaddr),
+            "lease not found",
+        )),
         Some(_) => Err(Ignore::UnknownClient { mac: c.log_mac }),
-        None => Err(Ignore::ForeignAddress { mac: c.log_mac, ip: ciaddr }),
+        None => Err(Ignore::ForeignAddress {
+            mac: c.log_mac,
+            ip: ciaddr,
+        }),
     }
 }
 
@@ -234,11 +278,19 @@ fn nak_server_id(view: &NetworkView, scope: Scope, addr: Ipv4Addr) -> Ipv4Addr {
 
 /// INFORM: configuration only, for the subnet of ciaddr. Like dnsmasq, also answered for
 /// clients without a host entry (they get the subnet's options).
-fn inform(r: &Request<'_>, c: &Client<'_>, view: &NetworkView, out: &mut Vec<u8>) -> Result<Outcome, Ignore> {
+fn inform(
+    r: &Request<'_>,
+    c: &Client<'_>,
+    view: &NetworkView,
+    out: &mut Vec<u8>,
+) -> Result<Outcome, Ignore> {
     let ciaddr = nonzero(r.ciaddr()).ok_or(Ignore::InformWithoutAddress { mac: c.log_mac })?;
     let subnet = view
         .subnet_containing(ciaddr)
-        .ok_or(Ignore::ForeignAddress { mac: c.log_mac, ip: ciaddr })?;
+        .ok_or(Ignore::ForeignAddress {
+            mac: c.log_mac,
+            ip: ciaddr,
+        })?;
     let reply = match c.find(view, |b| b.subnet == subnet) {
         Some(b) => {
             let b = view.binding(b);
@@ -270,7 +322,10 @@ fn release(r: &Request<'_>, c: &Client<'_>, view: &NetworkView) -> Result<Outcom
     if !view.is_server_id(sid) {
         return Err(Ignore::OtherServer { server_id: sid });
     }
-    Err(Ignore::Release { mac: c.log_mac, ip: r.ciaddr() })
+    Err(Ignore::Release {
+        mac: c.log_mac,
+        ip: r.ciaddr(),
+    })
 }
 
 fn decline(r: &Request<'_>, c: &Client<'_>, view: &NetworkView) -> Result<Outcome, Ignore> {
@@ -296,7 +351,13 @@ struct Reply<'v> {
 
 impl<'v> Reply<'v> {
     /// OFFER/ACK of binding `b`, with the option set for the client's class (iPXE or not).
-    fn lease(kind: u8, view: &'v NetworkView, b: u32, r: &Request<'_>, ciaddr: Ipv4Addr) -> Reply<'v> {
+    fn lease(
+        kind: u8,
+        view: &'v NetworkView,
+        b: u32,
+        r: &Request<'_>,
+        ciaddr: Ipv4Addr,
+    ) -> Reply<'v> {
         let b = view.binding(b);
         Reply {
             kind,
@@ -324,7 +385,10 @@ impl Prl {
         for &c in list.unwrap_or(&[]) {
             bits[usize::from(c >> 6)] |= 1 << (c & 63);
         }
-        Prl { bits, present: list.is_some() }
+        Prl {
+            bits,
+            present: list.is_some(),
+        }
     }
 
     fn wants(&self, code: u8) -> bool {
@@ -399,7 +463,9 @@ fn offer_may_name(r: &Request<'_>, ours: &[u8]) -> bool {
     if r.client_fqdn().is_some() {
         return true;
     }
-    let Some(theirs) = r.hostname() else { return true };
+    let Some(theirs) = r.hostname() else {
+        return true;
+    };
     let theirs = theirs.split(|&b| b == 0).next().unwrap_or(&[]);
     !legal_hostname(theirs) || theirs.eq_ignore_ascii_case(ours)
 }
@@ -448,12 +514,13 @@ fn delivery(r: &Request<'_>, flags: u16, ciaddr: Ipv4Addr, yiaddr: Ipv4Addr) -> 
     if let Some(giaddr) = nonzero(r.giaddr()) {
         return Delivery::Relay { giaddr };
     }
-    let mac = r.mac_for_log();
     if !ciaddr.is_unspecified() {
-        return Delivery::Unicast { mac, ip: ciaddr };
+        return Delivery::Ciaddr { ip: ciaddr };
     }
     match r.mac() {
-        Some(mac) if flags & BROADCAST_FLAG == 0 && r.htype() != 0 => Delivery::Unicast { mac, ip: yiaddr },
+        Some(mac) if flags & BROADCAST_FLAG == 0 && r.htype() != 0 => {
+            Delivery::Unicast { mac, ip: yiaddr }
+        }
         _ => Delivery::Broadcast,
     }
 }
@@ -486,7 +553,12 @@ fn lease_time(r: &Request<'_>, configured: u32) -> u32 {
 }
 
 /// OFFER / ACK / INFORM-ACK.
-fn write_reply(r: &Request<'_>, view: &NetworkView, out: &mut Vec<u8>, reply: Reply<'_>) -> Outcome {
+fn write_reply(
+    r: &Request<'_>,
+    view: &NetworkView,
+    out: &mut Vec<u8>,
+    reply: Reply<'_>,
+) -> Outcome {
     let subnet: &SubnetView = view.subnet(reply.subnet);
     let set = view.set(reply.set);
     let prl = Prl::of(r);
@@ -529,7 +601,10 @@ fn write_reply(r: &Request<'_>, view: &NetworkView, out: &mut Vec<u8>, reply: Re
     let ciaddr = reply.ciaddr;
     let yiaddr = reply.yiaddr;
     finish(out, r);
-    Outcome::Reply { delivery: delivery(r, flags, ciaddr, yiaddr), server_ip }
+    Outcome::Reply {
+        delivery: delivery(r, flags, ciaddr, yiaddr),
+        server_ip,
+    }
 }
 
 /// Configured options (subnet, port, global), filtered by the client's request list; options
@@ -539,7 +614,11 @@ fn put_configured(w: &mut Writer<'_>, view: &NetworkView, set: &OptionSet, prl: 
         let data = view.data(e);
         match e.code {
             code::TFTP_SERVER | code::BOOTFILE if !prl.explicitly(e.code) => {
-                let (at, size) = if e.code == code::BOOTFILE { (108, 128) } else { (44, 64) };
+                let (at, size) = if e.code == code::BOOTFILE {
+                    (108, 128)
+                } else {
+                    (44, 64)
+                };
                 let n = data.len().min(size - 1);
                 w.out[at..at + n].copy_from_slice(&data[..n]);
             }
@@ -570,11 +649,20 @@ fn put_fqdn(w: &mut Writer<'_>, client_flags: u8, host: &[u8], domain: Option<&[
     let len = 3
         + host.len()
         + dom_len
-        + if encoded { if domain.is_some() { 2 } else { 1 } } else { usize::from(nul) };
+        + if encoded {
+            if domain.is_some() {
+                2
+            } else {
+                1
+            }
+        } else {
+            usize::from(nul)
+        };
     if len > 255 || !w.room(len) {
         return;
     }
-    w.out.extend_from_slice(&[code::CLIENT_FQDN, len as u8, flags & 0x0f, 255, 255]);
+    w.out
+        .extend_from_slice(&[code::CLIENT_FQDN, len as u8, flags & 0x0f, 255, 255]);
     if encoded {
         put_labels(w.out, host);
         if let Some(d) = domain {
@@ -617,5 +705,8 @@ fn write_nak(r: &Request<'_>, out: &mut Vec<u8>, server_id: Ipv4Addr, text: &str
         Some(giaddr) => Delivery::Relay { giaddr },
         None => Delivery::Broadcast,
     };
-    Outcome::Reply { delivery, server_ip: server_id }
+    Outcome::Reply {
+        delivery,
+        server_ip: server_id,
+    }
 }

@@ -1,1 +1,31 @@
-//! Neutron control plane over oslo.messaging (in progress).
+//! Neutron control plane over oslo.messaging (RabbitMQ).
+//!
+//! This layer is pure and I/O-free; the AMQP transport (lapin) sits on top of it:
+//!
+//! * [`url`]: `transport_url` parsing, broker endpoints, `[oslo_messaging_rabbit]` options.
+//! * [`oslo`]: the wire codec (envelope, request, context, reply, failure), AMQP properties,
+//!   duplicate filter, version and dispatch rules, ids and timestamps.
+//! * [`topology`]: exchanges, queues, bindings and queue arguments to declare, and where to
+//!   publish, copied from oslo's `impl_rabbit` so declarations match neutron-server's.
+//!
+//! The reference for every rule is `../shared/reference/oslo-messaging-rabbit.md`.
+
+pub mod amqp;
+pub mod client;
+pub mod oslo;
+pub mod server;
+pub mod topology;
+pub mod transport;
+pub mod url;
+
+pub use client::{RpcClient, RpcError};
+pub use oslo::{
+    AmqpProperties, Context, DecodeError, DispatchError, DuplicateFilter, EncodeError,
+    IncomingMessage, Message, Notification, RemoteError, Reply, ReplyCollector, Request,
+    RpcVersion,
+};
+pub use topology::{
+    ConsumerDecl, ExchangeDecl, FieldTable, FieldValue, ListenerPlan, PublishTarget, QueueDecl,
+};
+pub use transport::{start, TransportConfig, TransportError, TransportEvent, TransportHandle};
+pub use url::{BrokerEndpoint, OptionError, RabbitOptions, Secret, TransportUrl, UrlError};

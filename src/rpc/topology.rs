@@ -118,13 +118,22 @@ pub fn queue_arguments(
         args.insert("x-queue-type", FieldValue::string("quorum"));
         // Python tests these for truthiness, so negative values are sent too.
         if opts.rabbit_quorum_delivery_limit != 0 {
-            args.insert("x-delivery-limit", FieldValue::int(opts.rabbit_quorum_delivery_limit));
+            args.insert(
+                "x-delivery-limit",
+                FieldValue::int(opts.rabbit_quorum_delivery_limit),
+            );
         }
         if opts.rabbit_quorum_max_memory_length != 0 {
-            args.insert("x-max-in-memory-length", FieldValue::int(opts.rabbit_quorum_max_memory_length));
+            args.insert(
+                "x-max-in-memory-length",
+                FieldValue::int(opts.rabbit_quorum_max_memory_length),
+            );
         }
         if opts.rabbit_quorum_max_memory_bytes != 0 {
-            args.insert("x-max-in-memory-bytes", FieldValue::int(opts.rabbit_quorum_max_memory_bytes));
+            args.insert(
+                "x-max-in-memory-bytes",
+                FieldValue::int(opts.rabbit_quorum_max_memory_bytes),
+            );
         }
     }
     if ttl_secs > 0 {
@@ -223,7 +232,13 @@ pub struct ConsumerDecl {
 impl ConsumerDecl {
     /// `(exchange, queue, binding key)` for `queue.bind`, if there is an exchange.
     pub fn binding(&self) -> Option<(&str, &str, &str)> {
-        self.exchange.as_ref().map(|e| (e.name.as_str(), self.queue.name.as_str(), self.routing_key.as_str()))
+        self.exchange.as_ref().map(|e| {
+            (
+                e.name.as_str(),
+                self.queue.name.as_str(),
+                self.routing_key.as_str(),
+            )
+        })
     }
 
     /// `basic.consume` arguments, as `Consumer.declare` builds them (the stream offset wins).
@@ -275,7 +290,12 @@ pub struct PublishTarget {
 
 /// The control exchange as every topic consumer and publisher declares it.
 pub fn control_exchange(opts: &RabbitOptions, name: &str) -> ExchangeDecl {
-    ExchangeDecl { name: name.to_string(), kind: ExchangeKind::Topic, durable: opts.durable(), auto_delete: opts.amqp_auto_delete }
+    ExchangeDecl {
+        name: name.to_string(),
+        kind: ExchangeKind::Topic,
+        durable: opts.durable(),
+        auto_delete: opts.amqp_auto_delete,
+    }
 }
 
 /// `<topic>_fanout`, as both the fanout consumer and `fanout_send` declare it.
@@ -314,7 +334,11 @@ fn prefetch(opts: &RabbitOptions) -> Option<u16> {
 }
 
 /// `declare_topic_consumer`: queue named after its binding key, no TTL (§3.2 rows 1–2).
-fn topic_consumer(opts: &RabbitOptions, exchange: &str, key: String) -> Result<ConsumerDecl, OptionError> {
+fn topic_consumer(
+    opts: &RabbitOptions,
+    exchange: &str,
+    key: String,
+) -> Result<ConsumerDecl, OptionError> {
     Ok(ConsumerDecl {
         exchange: Some(control_exchange(opts, exchange)),
         queue: QueueDecl {
@@ -377,11 +401,20 @@ pub fn dhcp_agent_server_plan(
     host: &str,
     fanout_suffix: &str,
 ) -> Result<ListenerPlan, OptionError> {
-    rpc_server_plan(opts, control_exchange, DHCP_AGENT_TOPIC, host, fanout_suffix)
+    rpc_server_plan(
+        opts,
+        control_exchange,
+        DHCP_AGENT_TOPIC,
+        host,
+        fanout_suffix,
+    )
 }
 
 /// `declare_direct_consumer`: the caller's reply queue on the default exchange (§3.3).
-pub fn reply_listener_plan(opts: &RabbitOptions, reply_queue: &str) -> Result<ListenerPlan, OptionError> {
+pub fn reply_listener_plan(
+    opts: &RabbitOptions,
+    reply_queue: &str,
+) -> Result<ListenerPlan, OptionError> {
     opts.validate()?;
     Ok(ListenerPlan {
         prefetch: prefetch(opts),
@@ -407,7 +440,12 @@ pub fn reply_listener_plan(opts: &RabbitOptions, reply_queue: &str) -> Result<Li
 }
 
 /// Cast or call to `topic` (or `topic.server`): control exchange, declared first (§4.5).
-pub fn cast_target(opts: &RabbitOptions, exchange: &str, topic: &str, server: Option<&str>) -> PublishTarget {
+pub fn cast_target(
+    opts: &RabbitOptions,
+    exchange: &str,
+    topic: &str,
+    server: Option<&str>,
+) -> PublishTarget {
     PublishTarget {
         declare: Some(control_exchange(opts, exchange)),
         exchange: exchange.to_string(),
@@ -422,7 +460,12 @@ pub fn cast_target(opts: &RabbitOptions, exchange: &str, topic: &str, server: Op
 /// Fanout cast: exchange `<topic>_fanout`, empty routing key.
 pub fn fanout_target(opts: &RabbitOptions, topic: &str) -> PublishTarget {
     let declare = fanout_exchange(opts, topic);
-    PublishTarget { exchange: declare.name.clone(), declare: Some(declare), routing_key: String::new(), mandatory: false }
+    PublishTarget {
+        exchange: declare.name.clone(),
+        declare: Some(declare),
+        routing_key: String::new(),
+        mandatory: false,
+    }
 }
 
 /// A reply: default exchange (never declared), routed by queue name, `mandatory` so a vanished
@@ -487,9 +530,15 @@ mod tests {
     fn queue_arguments_every_flag_combination() {
         let d = RabbitOptions::default();
         assert!(args(&d, 0, false, false).is_empty());
-        assert_eq!(args(&d, 1800, false, false), FieldTable::from([("x-expires", FieldValue::LongInt(1_800_000))]));
+        assert_eq!(
+            args(&d, 1800, false, false),
+            FieldTable::from([("x-expires", FieldValue::LongInt(1_800_000))])
+        );
 
-        let ha = RabbitOptions { rabbit_ha_queues: true, ..Default::default() };
+        let ha = RabbitOptions {
+            rabbit_ha_queues: true,
+            ..Default::default()
+        };
         assert_eq!(
             args(&ha, 1800, false, false),
             FieldTable::from([
@@ -497,7 +546,10 @@ mod tests {
                 ("x-expires", FieldValue::LongInt(1_800_000))
             ])
         );
-        assert_eq!(queue_arguments(&ha, 0, true, false), Err(OptionError::QuorumAndHa));
+        assert_eq!(
+            queue_arguments(&ha, 0, true, false),
+            Err(OptionError::QuorumAndHa)
+        );
 
         let q = RabbitOptions {
             rabbit_quorum_delivery_limit: 5,
@@ -512,7 +564,10 @@ mod tests {
                 ("x-delivery-limit", FieldValue::LongInt(5)),
                 ("x-max-in-memory-length", FieldValue::LongInt(100)),
                 // Above 2^31: py-amqp switches to a 64-bit `L`.
-                ("x-max-in-memory-bytes", FieldValue::LongLongInt(5_000_000_000)),
+                (
+                    "x-max-in-memory-bytes",
+                    FieldValue::LongLongInt(5_000_000_000)
+                ),
                 ("x-expires", FieldValue::LongInt(60_000)),
             ])
         );
@@ -522,80 +577,158 @@ mod tests {
         // Stream replaces everything; x-max-age is a string; TTL 0 leaves it out.
         assert_eq!(
             args(&q, 1800, true, true),
-            FieldTable::from([("x-queue-type", FieldValue::string("stream")), ("x-max-age", FieldValue::string("1800s"))])
+            FieldTable::from([
+                ("x-queue-type", FieldValue::string("stream")),
+                ("x-max-age", FieldValue::string("1800s"))
+            ])
         );
-        assert_eq!(args(&d, 0, false, true), FieldTable::from([("x-queue-type", FieldValue::string("stream"))]));
+        assert_eq!(
+            args(&d, 0, false, true),
+            FieldTable::from([("x-queue-type", FieldValue::string("stream"))])
+        );
     }
 
     #[test]
     fn default_server_plan_matches_reference_3_2() {
         let opts = RabbitOptions::default();
-        let plan = dhcp_agent_server_plan(&opts, DEFAULT_CONTROL_EXCHANGE, "net1", "b940dd5d073a4034a8afc26ecd213229")
-            .expect("defaults are valid");
+        let plan = dhcp_agent_server_plan(
+            &opts,
+            DEFAULT_CONTROL_EXCHANGE,
+            "net1",
+            "b940dd5d073a4034a8afc26ecd213229",
+        )
+        .expect("defaults are valid");
         assert_eq!(plan.prefetch, None);
-        let [t, ts, f] = &plan.consumers[..] else { panic!("three consumers") };
-        let neutron = ExchangeDecl { name: "neutron".into(), kind: ExchangeKind::Topic, durable: false, auto_delete: false };
+        let [t, ts, f] = &plan.consumers[..] else {
+            panic!("three consumers")
+        };
+        let neutron = ExchangeDecl {
+            name: "neutron".into(),
+            kind: ExchangeKind::Topic,
+            durable: false,
+            auto_delete: false,
+        };
         assert_eq!(t.exchange.as_ref(), Some(&neutron));
         assert_eq!(t.binding(), Some(("neutron", "dhcp_agent", "dhcp_agent")));
-        assert_eq!(ts.binding(), Some(("neutron", "dhcp_agent.net1", "dhcp_agent.net1")));
+        assert_eq!(
+            ts.binding(),
+            Some(("neutron", "dhcp_agent.net1", "dhcp_agent.net1"))
+        );
         for c in [t, ts] {
             assert!(!c.queue.durable && !c.queue.auto_delete && !c.queue.exclusive);
             assert!(c.queue.arguments.is_empty());
         }
         assert_eq!(
             f.exchange,
-            Some(ExchangeDecl { name: "dhcp_agent_fanout".into(), kind: ExchangeKind::Fanout, durable: false, auto_delete: true })
+            Some(ExchangeDecl {
+                name: "dhcp_agent_fanout".into(),
+                kind: ExchangeKind::Fanout,
+                durable: false,
+                auto_delete: true
+            })
         );
         assert_eq!(
             f.binding(),
-            Some(("dhcp_agent_fanout", "dhcp_agent_fanout_b940dd5d073a4034a8afc26ecd213229", "dhcp_agent"))
+            Some((
+                "dhcp_agent_fanout",
+                "dhcp_agent_fanout_b940dd5d073a4034a8afc26ecd213229",
+                "dhcp_agent"
+            ))
         );
         assert!(!f.queue.durable && !f.queue.auto_delete);
-        assert_eq!(f.queue.arguments, FieldTable::from([("x-expires", FieldValue::LongInt(1_800_000))]));
-        assert!(plan.consumers.iter().all(|c| c.consumer_arguments(&StreamOffset::Last).is_empty()));
+        assert_eq!(
+            f.queue.arguments,
+            FieldTable::from([("x-expires", FieldValue::LongInt(1_800_000))])
+        );
+        assert!(plan
+            .consumers
+            .iter()
+            .all(|c| c.consumer_arguments(&StreamOffset::Last).is_empty()));
     }
 
     #[test]
     fn quorum_stream_plan_matches_reference_3_4() {
         let opts = quorum_opts();
-        let plan = rpc_server_plan(&opts, "neutron", "wiretest", "host1", "unused").expect("valid set");
+        let plan =
+            rpc_server_plan(&opts, "neutron", "wiretest", "host1", "unused").expect("valid set");
         assert_eq!(plan.prefetch, Some(10));
-        let [t, ts, f] = &plan.consumers[..] else { panic!("three consumers") };
+        let [t, ts, f] = &plan.consumers[..] else {
+            panic!("three consumers")
+        };
         for c in [t, ts] {
-            assert_eq!(c.exchange.as_ref().map(|e| (e.durable, e.auto_delete)), Some((true, false)));
+            assert_eq!(
+                c.exchange.as_ref().map(|e| (e.durable, e.auto_delete)),
+                Some((true, false))
+            );
             assert!(c.queue.durable);
-            assert_eq!(c.queue.arguments, FieldTable::from([("x-queue-type", FieldValue::string("quorum"))]));
+            assert_eq!(
+                c.queue.arguments,
+                FieldTable::from([("x-queue-type", FieldValue::string("quorum"))])
+            );
         }
-        assert_eq!(f.exchange.as_ref().map(|e| (e.name.as_str(), e.durable, e.auto_delete)), Some(("wiretest_fanout", true, true)));
+        assert_eq!(
+            f.exchange
+                .as_ref()
+                .map(|e| (e.name.as_str(), e.durable, e.auto_delete)),
+            Some(("wiretest_fanout", true, true))
+        );
         assert_eq!(f.queue.name, "wiretest_fanout");
         assert!(f.queue.durable && f.stream);
         assert_eq!(
             f.queue.arguments,
-            FieldTable::from([("x-queue-type", FieldValue::string("stream")), ("x-max-age", FieldValue::string("1800s"))])
+            FieldTable::from([
+                ("x-queue-type", FieldValue::string("stream")),
+                ("x-max-age", FieldValue::string("1800s"))
+            ])
         );
         let mut offset = StreamOffset::default();
-        assert_eq!(f.consumer_arguments(&offset), FieldTable::from([("x-stream-offset", FieldValue::string("last"))]));
+        assert_eq!(
+            f.consumer_arguments(&offset),
+            FieldTable::from([("x-stream-offset", FieldValue::string("last"))])
+        );
         offset.observe(41);
-        assert_eq!(f.consumer_arguments(&offset), FieldTable::from([("x-stream-offset", FieldValue::LongInt(42))]));
+        assert_eq!(
+            f.consumer_arguments(&offset),
+            FieldTable::from([("x-stream-offset", FieldValue::LongInt(42))])
+        );
 
-        let reply = reply_listener_plan(&opts, &reply_queue_name(&queue_manager_suffix("vm", "scenario.py", 1)))
-            .expect("valid set");
+        let reply = reply_listener_plan(
+            &opts,
+            &reply_queue_name(&queue_manager_suffix("vm", "scenario.py", 1)),
+        )
+        .expect("valid set");
         let r = &reply.consumers[0];
         assert_eq!(r.queue.name, "reply_vm:scenario.py:1");
         assert!(r.exchange.is_none() && r.binding().is_none());
         assert!(r.queue.durable && !r.queue.auto_delete);
         assert_eq!(
             r.queue.arguments,
-            FieldTable::from([("x-queue-type", FieldValue::string("quorum")), ("x-expires", FieldValue::LongInt(1_800_000))])
+            FieldTable::from([
+                ("x-queue-type", FieldValue::string("quorum")),
+                ("x-expires", FieldValue::LongInt(1_800_000))
+            ])
         );
     }
 
     #[test]
     fn plans_refuse_what_oslo_refuses() {
-        let bad = RabbitOptions { rabbit_stream_fanout: true, ..Default::default() };
-        assert_eq!(rpc_server_plan(&bad, "neutron", "t", "s", "x"), Err(OptionError::StreamNeedsPrefetch));
-        let bad = RabbitOptions { rabbit_quorum_queue: true, rabbit_ha_queues: true, ..Default::default() };
-        assert_eq!(neutron_client_plan(&bad, "neutron", "reply_x"), Err(OptionError::QuorumAndHa));
+        let bad = RabbitOptions {
+            rabbit_stream_fanout: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            rpc_server_plan(&bad, "neutron", "t", "s", "x"),
+            Err(OptionError::StreamNeedsPrefetch)
+        );
+        let bad = RabbitOptions {
+            rabbit_quorum_queue: true,
+            rabbit_ha_queues: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            neutron_client_plan(&bad, "neutron", "reply_x"),
+            Err(OptionError::QuorumAndHa)
+        );
     }
 
     #[test]
@@ -609,7 +742,10 @@ mod tests {
         };
         let plan = rpc_server_plan(&opts, "neutron", "t", "s", "u").expect("valid");
         let t = &plan.consumers[0];
-        assert_eq!(t.exchange.as_ref().map(|e| (e.durable, e.auto_delete)), Some((true, true)));
+        assert_eq!(
+            t.exchange.as_ref().map(|e| (e.durable, e.auto_delete)),
+            Some((true, true))
+        );
         assert!(t.queue.durable && t.queue.auto_delete);
         let f = &plan.consumers[2];
         assert!(!f.queue.durable && f.queue.arguments.is_empty());
@@ -618,27 +754,60 @@ mod tests {
             FieldTable::from([("x-cancel-on-ha-failover", FieldValue::Bool(true))])
         );
         let fb = t.durable_fallback();
-        assert_eq!(fb.exchange.as_ref().map(|e| (e.durable, e.auto_delete)), Some((false, true)));
+        assert_eq!(
+            fb.exchange.as_ref().map(|e| (e.durable, e.auto_delete)),
+            Some((false, true))
+        );
         assert!(!fb.queue.durable);
     }
 
     #[test]
     fn client_plan_and_publish_targets() {
         let opts = RabbitOptions::default();
-        let plan = neutron_client_plan(&opts, DEFAULT_CONTROL_EXCHANGE, "reply_208901c1d1d445c7b8bba77bf2a37500")
-            .expect("defaults are valid");
+        let plan = neutron_client_plan(
+            &opts,
+            DEFAULT_CONTROL_EXCHANGE,
+            "reply_208901c1d1d445c7b8bba77bf2a37500",
+        )
+        .expect("defaults are valid");
         let r = &plan.reply.consumers[0];
         assert!(r.exchange.is_none());
         assert!(!r.queue.durable && !r.queue.auto_delete && !r.queue.exclusive);
-        assert_eq!(r.queue.arguments, FieldTable::from([("x-expires", FieldValue::LongInt(1_800_000))]));
-        assert_eq!((plan.plugin.exchange.as_str(), plan.plugin.routing_key.as_str()), ("neutron", "q-plugin"));
+        assert_eq!(
+            r.queue.arguments,
+            FieldTable::from([("x-expires", FieldValue::LongInt(1_800_000))])
+        );
+        assert_eq!(
+            (
+                plan.plugin.exchange.as_str(),
+                plan.plugin.routing_key.as_str()
+            ),
+            ("neutron", "q-plugin")
+        );
         assert_eq!(plan.reports.routing_key, "q-reports-plugin");
         assert!(!plan.plugin.mandatory);
-        assert_eq!(plan.plugin.declare, Some(control_exchange(&opts, "neutron")));
-        assert_eq!(cast_target(&opts, "neutron", "dhcp_agent", Some("h1")).routing_key, "dhcp_agent.h1");
+        assert_eq!(
+            plan.plugin.declare,
+            Some(control_exchange(&opts, "neutron"))
+        );
+        assert_eq!(
+            cast_target(&opts, "neutron", "dhcp_agent", Some("h1")).routing_key,
+            "dhcp_agent.h1"
+        );
         let fan = fanout_target(&opts, "dhcp_agent");
-        assert_eq!((fan.exchange.as_str(), fan.routing_key.as_str()), ("dhcp_agent_fanout", ""));
+        assert_eq!(
+            (fan.exchange.as_str(), fan.routing_key.as_str()),
+            ("dhcp_agent_fanout", "")
+        );
         let rep = reply_target("reply_abc");
-        assert_eq!((rep.exchange.as_str(), rep.routing_key.as_str(), rep.mandatory, rep.declare), ("", "reply_abc", true, None));
+        assert_eq!(
+            (
+                rep.exchange.as_str(),
+                rep.routing_key.as_str(),
+                rep.mandatory,
+                rep.declare
+            ),
+            ("", "reply_abc", true, None)
+        );
     }
 }

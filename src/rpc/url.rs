@@ -54,7 +54,9 @@ pub enum UrlError {
     #[error("transport_url is empty")]
     Empty,
     /// There is no `scheme:` prefix.
-    #[error("transport_url has no scheme; expected rabbit://[user:pass@]host[:port][,...]/[vhost]")]
+    #[error(
+        "transport_url has no scheme; expected rabbit://[user:pass@]host[:port][,...]/[vhost]"
+    )]
     MissingScheme,
     /// The scheme names a driver other than rabbit.
     #[error("transport_url scheme {0:?} is not supported; use rabbit:// (or its alias kombu://)")]
@@ -118,7 +120,11 @@ impl TransportUrl {
     /// Parses a `transport_url` the way oslo.messaging does.
     pub fn parse(url: &str) -> Result<Self, UrlError> {
         // urlsplit strips surrounding whitespace and drops tabs and newlines anywhere.
-        let cleaned: String = url.trim().chars().filter(|c| !matches!(c, '\t' | '\r' | '\n')).collect();
+        let cleaned: String = url
+            .trim()
+            .chars()
+            .filter(|c| !matches!(c, '\t' | '\r' | '\n'))
+            .collect();
         if cleaned.is_empty() {
             return Err(UrlError::Empty);
         }
@@ -145,7 +151,12 @@ impl TransportUrl {
             }
             hosts.push(parse_host(entry, i + 1)?);
         }
-        Ok(TransportUrl { driver, hosts, virtual_host, query: parse_query(query) })
+        Ok(TransportUrl {
+            driver,
+            hosts,
+            virtual_host,
+            query: parse_query(query),
+        })
     }
 
     /// The vhost the broker sees: kombu maps an empty or missing path to `/` (§2.1).
@@ -264,7 +275,11 @@ impl BrokerEndpoint {
     /// heartbeats in lapin if the broker asks for them. It is a [`Secret`] because it embeds
     /// the password.
     pub fn amqp_uri(&self, opts: &RabbitOptions) -> Secret {
-        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
         Secret(format!(
             "{}://{}:{}@{}:{}/{}?heartbeat={}&auth_mechanism={}",
             if opts.ssl { "amqps" } else { "amqp" },
@@ -273,7 +288,8 @@ impl BrokerEndpoint {
             host,
             self.port,
             percent_encode(&self.vhost),
-            opts.heartbeat_timeout_threshold.clamp(0, i64::from(u16::MAX)),
+            opts.heartbeat_timeout_threshold
+                .clamp(0, i64::from(u16::MAX)),
             opts.rabbit_login_method.lapin_name(),
         ))
     }
@@ -289,9 +305,17 @@ impl fmt::Display for BrokerEndpoint {
     /// `user:***@host:port/vhost`: enough to find the broker in a log, never the password.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.host.contains(':') {
-            write!(f, "{}:***@[{}]:{}/{}", self.username, self.host, self.port, self.vhost)
+            write!(
+                f,
+                "{}:***@[{}]:{}/{}",
+                self.username, self.host, self.port, self.vhost
+            )
         } else {
-            write!(f, "{}:***@{}:{}/{}", self.username, self.host, self.port, self.vhost)
+            write!(
+                f,
+                "{}:***@{}:{}/{}",
+                self.username, self.host, self.port, self.vhost
+            )
         }
     }
 }
@@ -301,7 +325,9 @@ fn split_scheme(url: &str) -> Option<(&str, &str)> {
     let (scheme, rest) = url.split_once(':')?;
     let mut chars = scheme.chars();
     let first = chars.next()?;
-    if !first.is_ascii_alphabetic() || !chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) {
+    if !first.is_ascii_alphabetic()
+        || !chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    {
         return None;
     }
     Some((scheme, rest))
@@ -316,7 +342,10 @@ fn parse_host(entry: &str, index: usize) -> Result<TransportHost, UrlError> {
     let (username, password) = match userinfo {
         None => (None, None),
         Some(u) => match u.split_once(':') {
-            Some((user, pass)) => (Some(percent_decode(user)), Some(Secret(percent_decode(pass)))),
+            Some((user, pass)) => (
+                Some(percent_decode(user)),
+                Some(Secret(percent_decode(pass))),
+            ),
             None => (Some(percent_decode(u)), None),
         },
     };
@@ -324,7 +353,9 @@ fn parse_host(entry: &str, index: usize) -> Result<TransportHost, UrlError> {
         return Err(UrlError::EmptyHost { index });
     }
     let (hostname, port_text) = if let Some(bracketed) = hostport.strip_prefix('[') {
-        let (addr, after) = bracketed.split_once(']').ok_or(UrlError::UnclosedIpv6 { index })?;
+        let (addr, after) = bracketed
+            .split_once(']')
+            .ok_or(UrlError::UnclosedIpv6 { index })?;
         (addr, after.split_once(':').map(|(_, p)| p))
     } else if hostport.matches(':').count() == 1 {
         let (h, p) = hostport.split_once(':').unwrap_or((hostport, ""));
@@ -344,14 +375,21 @@ fn parse_host(entry: &str, index: usize) -> Result<TransportHost, UrlError> {
             Err(_) => return Err(UrlError::InvalidPort { index }),
         },
     };
-    Ok(TransportHost { hostname: hostname.to_string(), port, username, password })
+    Ok(TransportHost {
+        hostname: hostname.to_string(),
+        port,
+        username,
+        password,
+    })
 }
 
 /// Python's `parse_qs(query)` flattened as oslo does (`','.join(values)`).
 fn parse_query(query: &str) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     for pair in query.split('&') {
-        let Some((name, value)) = pair.split_once('=') else { continue };
+        let Some((name, value)) = pair.split_once('=') else {
+            continue;
+        };
         if value.is_empty() {
             continue;
         }
@@ -575,7 +613,13 @@ const IGNORED_OPTIONS: &[(&str, Kind)] = &[
     ("conn_pool_ttl", Kind::Int { min: None }),
     ("ssl_enforce_fips_mode", Kind::Bool),
     ("heartbeat_in_pthread", Kind::Bool),
-    ("kombu_reconnect_splay", Kind::Float { min: 0.0, max: f64::MAX }),
+    (
+        "kombu_reconnect_splay",
+        Kind::Float {
+            min: 0.0,
+            max: f64::MAX,
+        },
+    ),
     // Our publisher never compresses; what peers send is their setting, not ours.
     ("kombu_compression", Kind::Str),
     ("direct_mandatory_flag", Kind::Bool),
@@ -600,11 +644,20 @@ impl RabbitOptions {
             value: value.to_string(),
             expected,
         };
-        let b = || parse_bool(value).ok_or_else(|| invalid("a boolean (true/false, 1/0, yes/no, on/off)"));
+        let b = || {
+            parse_bool(value).ok_or_else(|| invalid("a boolean (true/false, 1/0, yes/no, on/off)"))
+        };
         let int = |min: Option<i64>| -> Result<i64, OptionError> {
-            let n = value.trim().parse::<i64>().map_err(|_| invalid("an integer"))?;
+            let n = value
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| invalid("an integer"))?;
             match min {
-                Some(m) if n < m => Err(invalid(if m == 0 { "an integer >= 0" } else { "an integer >= 1" })),
+                Some(m) if n < m => Err(invalid(if m == 0 {
+                    "an integer >= 0"
+                } else {
+                    "an integer >= 1"
+                })),
                 _ => Ok(n),
             }
         };
@@ -618,7 +671,8 @@ impl RabbitOptions {
             "ssl_ca_file" => self.ssl_ca_file = value.to_string(),
             "ssl_enforce_hostname_verification" => self.ssl_enforce_hostname_verification = b()?,
             "kombu_reconnect_delay" => {
-                self.kombu_reconnect_delay = parse_float(value, 0.0, 4.5).ok_or_else(|| invalid("a number between 0 and 4.5"))?
+                self.kombu_reconnect_delay = parse_float(value, 0.0, 4.5)
+                    .ok_or_else(|| invalid("a number between 0 and 4.5"))?
             }
             "kombu_missing_consumer_retry_timeout" | "kombu_reconnect_timeout" => {
                 self.kombu_missing_consumer_retry_timeout = int(None)?
@@ -731,19 +785,29 @@ mod tests {
 
     #[test]
     fn several_hosts_with_their_own_credentials_and_ports() {
-        let u = parse("rabbit://user:pass@host1:5672,user2:pass2@host2:5673/vhost?heartbeat_rate=4");
+        let u =
+            parse("rabbit://user:pass@host1:5672,user2:pass2@host2:5673/vhost?heartbeat_rate=4");
         assert_eq!(u.driver, "rabbit");
         assert_eq!(u.hosts.len(), 2);
         assert_eq!(u.hosts[0].hostname, "host1");
         assert_eq!(u.hosts[0].port, Some(5672));
         assert_eq!(u.hosts[0].username.as_deref(), Some("user"));
-        assert_eq!(u.hosts[0].password.as_ref().map(Secret::expose), Some("pass"));
+        assert_eq!(
+            u.hosts[0].password.as_ref().map(Secret::expose),
+            Some("pass")
+        );
         assert_eq!(u.hosts[1].hostname, "host2");
         assert_eq!(u.hosts[1].port, Some(5673));
         assert_eq!(u.hosts[1].username.as_deref(), Some("user2"));
-        assert_eq!(u.hosts[1].password.as_ref().map(Secret::expose), Some("pass2"));
+        assert_eq!(
+            u.hosts[1].password.as_ref().map(Secret::expose),
+            Some("pass2")
+        );
         assert_eq!(u.virtual_host.as_deref(), Some("vhost"));
-        assert_eq!(u.query, vec![("heartbeat_rate".to_string(), "4".to_string())]);
+        assert_eq!(
+            u.query,
+            vec![("heartbeat_rate".to_string(), "4".to_string())]
+        );
         assert!(!u.mixed_credentials());
     }
 
@@ -760,7 +824,10 @@ mod tests {
         let mut opts = RabbitOptions::default();
         u.apply_query(&mut opts).expect("ssl is a valid option");
         assert!(opts.ssl);
-        assert!(eps[1].amqp_uri(&opts).expose().starts_with("amqps://u:p@h2:5672/%2F?"));
+        assert!(eps[1]
+            .amqp_uri(&opts)
+            .expose()
+            .starts_with("amqps://u:p@h2:5672/%2F?"));
     }
 
     #[test]
@@ -768,7 +835,10 @@ mod tests {
         for s in ["rabbit://", "rabbit:///", "kombu://"] {
             let eps = parse(s).endpoints();
             assert_eq!(eps.len(), 1, "{s}");
-            assert_eq!((eps[0].host.as_str(), eps[0].port), (DEFAULT_HOST, DEFAULT_PORT));
+            assert_eq!(
+                (eps[0].host.as_str(), eps[0].port),
+                (DEFAULT_HOST, DEFAULT_PORT)
+            );
             assert_eq!(eps[0].vhost, "/");
         }
     }
@@ -780,7 +850,10 @@ mod tests {
         assert!(u.hosts[0].password.is_none());
         assert!(!u.hosts[0].has_credentials());
         let ep = &u.endpoints()[0];
-        assert_eq!((ep.username.as_str(), ep.password.expose()), ("alice", "guest"));
+        assert_eq!(
+            (ep.username.as_str(), ep.password.expose()),
+            ("alice", "guest")
+        );
     }
 
     #[test]
@@ -792,29 +865,44 @@ mod tests {
         assert_eq!(parse("rabbit://h/").effective_vhost(), "/");
         assert_eq!(parse("rabbit://h//").effective_vhost(), "/");
         assert_eq!(parse("rabbit://h/%2F").effective_vhost(), "/");
-        assert_eq!(parse("rabbit://h/open%20stack").effective_vhost(), "open stack");
+        assert_eq!(
+            parse("rabbit://h/open%20stack").effective_vhost(),
+            "open stack"
+        );
         assert_eq!(parse("rabbit://h/a/b?x=1#frag").effective_vhost(), "a/b");
         let opts = RabbitOptions::default();
         let uri = parse("rabbit://u:p@h/open%20stack").endpoints()[0].amqp_uri(&opts);
-        assert_eq!(uri.expose(), "amqp://u:p@h:5672/open%20stack?heartbeat=60&auth_mechanism=amqplain");
+        assert_eq!(
+            uri.expose(),
+            "amqp://u:p@h:5672/open%20stack?heartbeat=60&auth_mechanism=amqplain"
+        );
     }
 
     #[test]
     fn percent_decoding_of_credentials_but_not_hostname() {
         let u = parse("rabbit://us%40er:p%3Aa%2Fss%25@h%41st:1");
         assert_eq!(u.hosts[0].username.as_deref(), Some("us@er"));
-        assert_eq!(u.hosts[0].password.as_ref().map(Secret::expose), Some("p:a/ss%"));
+        assert_eq!(
+            u.hosts[0].password.as_ref().map(Secret::expose),
+            Some("p:a/ss%")
+        );
         assert_eq!(u.hosts[0].hostname, "h%41st");
         // Bad escapes stay literal, like Python's unquote.
         assert_eq!(percent_decode("a%zz%4"), "a%zz%4");
         assert_eq!(percent_decode("%ff"), "\u{fffd}");
         // The password may contain ':' (split on the first) and '@' (split on the last).
         let u = parse("rabbit://u:a:b@c@h");
-        assert_eq!(u.hosts[0].password.as_ref().map(Secret::expose), Some("a:b@c"));
+        assert_eq!(
+            u.hosts[0].password.as_ref().map(Secret::expose),
+            Some("a:b@c")
+        );
         assert_eq!(u.hosts[0].hostname, "h");
         // Re-encoded for lapin.
         let ep = &parse("rabbit://u%20x:p%40ss@h").endpoints()[0];
-        assert!(ep.amqp_uri(&RabbitOptions::default()).expose().starts_with("amqp://u%20x:p%40ss@h:5672/%2F?"));
+        assert!(ep
+            .amqp_uri(&RabbitOptions::default())
+            .expose()
+            .starts_with("amqp://u%20x:p%40ss@h:5672/%2F?"));
     }
 
     #[test]
@@ -827,8 +915,14 @@ mod tests {
         // Unbracketed IPv6 cannot carry a port: the whole thing is the host.
         assert_eq!(u.hosts[2].hostname, "fe80::2");
         let opts = RabbitOptions::default();
-        assert!(u.endpoints()[0].amqp_uri(&opts).expose().starts_with("amqp://u:p@[fd00::1]:5671/"));
-        assert_eq!(TransportUrl::parse("rabbit://[::1:5672"), Err(UrlError::UnclosedIpv6 { index: 1 }));
+        assert!(u.endpoints()[0]
+            .amqp_uri(&opts)
+            .expose()
+            .starts_with("amqp://u:p@[fd00::1]:5671/"));
+        assert_eq!(
+            TransportUrl::parse("rabbit://[::1:5672"),
+            Err(UrlError::UnclosedIpv6 { index: 1 })
+        );
     }
 
     #[test]
@@ -868,16 +962,28 @@ mod tests {
             "kombu_reconnect_delay=5",
             "rpc_conn_pool_size=0",
         ] {
-            let err = parse(&format!("rabbit://h/?{bad}")).apply_query(&mut RabbitOptions::default());
-            assert!(matches!(err, Err(OptionError::Invalid { .. })), "{bad}: {err:?}");
+            let err =
+                parse(&format!("rabbit://h/?{bad}")).apply_query(&mut RabbitOptions::default());
+            assert!(
+                matches!(err, Err(OptionError::Invalid { .. })),
+                "{bad}: {err:?}"
+            );
         }
     }
 
     #[test]
     fn option_combinations_oslo_refuses() {
-        let mut o = RabbitOptions { rabbit_quorum_queue: true, rabbit_ha_queues: true, ..Default::default() };
+        let mut o = RabbitOptions {
+            rabbit_quorum_queue: true,
+            rabbit_ha_queues: true,
+            ..Default::default()
+        };
         assert_eq!(o.validate(), Err(OptionError::QuorumAndHa));
-        o = RabbitOptions { rabbit_stream_fanout: true, rabbit_transient_quorum_queue: true, ..Default::default() };
+        o = RabbitOptions {
+            rabbit_stream_fanout: true,
+            rabbit_transient_quorum_queue: true,
+            ..Default::default()
+        };
         assert_eq!(o.validate(), Err(OptionError::StreamNeedsPrefetch));
         o.rabbit_qos_prefetch_count = 10;
         assert_eq!(o.validate(), Ok(()));
@@ -888,11 +994,26 @@ mod tests {
     #[test]
     fn errors_name_the_problem() {
         assert_eq!(TransportUrl::parse("  "), Err(UrlError::Empty));
-        assert_eq!(TransportUrl::parse("//h:5672/"), Err(UrlError::MissingScheme));
-        assert_eq!(TransportUrl::parse("amqp://h/"), Err(UrlError::UnsupportedScheme("amqp".into())));
-        assert_eq!(TransportUrl::parse("rabbit://u:p@/"), Err(UrlError::EmptyHost { index: 1 }));
-        assert_eq!(TransportUrl::parse("rabbit://h1,h2:99999/"), Err(UrlError::InvalidPort { index: 2 }));
-        assert_eq!(TransportUrl::parse("RABBIT://h").map(|u| u.driver), Ok("rabbit".into()));
+        assert_eq!(
+            TransportUrl::parse("//h:5672/"),
+            Err(UrlError::MissingScheme)
+        );
+        assert_eq!(
+            TransportUrl::parse("amqp://h/"),
+            Err(UrlError::UnsupportedScheme("amqp".into()))
+        );
+        assert_eq!(
+            TransportUrl::parse("rabbit://u:p@/"),
+            Err(UrlError::EmptyHost { index: 1 })
+        );
+        assert_eq!(
+            TransportUrl::parse("rabbit://h1,h2:99999/"),
+            Err(UrlError::InvalidPort { index: 2 })
+        );
+        assert_eq!(
+            TransportUrl::parse("RABBIT://h").map(|u| u.driver),
+            Ok("rabbit".into())
+        );
     }
 
     #[test]
@@ -900,7 +1021,10 @@ mod tests {
         let secret = "s3cr3t-P@ss";
         let url = "rabbit://neutron:s3cr3t-P%40ss@h1:5672,nova:s3cr3t-P%40ss@h2/vh";
         let u = parse(url);
-        assert_eq!(u.hosts[0].password.as_ref().map(Secret::expose), Some(secret));
+        assert_eq!(
+            u.hosts[0].password.as_ref().map(Secret::expose),
+            Some(secret)
+        );
         let eps = u.endpoints();
         let uri = eps[0].amqp_uri(&RabbitOptions::default());
         let shown = [

@@ -371,16 +371,7 @@ impl ChildGuard {
 
     /// Waits up to `timeout` for the child to exit.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return Some(st);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+        wait_child(&mut self.child, timeout)
     }
 
     /// SIGTERM, then SIGKILL after `grace` (to the group as well: stragglers); returns the
