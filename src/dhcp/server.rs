@@ -140,13 +140,20 @@ async fn serve(
     mut stop: oneshot::Receiver<()>,
 ) {
     let mut buf = vec![0u8; RECV_BUF];
-    let mut reply = Vec::with_capacity(REPLY_CAPACITY);
-    let mut frame = Vec::with_capacity(REPLY_CAPACITY + netio::FRAME_OVERHEAD);
+    let mut shell = Shell {
+        udp,
+        raw,
+        ifindex,
+        view,
+        counters,
+        reply: Vec::with_capacity(REPLY_CAPACITY),
+        frame: Vec::with_capacity(REPLY_CAPACITY + netio::FRAME_OVERHEAD),
+    };
     tracing::debug!("DHCPv4 task started");
     loop {
         let (n, peer) = tokio::select! {
             _ = &mut stop => break,
-            r = udp.recv_from(&mut buf) => match r {
+            r = shell.udp.recv_from(&mut buf) => match r {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = %e, "recv failed");
@@ -154,86 +161,83 @@ async fn serve(
                 }
             },
         };
-        Counters::bump(&counters.received);
-        let current = view.load();
+        let span = tracing::debug_span!("request", %peer, len = n);
+        shell.handle(&buf[..n], peer).instrument(span).await;
+    }
+    tracing::debug!("DHCPv4 task stopped");
+}
+
+/// The per-task state of the serving loop: sockets and the reusable reply buffers.
+struct Shell {
+    udp: UdpSocket,
+    raw: AsyncFd<OwnedFd>,
+    ifindex: u32,
+    view: ViewHandle,
+    counters: Arc<Counters>,
+    reply: Vec<u8>,
+    frame: Vec<u8>,
+}
+
+impl Shell {
+    async fn handle(&mut self, req: &[u8], peer: SocketAddr) {
+        Counters::bump(&self.counters.received);
+        let current = self.view.load();
+        let reply = &mut self.reply;
         // The responder validates everything before use and is fuzzed; catching a panic anyway
         // means a bug there costs one dropped packet, not the namespace's DHCP service.
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            v4::respond(&buf[..n], &current, &mut reply)
-        }));
+        let outcome =
+            std::panic::catch_unwind(AssertUnwindSafe(|| v4::respond(req, &current, reply)));
         drop(current);
         match outcome {
             Ok(Outcome::Reply {
                 delivery,
                 server_ip,
-            }) => {
-                let sent = match delivery {
-                    Delivery::Relay { giaddr } => {
-                        let to = SocketAddr::V4(SocketAddrV4::new(giaddr, netio::SERVER_PORT));
-                        udp.send_to(&reply, to).await.map(|_| ())
-                    }
-                    Delivery::Ciaddr { ip } => {
-                        let to = SocketAddr::V4(SocketAddrV4::new(ip, netio::CLIENT_PORT));
-                        udp.send_to(&reply, to).await.map(|_| ())
-                    }
-                    Delivery::Broadcast => {
-                        send_frame(
-                            &raw,
-                            ifindex,
-                            [0xff; 6],
-                            server_ip,
-                            Ipv4Addr::BROADCAST,
-                            &reply,
-                            &mut frame,
-                        )
-                        .await
-                    }
-                    Delivery::Unicast { mac, ip } => {
-                        send_frame(&raw, ifindex, mac, server_ip, ip, &reply, &mut frame).await
-                    }
-                };
-                match sent {
-                    Ok(()) => Counters::bump(&counters.replied),
-                    Err(e) => {
-                        Counters::bump(&counters.send_errors);
-                        tracing::warn!(error = %e, %peer, "sending reply failed");
-                    }
+            }) => match self.send(delivery, server_ip).await {
+                Ok(()) => Counters::bump(&self.counters.replied),
+                Err(e) => {
+                    Counters::bump(&self.counters.send_errors);
+                    tracing::warn!(error = %e, ?delivery, "sending reply failed");
                 }
-            }
+            },
             Ok(Outcome::Ignored(reason)) => {
-                Counters::bump(&counters.ignored);
+                Counters::bump(&self.counters.ignored);
                 match reason {
-                    Ignore::Release { .. } | Ignore::Decline { .. } => {
-                        tracing::info!(%peer, "{reason}")
-                    }
-                    _ => tracing::debug!(%peer, "not answered: {reason}"),
+                    Ignore::Release { .. } | Ignore::Decline { .. } => tracing::info!("{reason}"),
+                    _ => tracing::debug!("not answered: {reason}"),
                 }
             }
             Ok(Outcome::Malformed(why)) => {
-                Counters::bump(&counters.malformed);
-                tracing::debug!(%peer, len = n, "dropped malformed packet: {why}");
+                Counters::bump(&self.counters.malformed);
+                tracing::debug!("dropped malformed packet: {why}");
             }
             Err(_) => {
-                Counters::bump(&counters.malformed);
-                tracing::error!(%peer, len = n, "responder panicked; packet dropped");
+                Counters::bump(&self.counters.malformed);
+                tracing::error!(%peer, "responder panicked; packet dropped");
             }
         }
     }
-    tracing::debug!("DHCPv4 task stopped");
-}
 
-async fn send_frame(
-    raw: &AsyncFd<OwnedFd>,
-    ifindex: u32,
-    mac: [u8; 6],
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    payload: &[u8],
-    frame: &mut Vec<u8>,
-) -> io::Result<()> {
-    netio::build_udp4_frame(src, dst, payload, frame);
-    raw.async_io(Interest::WRITABLE, |fd| {
-        netio::send_l2(fd, ifindex, mac, frame)
-    })
-    .await
+    /// One send per reply: UDP through the kernel for relays and addressed clients, a
+    /// finished IPv4 frame at layer 2 for clients that have no address yet.
+    async fn send(&mut self, delivery: Delivery, server_ip: Ipv4Addr) -> io::Result<()> {
+        let (mac, dst) = match delivery {
+            Delivery::Relay { giaddr } => {
+                let to = SocketAddrV4::new(giaddr, netio::SERVER_PORT);
+                return self.udp.send_to(&self.reply, to).await.map(|_| ());
+            }
+            Delivery::Ciaddr { ip } => {
+                let to = SocketAddrV4::new(ip, netio::CLIENT_PORT);
+                return self.udp.send_to(&self.reply, to).await.map(|_| ());
+            }
+            Delivery::Broadcast => ([0xff; 6], Ipv4Addr::BROADCAST),
+            Delivery::Unicast { mac, ip } => (mac, ip),
+        };
+        netio::build_udp4_frame(server_ip, dst, &self.reply, &mut self.frame);
+        let (ifindex, frame) = (self.ifindex, &self.frame);
+        self.raw
+            .async_io(Interest::WRITABLE, |fd| {
+                netio::send_l2(fd, ifindex, mac, frame)
+            })
+            .await
+    }
 }

@@ -951,6 +951,25 @@ def precheck_broker(conf, url):
     raise RuntimeError("cannot connect to RabbitMQ: " + "; ".join(errors or ["no host in URL"]))
 
 
+def rabbitmqctl(*args):
+    import shutil
+    import subprocess
+
+    exe = next(
+        (c for c in (shutil.which("rabbitmqctl"), "/usr/sbin/rabbitmqctl",
+                     "/usr/lib/rabbitmq/bin/rabbitmqctl") if c and os.path.exists(c)),
+        None,
+    )
+    if exe is None:
+        raise RuntimeError("--create-vhost needs rabbitmqctl, which is not installed")
+    # stdin=DEVNULL: the Erlang CLI would otherwise eat our control commands from stdin
+    r = subprocess.run([exe, "-q", *args], stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=90)
+    if r.returncode != 0:
+        raise RuntimeError("rabbitmqctl %s: %s" % (" ".join(args), (r.stderr or r.stdout).strip()))
+    return r.stdout
+
+
 class Peer:
     def __init__(self, args, out):
         self.args, self.out = args, out
@@ -958,6 +977,7 @@ class Peer:
         self.servers = []
         self.transport = None
         self.client = None
+        self.created_vhost = None
 
     def start(self):
         oslo_messaging.set_transport_defaults(control_exchange=self.args.control_exchange)
@@ -967,6 +987,14 @@ class Peer:
         conf = cfg.CONF
         conf([], project="ndrs-neutron-peer", default_config_files=[], default_config_dirs=[])
         url = effective_url(self.args.transport_url, self.args.vhost)
+        if self.args.create_vhost:
+            if self.args.vhost in (None, "", "/"):
+                raise RuntimeError("--create-vhost needs --vhost NAME (not the default vhost)")
+            if self.args.vhost not in rabbitmqctl("list_vhosts", "name").split():
+                rabbitmqctl("add_vhost", self.args.vhost)
+                self.created_vhost = self.args.vhost
+            user = oslo_messaging.TransportURL.parse(conf, url).hosts[0].username or "guest"
+            rabbitmqctl("set_permissions", "-p", self.args.vhost, user, ".*", ".*", ".*")
         precheck_broker(conf, url)
         self.transport = oslo_messaging.get_rpc_transport(conf, url=url)
         self.client = oslo_messaging.get_rpc_client(
@@ -1004,6 +1032,10 @@ class Peer:
         if self.transport is not None:
             self.transport.cleanup()
             self.transport = None
+        if self.created_vhost and not self.args.keep_vhost:
+            rabbitmqctl("delete_vhost", self.created_vhost)
+            LOG.info("deleted vhost %s", self.created_vhost)
+            self.created_vhost = None
 
     # -- control commands -------------------------------------------------------------------
 
@@ -1116,6 +1148,11 @@ def parse_args(argv):
         help="oslo.messaging transport URL (default: $NDRS_TRANSPORT_URL or local guest)",
     )
     p.add_argument("--vhost", default=None, help="virtual host; replaces the URL's path")
+    p.add_argument("--create-vhost", action="store_true",
+                   help="create --vhost with rabbitmqctl (and grant the URL's user) before "
+                        "starting; delete it again on exit if it was created here")
+    p.add_argument("--keep-vhost", action="store_true",
+                   help="with --create-vhost: do not delete the vhost on exit")
     p.add_argument("--control-exchange", default="neutron", help="default: neutron")
     p.add_argument("--host", default="neutron-peer", help="RPC server name (CONF.host)")
     p.add_argument("--agent-down-time", type=float, default=75.0,

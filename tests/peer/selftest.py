@@ -95,7 +95,8 @@ def rabbitmqctl():
 
 
 def ctl(*args):
-    r = subprocess.run([rabbitmqctl(), "-q", *args], capture_output=True, text=True, timeout=90)
+    r = subprocess.run([rabbitmqctl(), "-q", *args], stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=90)
     if r.returncode != 0:
         raise Failure("rabbitmqctl %s failed: %s" % (" ".join(args), (r.stderr or r.stdout).strip()))
     return r.stdout
@@ -116,7 +117,7 @@ def ensure_broker():
     if not os.path.exists(server):
         raise Failure("nothing listens on %s:%d and rabbitmq-server is not installed" % BROKER)
     log("RabbitMQ is down; starting it (rabbitmq-server -detached), it stays running")
-    subprocess.run([server, "-detached"], check=False, timeout=60)
+    subprocess.run([server, "-detached"], stdin=subprocess.DEVNULL, check=False, timeout=60)
     ctl("await_startup")
     deadline = time.time() + 30
     while not broker_listening():
@@ -131,10 +132,11 @@ def ensure_broker():
 
 
 class PeerProc:
-    def __init__(self, vhost, server_host="selftest-server"):
+    def __init__(self, vhost, server_host="selftest-server", extra=()):
         self.stderr = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
-            [sys.executable, PEER, "--transport-url", BASE_URL, "--vhost", vhost, "--host", server_host],
+            [sys.executable, PEER, "--transport-url", BASE_URL, "--vhost", vhost, "--host", server_host,
+             *extra],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr,
@@ -577,8 +579,13 @@ def run(vhost):
 
         log("SIGTERM / EOF")
         # -- shutdown: SIGTERM, EOF ---------------------------------------------------
+        # The EOF run also covers --create-vhost: the peer makes its own vhost and drops it.
+        own_vhost = vhost + "-own"
         for how in ("SIGTERM", "EOF"):
-            peer = PeerProc(vhost)
+            if how == "EOF":
+                peer = PeerProc(own_vhost, extra=("--create-vhost",))
+            else:
+                peer = PeerProc(vhost)
             peer.wait_event(lambda e: e.get("event") == "ready", timeout=30, what="ready")
             if how == "SIGTERM":
                 peer.proc.send_signal(signal.SIGTERM)
@@ -589,6 +596,7 @@ def run(vhost):
             ev = peer.wait_event(lambda e: e.get("event") == "stopped", what="stopped")
             check(ev["rc"] == 0, "stopped event rc 0 on %s" % how)
             peer = None
+        check(own_vhost not in ctl("list_vhosts", "name").split(), "--create-vhost: vhost deleted on exit")
     except Failure:
         if peer is not None:
             sys.stderr.write("---- peer stderr ----\n%s---------------------\n" % peer.stderr_text())
@@ -638,8 +646,11 @@ def main():
         if created:
             try:
                 ctl("delete_vhost", vhost)
-                if vhost in ctl("list_vhosts", "name").split():
-                    log("vhost %s still listed after delete_vhost" % vhost)
+                left = [v for v in ctl("list_vhosts", "name").split() if v.startswith(vhost)]
+                for v in left:  # e.g. the --create-vhost one after a failure
+                    log("deleting leftover vhost %s" % v)
+                    ctl("delete_vhost", v)
+                if vhost in left:
                     rc = 1
             except Failure as e:
                 log("cleanup: %s" % e)
