@@ -884,14 +884,16 @@ class ReportingDispatcher(rpc_dispatcher.RPCDispatcher):
 
 
 def admin_context():
-    """neutron_lib.context.get_admin_context().to_dict(), as neutron-server casts with."""
+    """neutron_lib.context.get_admin_context().to_dict() (keys per reference §2.2)."""
     return {
+        "user": None,
         "user_id": None,
         "project_id": None,
-        "system_scope": "all",
-        "domain_id": None,
-        "user_domain_id": None,
-        "project_domain_id": None,
+        "project": None,
+        "system_scope": None,
+        "domain": None,
+        "user_domain": None,
+        "project_domain": None,
         "is_admin": True,
         "read_only": False,
         "show_deleted": False,
@@ -902,14 +904,9 @@ def admin_context():
         "roles": ["admin", "member", "reader"],
         "user_identity": "- - - - -",
         "is_admin_project": True,
-        "user": None,
-        "tenant": None,
-        "project": None,
         "timestamp": str(utcnow()),
         "project_name": None,
         "user_name": None,
-        "tenant_id": None,
-        "tenant_name": None,
         "has_global_access": True,
         "can_set_project_id": True,
     }
