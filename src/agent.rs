@@ -1,13 +1,20 @@
 //! The agent: turns the desired set of networks into namespaces, DHCP ports and running servers.
 //!
-//! This is the only module that coordinates the cache, the device manager and the DHCP servers.
-//! Control-plane sources (the standalone file today, Neutron RPC next) only hand it desired
-//! networks; it works out what changed and touches nothing else, so a reload of one network
-//! never disturbs another.
+//! This is the only module that touches the cache, the device manager and the DHCP servers
+//! together. Control-plane sources (the standalone file, Neutron RPC in [`crate::neutron`])
+//! only hand it desired networks; it works out what changed and touches nothing else, so a
+//! reload of one network never disturbs another.
+//!
+//! The agent is shared (`&self` everywhere): operations on *different* networks may run
+//! concurrently. Operations on the *same* network must be serialized by the caller (the
+//! standalone loop is sequential; the Neutron event processor runs one update per network at a
+//! time). Internal locks are only held for map lookups, never across an `.await`.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tracing::Instrument;
 
 use crate::cache::NetworkCache;
 use crate::device::{DeviceManager, PlumbPlan};
@@ -45,10 +52,23 @@ pub struct ApplySummary {
     pub failed: Vec<String>,
 }
 
+/// What [`Agent::configure`] did to a network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Configured {
+    /// Newly plumbed and served.
+    Started,
+    /// The DHCP port's plumbing changed (addresses, MTU, routes, device); served again.
+    Replumbed,
+    /// Only ports/options changed: the view was swapped, nothing on the host was touched.
+    ViewUpdated,
+    /// Admin down or no DHCP-enabled subnet: the network is not (or no longer) served.
+    NotServed,
+}
+
 pub struct Agent {
     cache: Arc<NetworkCache>,
     devices: DeviceManager,
-    served: HashMap<String, Served>,
+    served: Mutex<HashMap<String, Served>>,
     /// `$state_path/dhcp`: one directory per served network, like the Python agent's
     /// `dhcp_confs`, so a restarted agent can find and remove networks it no longer serves.
     state_dir: PathBuf,
@@ -59,7 +79,7 @@ impl Agent {
         Agent {
             cache,
             devices,
-            served: HashMap::new(),
+            served: Mutex::new(HashMap::new()),
             state_dir: state_path.join("dhcp"),
         }
     }
@@ -68,10 +88,20 @@ impl Agent {
         &self.cache
     }
 
+    fn served(&self) -> MutexGuard<'_, HashMap<String, Served>> {
+        // Entries are inserted/removed in single statements: a poisoned lock is consistent.
+        self.served.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a DHCP server is running for this network.
+    pub fn is_served(&self, network_id: &str) -> bool {
+        self.served().contains_key(network_id)
+    }
+
     /// Makes the served set equal to `desired`. Networks whose data did not change are not
     /// touched at all; a network that fails is reported in the summary and left for a retry,
     /// the others still converge.
-    pub async fn apply(&mut self, desired: Vec<DesiredNetwork>) -> ApplySummary {
+    pub async fn apply(&self, desired: Vec<DesiredNetwork>) -> ApplySummary {
         let mut summary = ApplySummary::default();
         let wanted: HashSet<String> = desired.iter().map(|d| d.network.id.clone()).collect();
         let stale: Vec<String> = self
@@ -86,17 +116,17 @@ impl Agent {
         }
         for d in desired {
             let id = d.network.id.clone();
-            let same = self.served.contains_key(&id)
+            let same = self.is_served(&id)
                 && self.cache.get(&id).is_some_and(|n| *n == d.network)
                 && self.cache.own_port_id(&id).as_deref() == Some(d.own_port_id.as_str());
             if same {
                 summary.unchanged += 1;
                 continue;
             }
-            let existed = self.served.contains_key(&id);
+            let existed = self.is_served(&id);
             match self.configure(d).await {
-                Ok(()) if existed => summary.changed += 1,
-                Ok(()) => summary.added += 1,
+                Ok(_) if existed => summary.changed += 1,
+                Ok(_) => summary.added += 1,
                 Err(e) => {
                     tracing::error!(network_id = %id, error = %e, "cannot configure network");
                     summary.failed.push(id);
@@ -108,30 +138,34 @@ impl Agent {
 
     /// Configures (or reconfigures) one network: plumbing first, then the view swap, then the
     /// server, so a client is never answered from a namespace that lacks the addresses it names.
-    pub async fn configure(&mut self, d: DesiredNetwork) -> Result<(), AgentError> {
+    /// When only ports or options changed, this is a view swap and nothing else.
+    pub async fn configure(&self, d: DesiredNetwork) -> Result<Configured, AgentError> {
+        let span = tracing::info_span!("configure", network_id = %d.network.id);
+        self.configure_inner(d).instrument(span).await
+    }
+
+    async fn configure_inner(&self, d: DesiredNetwork) -> Result<Configured, AgentError> {
         let id = d.network.id.clone();
-        let span = tracing::info_span!("network", network_id = %id);
-        let _enter = span.enter();
         if !d.network.admin_state_up || !d.network.subnets.iter().any(|s| s.enable_dhcp) {
             tracing::info!("network is admin down or has no DHCP-enabled subnet; not serving it");
-            drop(_enter);
             self.disable(&id).await;
-            return Ok(());
+            return Ok(Configured::NotServed);
         }
         let port = d.own_port().ok_or_else(|| AgentError::OwnPortMissing {
             network: id.clone(),
             port: d.own_port_id.clone(),
         })?;
         let plan = PlumbPlan::for_network(&d.network, port, self.devices.config());
-        if let Some(served) = self.served.get(&id) {
-            if served.plan == plan {
-                // Only ports/options changed: a view swap is all it takes.
-                self.cache.upsert(d.network, &d.own_port_id);
-                tracing::info!("network updated in place");
-                return Ok(());
-            }
+        let same_plan = self.served().get(&id).is_some_and(|s| s.plan == plan);
+        if same_plan {
+            // Only ports/options changed: a view swap is all it takes.
+            let view = self.cache.upsert(d.network, &d.own_port_id);
+            tracing::info!(
+                bindings = view.load().v4_binding_count(),
+                "network updated in place"
+            );
+            return Ok(Configured::ViewUpdated);
         }
-        drop(_enter);
         let plugged = self
             .devices
             .setup(&plan)
@@ -148,12 +182,14 @@ impl Agent {
             ifname: plugged.ifname.clone(),
             ifindex: plugged.ifindex,
         };
-        if let Some(mut served) = self.served.remove(&id) {
+        let previous = self.served().remove(&id);
+        let replumb = previous.is_some();
+        if let Some(mut served) = previous {
             if served.server.endpoint == endpoint {
                 served.plan = plan;
-                self.served.insert(id.clone(), served);
+                self.served().insert(id.clone(), served);
                 tracing::info!(network_id = %id, "network replumbed in place");
-                return Ok(());
+                return Ok(Configured::Replumbed);
             }
             served.server.stop().await;
         }
@@ -170,17 +206,38 @@ impl Agent {
             interface = %plugged.ifname,
             "serving network"
         );
-        self.served.insert(id, Served { plan, server });
-        Ok(())
+        self.served().insert(id, Served { plan, server });
+        Ok(if replumb {
+            Configured::Replumbed
+        } else {
+            Configured::Started
+        })
     }
 
-    /// Stops serving a network and removes everything made for it. Idempotent.
-    pub async fn disable(&mut self, network_id: &str) {
-        let served = self.served.remove(network_id);
+    /// Swaps the view of a served network without looking at its plumbing: for callers that
+    /// know the DHCP port did not change. Returns false (and does nothing) when the network is
+    /// not served.
+    pub fn update_view(&self, network: crate::model::Network) -> bool {
+        let Some(own) = self.cache.own_port_id(&network.id) else {
+            return false;
+        };
+        if !self.is_served(&network.id) {
+            return false;
+        }
+        self.cache.upsert(network, &own);
+        true
+    }
+
+    /// Stops serving a network and removes everything made for it on this host, including what
+    /// a previous run left behind (found through the state directory). Idempotent.
+    pub async fn disable(&self, network_id: &str) {
+        let served = self.served().remove(network_id);
         let port_id = served
             .as_ref()
             .map(|s| s.plan.port_id.clone())
-            .or_else(|| self.cache.own_port_id(network_id));
+            .or_else(|| self.cache.own_port_id(network_id))
+            .or_else(|| self.recorded_port_prefix(network_id));
+        let was_served = served.is_some();
         if let Some(s) = served {
             s.server.stop().await;
         }
@@ -192,43 +249,57 @@ impl Agent {
             }
         }
         self.forget(network_id);
-        tracing::info!(%network_id, "stopped network");
+        if was_served {
+            tracing::info!(%network_id, "stopped network");
+        }
     }
 
     /// Tears down every network we made (SIGTERM path).
-    pub async fn shutdown(&mut self) {
-        for id in self.cache.network_ids() {
+    pub async fn shutdown(&self) {
+        let mut ids: HashSet<String> = self.cache.network_ids().into_iter().collect();
+        ids.extend(self.served().keys().cloned());
+        for id in ids {
             self.disable(&id).await;
         }
     }
 
+    /// Ids of the networks recorded under `$state_path/dhcp` (served now or by a previous run).
+    pub fn recorded_networks(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.state_dir) else {
+            return Vec::new();
+        };
+        let mut ids: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// Removes networks a previous run left behind (recorded under `$state_path/dhcp`) that are
     /// not in `keep`.
-    pub async fn cleanup_leftovers(&mut self, keep: &HashSet<String>) {
-        let Ok(entries) = std::fs::read_dir(&self.state_dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let id = entry.file_name().to_string_lossy().into_owned();
-            if keep.contains(&id) || self.served.contains_key(&id) {
+    pub async fn cleanup_leftovers(&self, keep: &HashSet<String>) {
+        for id in self.recorded_networks() {
+            if keep.contains(&id) || self.is_served(&id) {
                 continue;
             }
-            let ifname =
-                std::fs::read_to_string(entry.path().join("interface")).unwrap_or_default();
-            // The namespace device is `ns-<port_id[:11]>`; teardown only needs that prefix.
-            let port_prefix = ifname
-                .trim()
-                .trim_start_matches("ns-")
-                .trim_start_matches("tap");
             tracing::info!(network_id = %id, "removing network left over from a previous run");
-            if !port_prefix.is_empty() {
-                if let Err(e) = self.devices.teardown(&id, port_prefix).await {
-                    tracing::error!(network_id = %id, error = %e, "cannot remove leftover network");
-                    continue;
-                }
-            }
-            self.forget(&id);
+            self.disable(&id).await;
         }
+    }
+
+    /// The DHCP device recorded for a network: `ns-<port_id[:11]>` → the port id prefix, which
+    /// is all a teardown needs.
+    fn recorded_port_prefix(&self, network_id: &str) -> Option<String> {
+        let ifname =
+            std::fs::read_to_string(self.state_dir.join(network_id).join("interface")).ok()?;
+        let prefix = ifname
+            .trim()
+            .trim_start_matches("ns-")
+            .trim_start_matches("tap")
+            .to_owned();
+        (!prefix.is_empty()).then_some(prefix)
     }
 
     fn remember(&self, network_id: &str, ifname: &str) {
@@ -247,5 +318,33 @@ impl Agent {
                 tracing::warn!(%network_id, dir = %dir.display(), error = %e, "cannot remove state dir");
             }
         }
+    }
+}
+
+/// `oslo_utils.uuidutils.is_uuid_like`, as the Python agent filters `dhcp_confs` entries:
+/// 32 hex digits, optionally hyphenated 8-4-4-4-12.
+pub fn is_uuid_like(s: &str) -> bool {
+    let hex: String = s.chars().filter(|c| *c != '-').collect();
+    if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return false;
+    }
+    if s.contains('-') {
+        let groups: Vec<usize> = s.split('-').map(str::len).collect();
+        return groups == [8, 4, 4, 4, 12];
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_like_names() {
+        assert!(is_uuid_like("8d4c2c5e-1a2b-4c3d-8e9f-0123456789ab"));
+        assert!(is_uuid_like("8d4c2c5e1a2b4c3d8e9f0123456789ab"));
+        assert!(!is_uuid_like("lost+found"));
+        assert!(!is_uuid_like("8d4c2c5e-1a2b-4c3d-8e9f-0123456789a"));
+        assert!(!is_uuid_like("8d4c2c5e1-a2b-4c3d-8e9f-0123456789ab"));
     }
 }

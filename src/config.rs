@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Options that shape what the DHCP server answers. Names and defaults are Neutron's.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,6 +53,58 @@ pub struct AgentConfig {
     /// `[standalone] networks_file`.
     pub networks_file: Option<PathBuf>,
     pub serve: ServeConfig,
+    /// Options of the Neutron RPC mode (only used when `transport_url` is set).
+    pub neutron: NeutronOptions,
+}
+
+/// Options of the Neutron control plane (RPC mode). Names and defaults are Neutron's
+/// (reference §11).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NeutronOptions {
+    /// `[AGENT] report_interval` (seconds, a float in the file); zero disables the heartbeat.
+    pub report_interval: Duration,
+    /// `[AGENT] availability_zone` (`nova`, at most 255 characters).
+    pub availability_zone: String,
+    /// `[AGENT] log_agent_heartbeats` (reported in the agent state only).
+    pub log_agent_heartbeats: bool,
+    /// `[DEFAULT] resync_interval` in seconds (5, min 1).
+    pub resync_interval: u64,
+    /// `[DEFAULT] resync_throttle` in seconds (1, min 0, at most `resync_interval`).
+    pub resync_throttle: u64,
+    /// `[DEFAULT] num_sync_threads` (4, min 1): networks configured in parallel by a sync.
+    pub num_sync_threads: usize,
+    /// `[DEFAULT] dhcp_driver`: only reported in the agent state (the server shows it).
+    pub dhcp_driver: String,
+    /// `[DEFAULT] control_exchange`, raw (validated by the transport).
+    pub control_exchange: Option<String>,
+    /// `[DEFAULT] rpc_response_timeout`, raw (validated by the transport).
+    pub rpc_response_timeout: Option<String>,
+    /// `[DEFAULT] rpc_response_max_timeout` in seconds (600): cap of the per-method back-off.
+    pub rpc_response_max_timeout: u64,
+    /// `[DEFAULT] bulk_reload_interval` (0). Accepted for compatibility; reloads are immediate
+    /// here (a view swap costs microseconds), so a non-zero value changes nothing.
+    pub bulk_reload_interval: u64,
+    /// Every `[oslo_messaging_rabbit]` option, for the transport.
+    pub rabbit: Vec<(String, String)>,
+}
+
+impl Default for NeutronOptions {
+    fn default() -> Self {
+        NeutronOptions {
+            report_interval: Duration::from_secs(30),
+            availability_zone: "nova".into(),
+            log_agent_heartbeats: false,
+            resync_interval: 5,
+            resync_throttle: 1,
+            num_sync_threads: 4,
+            dhcp_driver: "neutron.agent.linux.dhcp.Dnsmasq".into(),
+            control_exchange: None,
+            rpc_response_timeout: None,
+            rpc_response_max_timeout: 600,
+            bulk_reload_interval: 0,
+            rabbit: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -261,6 +314,17 @@ const KNOWN: &[(&str, &str)] = &[
     ("DEFAULT", "dhcp_renewal_time"),
     ("DEFAULT", "dhcp_rebinding_time"),
     ("DEFAULT", "debug"),
+    ("DEFAULT", "control_exchange"),
+    ("DEFAULT", "rpc_response_timeout"),
+    ("DEFAULT", "rpc_response_max_timeout"),
+    ("DEFAULT", "resync_interval"),
+    ("DEFAULT", "resync_throttle"),
+    ("DEFAULT", "num_sync_threads"),
+    ("DEFAULT", "dhcp_driver"),
+    ("DEFAULT", "bulk_reload_interval"),
+    ("AGENT", "report_interval"),
+    ("AGENT", "availability_zone"),
+    ("AGENT", "log_agent_heartbeats"),
     ("veth", "bridge"),
     ("standalone", "networks_file"),
 ];
@@ -311,6 +375,26 @@ impl Reader<'_> {
         Ok(n)
     }
 
+    fn float(&self, section: &str, key: &str, default: f64, min: f64) -> Result<f64, ConfigError> {
+        let Some((v, raw)) = self.string(section, key) else {
+            return Ok(default);
+        };
+        let n: f64 = v
+            .trim()
+            .parse()
+            .map_err(|_| self.invalid(section, key, raw, "expected a number".into()))?;
+        // Also bounds it for Duration::from_secs_f64 (a century is plenty for any interval).
+        if !n.is_finite() || n < min || n > 3.2e9 {
+            return Err(self.invalid(
+                section,
+                key,
+                raw,
+                format!("must be between {min} and 3.2e9"),
+            ));
+        }
+        Ok(n)
+    }
+
     fn opt_string(&self, section: &str, key: &str) -> Option<String> {
         self.string(section, key)
             .map(|(v, _)| v)
@@ -322,7 +406,10 @@ impl AgentConfig {
     /// Types and validates the merged files.
     pub fn from_raw(raw: &RawConfig) -> Result<AgentConfig, ConfigError> {
         for ((section, key), v) in &raw.values {
-            if !KNOWN.contains(&(section.as_str(), key.as_str())) {
+            // [oslo_messaging_rabbit] goes to the transport as a whole, which checks it.
+            if section != "oslo_messaging_rabbit"
+                && !KNOWN.contains(&(section.as_str(), key.as_str()))
+            {
                 tracing::debug!(file = %v.path.display(), section, key, "ignoring option not used by this agent");
             }
         }
@@ -367,7 +454,9 @@ impl AgentConfig {
             r.opt_string("DEFAULT", "state_path")
                 .unwrap_or_else(|| "/var/lib/neutron".into()),
         );
+        let neutron = neutron_options(&r)?;
         Ok(AgentConfig {
+            neutron,
             host,
             state_path,
             transport_url: r.opt_string("DEFAULT", "transport_url"),
@@ -381,6 +470,67 @@ impl AgentConfig {
             serve,
         })
     }
+}
+
+fn neutron_options(r: &Reader<'_>) -> Result<NeutronOptions, ConfigError> {
+    let d = NeutronOptions::default();
+    let resync_interval = r.int("DEFAULT", "resync_interval", d.resync_interval as i64, 1)? as u64;
+    let resync_throttle = r.int("DEFAULT", "resync_throttle", d.resync_throttle as i64, 0)? as u64;
+    if resync_throttle > resync_interval {
+        // Neutron refuses to start too (InvalidConfigurationOption).
+        let (_, rv) = r
+            .string("DEFAULT", "resync_throttle")
+            .or_else(|| r.string("DEFAULT", "resync_interval"))
+            .ok_or_else(|| unreachable_missing("resync_throttle"))?;
+        return Err(r.invalid(
+            "DEFAULT",
+            "resync_throttle",
+            rv,
+            format!("must be <= resync_interval ({resync_interval})"),
+        ));
+    }
+    let availability_zone = r
+        .string("AGENT", "availability_zone")
+        .map(|(v, _)| v)
+        .unwrap_or(d.availability_zone);
+    if availability_zone.chars().count() > 255 {
+        let (_, rv) = r
+            .string("AGENT", "availability_zone")
+            .ok_or_else(|| unreachable_missing("availability_zone"))?;
+        return Err(r.invalid(
+            "AGENT",
+            "availability_zone",
+            rv,
+            "longer than 255 characters".into(),
+        ));
+    }
+    Ok(NeutronOptions {
+        report_interval: Duration::from_secs_f64(r.float(
+            "AGENT",
+            "report_interval",
+            d.report_interval.as_secs_f64(),
+            0.0,
+        )?),
+        availability_zone,
+        log_agent_heartbeats: r.boolean("AGENT", "log_agent_heartbeats", false)?,
+        resync_interval,
+        resync_throttle,
+        num_sync_threads: r.int("DEFAULT", "num_sync_threads", d.num_sync_threads as i64, 1)?
+            as usize,
+        dhcp_driver: r
+            .opt_string("DEFAULT", "dhcp_driver")
+            .unwrap_or(d.dhcp_driver),
+        control_exchange: r.opt_string("DEFAULT", "control_exchange"),
+        rpc_response_timeout: r.opt_string("DEFAULT", "rpc_response_timeout"),
+        rpc_response_max_timeout: r.int(
+            "DEFAULT",
+            "rpc_response_max_timeout",
+            d.rpc_response_max_timeout as i64,
+            1,
+        )? as u64,
+        bulk_reload_interval: r.int("DEFAULT", "bulk_reload_interval", 0, 0)? as u64,
+        rabbit: r.raw.section("oslo_messaging_rabbit"),
+    })
 }
 
 /// Only reachable if a value vanished between two reads of the same map; kept as an error
@@ -477,6 +627,45 @@ mod tests {
         );
         assert!(cfg("[DEFAULT]\ndhcp_lease_duration = 0\n").is_err());
         assert!(cfg("[DEFAULT]\ndhcp_rebinding_time = x\n").is_err());
+    }
+
+    #[test]
+    fn neutron_options_defaults_and_validation() {
+        let c = cfg("[DEFAULT]\n").unwrap();
+        assert_eq!(c.neutron, NeutronOptions::default());
+        let c = cfg(
+            "[DEFAULT]\nresync_interval = 10\nresync_throttle = 0\nnum_sync_threads = 8\n\
+             control_exchange = openstack\nrpc_response_timeout = 20\n\
+             [AGENT]\nreport_interval = 0.5\navailability_zone = az1\n\
+             [oslo_messaging_rabbit]\namqp_durable_queues = true\n",
+        )
+        .unwrap();
+        assert_eq!(c.neutron.resync_interval, 10);
+        assert_eq!(c.neutron.resync_throttle, 0);
+        assert_eq!(c.neutron.num_sync_threads, 8);
+        assert_eq!(c.neutron.report_interval, Duration::from_millis(500));
+        assert_eq!(c.neutron.availability_zone, "az1");
+        assert_eq!(c.neutron.control_exchange.as_deref(), Some("openstack"));
+        assert_eq!(c.neutron.rpc_response_timeout.as_deref(), Some("20"));
+        assert_eq!(
+            c.neutron.rabbit,
+            vec![("amqp_durable_queues".to_string(), "true".to_string())]
+        );
+        let e = cfg("[DEFAULT]\nresync_interval = 2\nresync_throttle = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("resync_throttle") && e.contains("resync_interval"),
+            "{e}"
+        );
+        assert!(cfg("[DEFAULT]\nresync_interval = 0\n").is_err());
+        assert!(cfg("[AGENT]\nreport_interval = -1\n").is_err());
+        assert!(cfg("[AGENT]\nreport_interval = soon\n").is_err());
+        assert!(cfg(&format!(
+            "[AGENT]\navailability_zone = {}\n",
+            "a".repeat(256)
+        ))
+        .is_err());
     }
 
     #[test]

@@ -14,6 +14,9 @@ use neutron_dhcp::agent::Agent;
 use neutron_dhcp::cache::NetworkCache;
 use neutron_dhcp::config::{AgentConfig, RawConfig};
 use neutron_dhcp::device::{DeviceConfig, DeviceManager, InterfaceDriver};
+use neutron_dhcp::neutron::{heartbeat::StateTemplate, NeutronAgent, Settings};
+use neutron_dhcp::plugin::PluginApi;
+use neutron_dhcp::rpc::transport::{self, TransportConfig};
 use neutron_dhcp::standalone::{self, FileStamp};
 
 #[derive(Parser, Debug)]
@@ -25,7 +28,8 @@ struct Cli {
     /// Directory whose `*.conf` files are read after the --config-files.
     #[arg(long = "config-dir", value_name = "DIR")]
     config_dir: Vec<PathBuf>,
-    /// Standalone mode: networks file (overrides `[standalone] networks_file`).
+    /// Standalone mode: networks file (overrides `[standalone] networks_file`; ignored when
+    /// `[DEFAULT] transport_url` is set).
     #[arg(long = "networks-file", value_name = "PATH")]
     networks_file: Option<PathBuf>,
     /// Overrides `[DEFAULT] state_path` (oslo.config CLI option).
@@ -81,12 +85,22 @@ fn init_tracing(cli: &Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn device_manager(cfg: &AgentConfig) -> anyhow::Result<DeviceManager> {
+    let driver: InterfaceDriver = cfg
+        .interface_driver
+        .parse()
+        .with_context(|| "invalid [DEFAULT] interface_driver".to_string())?;
+    Ok(DeviceManager::new(DeviceConfig {
+        driver,
+        veth_bridge: cfg.veth_bridge.clone(),
+        enable_isolated_metadata: cfg.serve.enable_isolated_metadata,
+        force_metadata: cfg.serve.force_metadata,
+    }))
+}
+
 async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
-    if cfg.transport_url.is_some() {
-        bail!(
-            "[DEFAULT] transport_url is set, but the Neutron RPC control plane is not \
-             implemented yet; remove transport_url to run in standalone mode"
-        );
+    if let Some(url) = cfg.transport_url.clone() {
+        return run_rpc(cfg, &url).await;
     }
     let Some(networks_file) = cfg.networks_file.clone() else {
         bail!(
@@ -94,16 +108,7 @@ async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
              [standalone] networks_file or pass --networks-file"
         );
     };
-    let driver: InterfaceDriver = cfg
-        .interface_driver
-        .parse()
-        .with_context(|| "invalid [DEFAULT] interface_driver".to_string())?;
-    let devices = DeviceManager::new(DeviceConfig {
-        driver,
-        veth_bridge: cfg.veth_bridge.clone(),
-        enable_isolated_metadata: cfg.serve.enable_isolated_metadata,
-        force_metadata: cfg.serve.force_metadata,
-    });
+    let devices = device_manager(&cfg)?;
     let desired = standalone::load(&networks_file, &cfg.host)?;
     tracing::info!(
         file = %networks_file.display(),
@@ -112,7 +117,7 @@ async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         "starting in standalone mode"
     );
     let cache = Arc::new(NetworkCache::new(cfg.serve.clone()));
-    let mut agent = Agent::new(cache, devices, cfg.state_path.clone());
+    let agent = Agent::new(cache, devices, cfg.state_path.clone());
     let keep: HashSet<String> = desired.iter().map(|d| d.network.id.clone()).collect();
     agent.cleanup_leftovers(&keep).await;
     let mut stamp = FileStamp::of(&networks_file);
@@ -164,5 +169,83 @@ async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     }
     tracing::info!("shutting down: removing served networks");
     agent.shutdown().await;
+    Ok(())
+}
+
+/// Neutron RPC mode: the agent as neutron-server knows it (`DhcpAgentWithStateReport`).
+async fn run_rpc(cfg: AgentConfig, transport_url: &str) -> anyhow::Result<()> {
+    // TransportError never contains the URL's password; neither does TransportUrl's Display.
+    let tcfg = TransportConfig::from_parts(
+        transport_url,
+        cfg.neutron.control_exchange.as_deref(),
+        cfg.neutron.rpc_response_timeout.as_deref(),
+        &cfg.neutron.rabbit,
+        &cfg.host,
+    )
+    .context("invalid messaging configuration")?;
+    let devices = device_manager(&cfg)?;
+    if cfg.networks_file.is_some() {
+        tracing::warn!(
+            "transport_url is set: running in Neutron RPC mode, the standalone networks file is ignored"
+        );
+    }
+    if cfg.neutron.bulk_reload_interval > 0 {
+        tracing::info!(
+            "bulk_reload_interval is ignored: port changes are applied at once (a view swap)"
+        );
+    }
+    tracing::info!(
+        host = %cfg.host,
+        transport_url = %tcfg.url,
+        exchange = %tcfg.control_exchange,
+        "starting in Neutron RPC mode"
+    );
+    let rpc_response_timeout = tcfg.rpc_response_timeout;
+    let (client, events, transport) = transport::start(tcfg);
+    let plugin = Arc::new(PluginApi::new(
+        client,
+        cfg.host.clone(),
+        rpc_response_timeout,
+        Duration::from_secs(cfg.neutron.rpc_response_max_timeout),
+    ));
+    let cache = Arc::new(NetworkCache::new(cfg.serve.clone()));
+    let agent = Arc::new(Agent::new(cache, devices, cfg.state_path.clone()));
+    let report_interval =
+        (!cfg.neutron.report_interval.is_zero()).then_some(cfg.neutron.report_interval);
+    let settings = Settings {
+        host: cfg.host.clone(),
+        resync_interval: Duration::from_secs(cfg.neutron.resync_interval),
+        resync_throttle: Duration::from_secs(cfg.neutron.resync_throttle),
+        num_sync_threads: cfg.neutron.num_sync_threads,
+        report_interval,
+        state: StateTemplate {
+            host: cfg.host.clone(),
+            availability_zone: cfg.neutron.availability_zone.clone(),
+            dhcp_driver: cfg.neutron.dhcp_driver.clone(),
+            dhcp_lease_duration: cfg.serve.dhcp_lease_duration,
+            log_agent_heartbeats: cfg.neutron.log_agent_heartbeats,
+        },
+    };
+    let neutron = NeutronAgent::start(settings, plugin, agent.clone(), events);
+
+    let mut hup = signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: scheduling a full sync");
+                neutron.resync_all("SIGHUP");
+            }
+        }
+    }
+    tracing::info!("shutting down: stopping the Neutron agent");
+    neutron.shutdown().await;
+    // Local teardown only: our DHCP ports stay in Neutron (the Python agent does not release
+    // them on stop either), so a restart reuses them.
+    agent.shutdown().await;
+    transport.shutdown().await;
     Ok(())
 }

@@ -22,6 +22,7 @@ use crate::dhcp::options::{self, code, Encoded, ParsedOpt};
 use crate::model::{
     IpVersion, MacAddr, Network, Port, Subnet, OWNER_DHCP, ROUTER_INTERFACE_OWNERS,
 };
+use crate::view6::NetworkView6;
 
 /// Lease time meaning "infinite" on the wire.
 pub const INFINITE: u32 = 0xffff_ffff;
@@ -106,6 +107,8 @@ pub struct NetworkView {
     lease_secs: u32,
     broadcast_reply: bool,
     domain: Option<(u32, u8)>,
+    /// The DHCPv6 side of the network, built from the same data (see [`crate::view6`]).
+    v6: NetworkView6,
 }
 
 /// A candidate option value while merging layers; `None` in a slot means "suppressed".
@@ -124,7 +127,14 @@ impl NetworkView {
     /// `own_dhcp_port_id` is the id of the `network:dhcp` port this agent plugs: its IPs are the
     /// server-ids and default DNS servers.
     pub fn build(net: &Network, own_dhcp_port_id: &str, cfg: &ServeConfig) -> NetworkView {
-        Builder::new(net, own_dhcp_port_id, cfg).build()
+        let mut view = Builder::new(net, own_dhcp_port_id, cfg).build();
+        view.v6 = NetworkView6::build(net, own_dhcp_port_id, cfg);
+        view
+    }
+
+    /// What the DHCPv6 responder reads: served IPv6 subnets, bindings and option sets.
+    pub fn v6(&self) -> &NetworkView6 {
+        &self.v6
     }
 
     pub fn network_id(&self) -> &str {
@@ -286,6 +296,7 @@ impl<'a> Builder<'a> {
             lease_secs: lease_secs(cfg.dhcp_lease_duration),
             broadcast_reply: cfg.dhcp_broadcast_reply,
             domain: None,
+            v6: NetworkView6::default(),
         };
         Builder {
             net,
@@ -736,7 +747,7 @@ fn tags_hold(opt: &ParsedOpt, port_id: &str, subnet_id: &str, ipxe: bool) -> boo
 
 /// `dhcp_lease_duration` in wire form: -1 (any negative) is infinite; dnsmasq raises leases
 /// shorter than two minutes to 120 s.
-fn lease_secs(duration: i64) -> u32 {
+pub(crate) fn lease_secs(duration: i64) -> u32 {
     if duration < 0 || duration >= i64::from(INFINITE) {
         INFINITE
     } else {

@@ -1,7 +1,11 @@
-//! DHCP: the pure responder core (`packet`, `options`, `v4`) and its I/O shell (`netio`, `server`).
+//! DHCP: the pure responder cores (`packet`, `options`, `v4`; `packet6`, `options6`, `v6`) and
+//! their I/O shell (`netio`, `server`).
 
 pub mod netio;
 pub mod options;
+pub mod options6;
 pub mod packet;
+pub mod packet6;
 pub mod server;
 pub mod v4;
+pub mod v6;

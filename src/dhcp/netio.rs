@@ -8,15 +8,24 @@
 //! primary address). Broadcast replies use the same path with the broadcast MAC. Relayed replies
 //! go through the UDP socket to the relay, as any router-crossing datagram must.
 //!
+//! DHCPv6 needs no layer-2 sending: every client has a link-local address, so replies go through
+//! a UDP socket on `[::]:547` (joined to `ff02::1:2` on the DHCP interface) back to the client's
+//! source address, and the kernel picks our link-local address as source. What DHCPv6 lacks is
+//! the client's MAC: a Solicit names the client only by DUID, and Neutron reserves addresses by
+//! MAC. dnsmasq asks the neighbour table (soliciting the client first, since a multicast request
+//! creates no entry). We instead listen with a filtered `AF_PACKET` socket that copies the
+//! headers of each DHCPv6 datagram arriving on the interface, so the source MAC of the very frame
+//! being answered is known without any wait or extra traffic ([`dhcp6_sniffer`]).
+//!
 //! All sockets are created by the caller on a thread that has entered the namespace; this module
 //! only configures them.
 
 use std::io;
 use std::mem;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockFilter, Socket, Type};
 
 pub const SERVER_PORT: u16 = 67;
 pub const CLIENT_PORT: u16 = 68;
@@ -36,6 +45,108 @@ pub fn bind_udp4(ifname: &str) -> io::Result<std::net::UdpSocket> {
     s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVER_PORT).into())?;
     s.set_nonblocking(true)?;
     Ok(s.into())
+}
+
+/// DHCPv6 server port (RFC 8415 §7.2).
+pub const SERVER_PORT6: u16 = 547;
+/// `All_DHCP_Relay_Agents_and_Servers` (RFC 8415 §7.1).
+pub const ALL_DHCP_AGENTS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2);
+
+/// UDP socket on `[::]:547` bound to the DHCP interface and joined to `ff02::1:2` on it. Must be
+/// called inside the namespace; fails when IPv6 is disabled there or on the interface.
+pub fn bind_udp6(ifname: &str, ifindex: u32) -> io::Result<std::net::UdpSocket> {
+    let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_only_v6(true)?;
+    s.set_reuse_address(true)?;
+    s.bind_device(Some(ifname.as_bytes()))?;
+    s.bind(&SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, SERVER_PORT6, 0, 0).into())?;
+    s.join_multicast_v6(&ALL_DHCP_AGENTS, ifindex)?;
+    s.set_multicast_loop_v6(false)?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+/// Classic BPF over the IPv6 header (an `AF_PACKET`/`SOCK_DGRAM` socket sees packets from the
+/// network header): next header UDP and destination port 547, keeping the first 64 bytes.
+/// Extension headers are not followed; DHCPv6 clients do not send them.
+const DHCP6_FILTER: [SockFilter; 6] = [
+    SockFilter::new(0x30, 0, 0, 6),    // ldb [6]            next header
+    SockFilter::new(0x15, 0, 3, 17),   // jeq #17, +0, +3    UDP?
+    SockFilter::new(0x28, 0, 0, 42),   // ldh [42]           UDP destination port
+    SockFilter::new(0x15, 0, 1, 547),  // jeq #547, +0, +1
+    SockFilter::new(0x06, 0, 0, 64),   // ret #64            accept, 64 bytes
+    SockFilter::new(0x06, 0, 0, 0),    // ret #0             drop
+];
+
+/// `AF_PACKET` socket receiving the headers of DHCPv6 datagrams that arrive on `ifindex`, to
+/// learn each client's MAC (see the module comment). Never blocks a reader: read it with
+/// [`recv_sniffed`]. Must be called inside the namespace.
+pub fn dhcp6_sniffer(ifindex: u32) -> io::Result<OwnedFd> {
+    // Protocol 0: nothing is queued until the filter is in place and the socket is bound.
+    let s = Socket::new(Domain::PACKET, Type::DGRAM, None)?;
+    s.attach_filter(&DHCP6_FILTER)?;
+    s.set_nonblocking(true)?;
+    let fd: OwnedFd = s.into();
+    // SAFETY: sockaddr_ll is plain old data; all-zero is a valid starting value.
+    let mut addr: libc::sockaddr_ll = unsafe { mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = (libc::ETH_P_IPV6 as u16).to_be();
+    addr.sll_ifindex = ifindex as i32;
+    // SAFETY: addr is valid for the length passed; the fd is open.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_ll).cast(),
+            mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// `PACKET_OUTGOING`: a copy of a frame we sent.
+const PACKET_OUTGOING: u8 = 4;
+
+/// Reads one queued frame from a [`dhcp6_sniffer`] without blocking: `Ok(Some((source address,
+/// source MAC)))` for a DHCPv6 datagram received from an Ethernet neighbour, `Ok(None)` for
+/// anything else, `Err(WouldBlock)` when the queue is empty.
+pub fn recv_sniffed(fd: &OwnedFd) -> io::Result<Option<(Ipv6Addr, [u8; 6])>> {
+    let mut buf = [0u8; 64];
+    // SAFETY: sockaddr_ll is plain old data; all-zero is a valid starting value.
+    let mut from: libc::sockaddr_ll = unsafe { mem::zeroed() };
+    let mut from_len = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    // SAFETY: buf and from are valid for the lengths passed; the fd is open.
+    let n = unsafe {
+        libc::recvfrom(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+            (&mut from as *mut libc::sockaddr_ll).cast(),
+            &mut from_len,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(parse_sniffed(&buf[..n as usize], &from))
+}
+
+fn parse_sniffed(pkt: &[u8], from: &libc::sockaddr_ll) -> Option<(Ipv6Addr, [u8; 6])> {
+    if from.sll_pkttype == PACKET_OUTGOING || from.sll_halen != 6 || pkt.len() < 48 {
+        return None;
+    }
+    let udp_dst = u16::from_be_bytes([pkt[42], pkt[43]]);
+    if pkt[0] >> 4 != 6 || pkt[6] != 17 || udp_dst != SERVER_PORT6 {
+        return None;
+    }
+    let mut src = [0u8; 16];
+    src.copy_from_slice(&pkt[8..24]);
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&from.sll_addr[..6]);
+    Some((Ipv6Addr::from(src), mac))
 }
 
 /// `AF_PACKET`/`SOCK_DGRAM` socket for sending: the kernel adds the Ethernet header. Protocol 0

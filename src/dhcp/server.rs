@@ -1,11 +1,13 @@
-//! The DHCPv4 I/O shell of one namespace: receive, ask the pure responder, send.
+//! The DHCP I/O shell of one namespace: receive, ask the pure responder, send.
 //!
-//! One tokio task per `qdhcp-<network>` namespace. The loop does one `recv` and one `send` per
-//! packet; the reply is built into buffers allocated once per task, and the network's data is
-//! read through the lock-free [`ViewHandle`], so control-plane work never delays a reply.
+//! Two tokio tasks per `qdhcp-<network>` namespace, one for DHCPv4 and one for DHCPv6, reading
+//! the same lock-free [`ViewHandle`], so control-plane work never delays a reply. Each loop does
+//! one `recv` and one `send` per packet; replies are built into buffers allocated once per task.
+//! The DHCPv6 task runs whenever IPv6 works in the namespace, also on networks without IPv6
+//! subnets today: a subnet added later is served as soon as the view has it.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::OwnedFd;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +23,8 @@ use tracing::Instrument;
 use crate::cache::ViewHandle;
 use crate::dhcp::netio;
 use crate::dhcp::v4::{self, Delivery, Ignore, Outcome};
+use crate::dhcp::v6;
+use crate::model::MacAddr;
 
 /// Where a network is served: the DHCP port's device inside its namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,12 +66,16 @@ pub enum ServerError {
     },
 }
 
-/// A running server; dropping it without [`DhcpServer::stop`] aborts the task.
+/// A running server; dropping it without [`DhcpServer::stop`] aborts the tasks.
 pub struct DhcpServer {
     pub endpoint: Endpoint,
     pub counters: Arc<Counters>,
+    /// DHCPv6 packet counters (all zero when IPv6 is unavailable in the namespace).
+    pub counters6: Arc<Counters>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
+    stop6: Option<oneshot::Sender<()>>,
+    task6: Option<JoinHandle<()>>,
 }
 
 impl DhcpServer {
@@ -75,8 +83,11 @@ impl DhcpServer {
     /// a tokio worker) and spawns the serving task.
     pub async fn start(endpoint: Endpoint, view: ViewHandle) -> Result<DhcpServer, ServerError> {
         let ifname = endpoint.ifname.clone();
+        let ifindex = endpoint.ifindex;
         let opened = crate::device::in_netns(&endpoint.namespace, move || {
-            Ok::<_, io::Error>((netio::bind_udp4(&ifname)?, netio::packet_socket()?))
+            // IPv6 may be disabled on the host or the device: then DHCPv4 only.
+            let v6 = netio::bind_udp6(&ifname, ifindex).map(|udp| (udp, netio::dhcp6_sniffer(ifindex)));
+            Ok::<_, io::Error>((netio::bind_udp4(&ifname)?, netio::packet_socket()?, v6))
         })
         .await
         .map_err(|source| ServerError::Namespace {
@@ -88,7 +99,7 @@ impl DhcpServer {
             ifname: endpoint.ifname.clone(),
             source,
         };
-        let (udp, raw) = opened.map_err(socket_err)?;
+        let (udp, raw, v6_sockets) = opened.map_err(socket_err)?;
         let udp = UdpSocket::from_std(udp).map_err(socket_err)?;
         // SAFETY: an OwnedFd stays open and refers to the same socket until the AsyncFd drops it.
         let raw = unsafe { AsyncFd::register_with_interest(raw, Interest::WRITABLE) }
@@ -97,19 +108,55 @@ impl DhcpServer {
         let (stop_tx, stop_rx) = oneshot::channel();
         let span = tracing::info_span!("dhcp4", network_id = %endpoint.network_id);
         let task = tokio::spawn(
-            serve(udp, raw, endpoint.ifindex, view, counters.clone(), stop_rx).instrument(span),
+            serve(udp, raw, endpoint.ifindex, view.clone(), counters.clone(), stop_rx)
+                .instrument(span),
         );
+        let counters6 = Arc::new(Counters::default());
+        let (stop6, task6) = match v6_sockets.and_then(|(udp, sniffer)| {
+            Ok((UdpSocket::from_std(udp)?, sniffer))
+        }) {
+            Ok((udp6, sniffer)) => {
+                let sniffer = sniffer
+                    .map_err(|e| {
+                        tracing::warn!(
+                            network_id = %endpoint.network_id, error = %e,
+                            "cannot see DHCPv6 clients' MACs at layer 2; identifying them by \
+                             DUID and EUI-64 address only"
+                        );
+                    })
+                    .ok();
+                let (tx, rx) = oneshot::channel();
+                let span = tracing::info_span!("dhcp6", network_id = %endpoint.network_id);
+                let task = tokio::spawn(
+                    serve6(udp6, sniffer, view, counters6.clone(), rx).instrument(span),
+                );
+                (Some(tx), Some(task))
+            }
+            Err(e) => {
+                tracing::info!(
+                    network_id = %endpoint.network_id, interface = %endpoint.ifname, error = %e,
+                    "DHCPv6 not served: cannot open its socket (IPv6 disabled?)"
+                );
+                (None, None)
+            }
+        };
         Ok(DhcpServer {
             endpoint,
             counters,
+            counters6,
             stop: Some(stop_tx),
             task,
+            stop6,
+            task6,
         })
     }
 
-    /// Stops the task and waits until its sockets are closed.
+    /// Stops the tasks and waits until their sockets are closed.
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(tx) = self.stop6.take() {
             let _ = tx.send(());
         }
         if let Err(e) = (&mut self.task).await {
@@ -117,12 +164,27 @@ impl DhcpServer {
                 tracing::error!(network_id = %self.endpoint.network_id, "DHCP task panicked");
             }
         }
+        if let Some(task6) = self.task6.as_mut() {
+            if let Err(e) = task6.await {
+                if e.is_panic() {
+                    tracing::error!(network_id = %self.endpoint.network_id, "DHCPv6 task panicked");
+                }
+            }
+        }
+    }
+
+    /// Whether the DHCPv6 task runs (IPv6 usable in the namespace).
+    pub fn serves_v6(&self) -> bool {
+        self.task6.is_some()
     }
 }
 
 impl Drop for DhcpServer {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(t) = &self.task6 {
+            t.abort();
+        }
     }
 }
 
@@ -241,3 +303,152 @@ impl Shell {
             .await
     }
 }
+
+/// Recently seen (IPv6 source address → MAC) pairs from the layer-2 listener; a fixed ring, so
+/// learning costs no allocation. Only the last few matter: the datagram being answered arrived
+/// a moment ago.
+struct MacCache {
+    entries: [(Ipv6Addr, [u8; 6]); MacCache::SIZE],
+    next: usize,
+}
+
+impl MacCache {
+    const SIZE: usize = 32;
+
+    fn new() -> Self {
+        MacCache {
+            entries: [(Ipv6Addr::UNSPECIFIED, [0; 6]); Self::SIZE],
+            next: 0,
+        }
+    }
+
+    fn learn(&mut self, ip: Ipv6Addr, mac: [u8; 6]) {
+        self.entries[self.next] = (ip, mac);
+        self.next = (self.next + 1) % Self::SIZE;
+    }
+
+    /// The newest MAC seen for `ip`.
+    fn get(&self, ip: Ipv6Addr) -> Option<MacAddr> {
+        (0..Self::SIZE)
+            .map(|i| self.entries[(self.next + Self::SIZE - 1 - i) % Self::SIZE])
+            .find(|&(a, _)| a == ip && !a.is_unspecified())
+            .map(|(_, m)| MacAddr(m))
+    }
+
+    /// Takes in everything the listener queued (bounded: a flood cannot stall the loop).
+    fn drain(&mut self, sniffer: &OwnedFd) {
+        for _ in 0..64 {
+            match netio::recv_sniffed(sniffer) {
+                Ok(Some((ip, mac))) => self.learn(ip, mac),
+                Ok(None) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+async fn serve6(
+    udp: UdpSocket,
+    sniffer: Option<OwnedFd>,
+    view: ViewHandle,
+    counters: Arc<Counters>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut buf = vec![0u8; RECV_BUF];
+    let mut shell = Shell6 {
+        udp,
+        sniffer,
+        macs: MacCache::new(),
+        view,
+        counters,
+        reply: Vec::with_capacity(REPLY_CAPACITY),
+    };
+    tracing::debug!("DHCPv6 task started");
+    loop {
+        let (n, peer) = tokio::select! {
+            _ = &mut stop => break,
+            r = shell.udp.recv_from(&mut buf) => match r {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "recv failed");
+                    continue;
+                }
+            },
+        };
+        let SocketAddr::V6(peer) = peer else { continue };
+        let span = tracing::debug_span!("request", %peer, len = n);
+        shell.handle(&buf[..n], peer).instrument(span).await;
+    }
+    tracing::debug!("DHCPv6 task stopped");
+}
+
+/// The per-task state of the DHCPv6 loop.
+struct Shell6 {
+    udp: UdpSocket,
+    sniffer: Option<OwnedFd>,
+    macs: MacCache,
+    view: ViewHandle,
+    counters: Arc<Counters>,
+    reply: Vec<u8>,
+}
+
+impl Shell6 {
+    async fn handle(&mut self, req: &[u8], peer: SocketAddrV6) {
+        Counters::bump(&self.counters.received);
+        if let Some(s) = &self.sniffer {
+            self.macs.drain(s);
+        }
+        let src = v6::Source {
+            addr: *peer.ip(),
+            link_mac: self.macs.get(*peer.ip()),
+        };
+        let current = self.view.load();
+        let reply = &mut self.reply;
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            v6::respond(req, &src, current.v6(), reply)
+        }));
+        drop(current);
+        match outcome {
+            Ok(v6::Outcome::Reply {
+                delivery,
+                request,
+                reply,
+                client,
+            }) => {
+                let to = SocketAddrV6::new(*peer.ip(), delivery.port(), 0, peer.scope_id());
+                match self.udp.send_to(&self.reply, to).await {
+                    Ok(_) => {
+                        Counters::bump(&self.counters.replied);
+                        let (req, rep) = (v6::name(request), v6::name(reply));
+                        match (request, client) {
+                            (8 | 9, Some(mac)) => tracing::info!("{req} from {mac} answered"),
+                            (_, Some(mac)) => tracing::debug!("{req} from {mac}: {rep} sent"),
+                            (_, None) => tracing::debug!("{req}: {rep} sent"),
+                        }
+                    }
+                    Err(e) => {
+                        Counters::bump(&self.counters.send_errors);
+                        tracing::warn!(error = %e, %to, "sending DHCPv6 reply failed");
+                    }
+                }
+            }
+            Ok(v6::Outcome::Ignored(reason)) => {
+                Counters::bump(&self.counters.ignored);
+                tracing::debug!("not answered: {reason}");
+            }
+            Ok(v6::Outcome::Malformed(why)) => {
+                Counters::bump(&self.counters.malformed);
+                tracing::debug!("dropped malformed DHCPv6 packet: {why}");
+            }
+            Err(_) => {
+                Counters::bump(&self.counters.malformed);
+                tracing::error!(%peer, "DHCPv6 responder panicked; packet dropped");
+            }
+        }
+    }
+}
+
+/// Keeps `IpAddr` in use for readers of the v4 shell's imports.
+#[allow(dead_code)]
+fn _unused(_: IpAddr) {}

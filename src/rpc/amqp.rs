@@ -383,6 +383,15 @@ impl Publisher {
         }
     }
 
+    /// Closes the publishing channel, if open.
+    pub async fn close(&self) {
+        if let Some(pc) = self.state.lock().await.take() {
+            if pc.channel.status().connected() {
+                let _ = pc.channel.close(200, "OK".into()).await;
+            }
+        }
+    }
+
     async fn open_channel(&self) -> Result<Channel, AmqpError> {
         let channel = self.conn.create_channel().await?;
         channel

@@ -146,6 +146,15 @@ pub struct RpcClient {
     shared: Arc<Shared>,
 }
 
+impl std::fmt::Debug for RpcClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcClient")
+            .field("reply_queue", &self.shared.reply_queue)
+            .field("exchange", &self.shared.exchange)
+            .finish_non_exhaustive()
+    }
+}
+
 impl RpcClient {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         RpcClient { shared }

@@ -211,6 +211,14 @@ pub struct TransportHandle {
     task: JoinHandle<()>,
 }
 
+impl std::fmt::Debug for TransportHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransportHandle")
+            .field("connected", &self.is_connected())
+            .finish_non_exhaustive()
+    }
+}
+
 impl TransportHandle {
     /// True while a connection is up with every queue declared and consumed.
     pub fn is_connected(&self) -> bool {
@@ -362,13 +370,44 @@ impl Backoff {
     }
 }
 
-/// One live connection with everything declared and consumed.
+/// One live connection with everything declared; its consumers run separately.
 struct Session {
     conn: Arc<Connection>,
     server_channel: Channel,
-    server_consumers: Vec<Consumer>,
-    reply_consumer: Consumer,
+    reply_channel: Channel,
     publisher: Arc<Publisher>,
+}
+
+impl Session {
+    /// Best effort and bounded: deletes the fanout queue if asked (oslo does at shutdown),
+    /// closes every channel, then the connection. Closing explicitly, in order, keeps lapin
+    /// from racing a dropped channel's close against the connection's.
+    async fn close(self, delete_fanout: Option<&str>) {
+        let work = async {
+            if !self.conn.status().connected() {
+                return;
+            }
+            if let Some(queue) = delete_fanout.and_then(|q| amqp::short("queue name", q).ok()) {
+                let deleted = self
+                    .server_channel
+                    .queue_delete(queue, QueueDeleteOptions::default())
+                    .await;
+                if let Err(e) = deleted {
+                    tracing::debug!("cannot delete the fanout queue: {e}");
+                }
+            }
+            for ch in [&self.server_channel, &self.reply_channel] {
+                if ch.status().connected() {
+                    let _ = ch.close(200, "OK".into()).await;
+                }
+            }
+            self.publisher.close().await;
+            if let Err(e) = self.conn.close(200, "OK".into()).await {
+                tracing::debug!("closing the AMQP connection: {e}");
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, work).await;
+    }
 }
 
 struct Supervisor {
@@ -410,7 +449,7 @@ impl Supervisor {
                 s = self.open(endpoint, &server_plan, &reply_plan).instrument(span.clone()) => s,
                 () = stopped(&mut stop) => return,
             };
-            let session = match opened {
+            let (session, server_consumers, reply_consumer) = match opened {
                 Ok(s) => s,
                 Err(e) => {
                     let delay = backoff.next_delay();
@@ -431,37 +470,28 @@ impl Supervisor {
             self.publisher
                 .send_replace(Some(Arc::clone(&session.publisher)));
             if lost {
-                let _ = self.events.send(TransportEvent::Reconnected).await;
+                tokio::select! {
+                    _ = self.events.send(TransportEvent::Reconnected) => {}
+                    () = stopped(&mut stop) => {}
+                }
             }
 
             let reply_timeout = secs(self.cfg.rabbit.kombu_missing_consumer_retry_timeout);
-            let Session {
-                conn,
-                server_channel,
-                server_consumers,
-                reply_consumer,
-                publisher,
-            } = session;
             let reason = tokio::select! {
-                r = server::serve(server_consumers, &mut self.dispatcher, &self.events, &publisher, reply_timeout) => Some(r),
+                r = server::serve(server_consumers, &mut self.dispatcher, &self.events, &session.publisher, reply_timeout) => Some(r),
                 r = client::consume_replies(reply_consumer, &self.shared) => Some(r),
                 () = stopped(&mut stop) => None,
             };
             self.publisher.send_replace(None);
-            drop(publisher);
             let Some(reason) = reason else {
                 span.in_scope(|| tracing::info!("AMQP transport shutting down"));
                 // The shared stream queue is not ours to delete.
-                let fanout = server_plan
-                    .consumers
-                    .last()
-                    .filter(|c| !c.stream)
-                    .map(|c| (&server_channel, c.queue.name.as_str()));
-                close(&conn, fanout).await;
+                let fanout = server_plan.consumers.last().filter(|c| !c.stream);
+                session.close(fanout.map(|c| c.queue.name.as_str())).await;
                 return;
             };
             span.in_scope(|| tracing::warn!("lost the AMQP connection to {endpoint}: {reason}"));
-            close(&conn, None).await;
+            session.close(None).await;
             lost = true;
             let delay = Duration::from_secs_f64(self.cfg.rabbit.kombu_reconnect_delay);
             if !self.sleep(delay).await {
@@ -482,27 +512,28 @@ impl Supervisor {
         ))
     }
 
-    /// Connects, declares and starts every consumer.
+    /// Connects, declares and starts every consumer: the session, the server's consumers and
+    /// the reply consumer.
     async fn open(
         &self,
         endpoint: &BrokerEndpoint,
         server_plan: &ListenerPlan,
         reply_plan: &ListenerPlan,
-    ) -> Result<Session, AmqpError> {
+    ) -> Result<(Session, Vec<Consumer>, Consumer), AmqpError> {
         let conn =
             Arc::new(amqp::connect(endpoint, &self.cfg.rabbit, &self.connection_name).await?);
-        let (_reply_channel, mut reply) =
+        let (reply_channel, mut reply) =
             amqp::start_consumers(&conn, reply_plan, &StreamOffset::Last).await?;
         let (server_channel, server_consumers) =
             amqp::start_consumers(&conn, server_plan, &self.dispatcher.stream_offset).await?;
         let reply_consumer = reply.pop().ok_or(AmqpError::EmptyPlan)?;
-        Ok(Session {
+        let session = Session {
             publisher: Arc::new(Publisher::new(Arc::clone(&conn))),
             conn,
             server_channel,
-            server_consumers,
-            reply_consumer,
-        })
+            reply_channel,
+        };
+        Ok((session, server_consumers, reply_consumer))
     }
 
     /// Sleeps `delay`; false when asked to stop meanwhile.
@@ -512,29 +543,6 @@ impl Supervisor {
             () = stopped(&mut self.stop) => false,
         }
     }
-}
-
-/// Closes the connection (best effort, bounded). At shutdown oslo deletes its fanout queue
-/// first (not the shared stream queue).
-async fn close(conn: &Connection, delete_fanout: Option<(&Channel, &str)>) {
-    let work = async {
-        if let Some((channel, queue)) = delete_fanout {
-            if let Ok(name) = amqp::short("queue name", queue) {
-                if let Err(e) = channel
-                    .queue_delete(name, QueueDeleteOptions::default())
-                    .await
-                {
-                    tracing::debug!("cannot delete the fanout queue: {e}");
-                }
-            }
-        }
-        if conn.status().connected() {
-            if let Err(e) = conn.close(200, "OK".into()).await {
-                tracing::debug!("closing the AMQP connection: {e}");
-            }
-        }
-    };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, work).await;
 }
 
 /// Resolves when a stop was requested; never if the handle was dropped without one.
