@@ -8,21 +8,29 @@
 //! every sync.
 //!
 //! Interface drivers plug in through [`InterfaceDriver`]: each variant provides a `plug` (create
-//! or re-check the device, return the namespace end) and an `unplug`; addresses and routes are
-//! driver-independent.
+//! or re-check the device, return the namespace end) and an `unplug`; addresses, routes and the
+//! removal of stale devices from the namespace are driver-independent.
 
 pub mod netns;
 mod nl;
+pub mod ovs;
+pub mod ovsdb;
 pub mod plan;
 mod veth;
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use tracing::{info, info_span, warn, Instrument};
 
 use self::netns::Netlink;
 pub use self::netns::{in_netns, list_managed_namespaces};
+use self::nl::Link;
+use self::ovs::OvsDriver;
+pub use self::ovs::{checksum_offload, disable_checksum_offload, OvsConfig};
+pub use self::ovsdb::OvsdbError;
 pub use self::plan::{bridge_name, namespace_name, ns_ifname, tap_name, DefaultRoute, PlumbPlan};
 use crate::model::MacAddr;
 
@@ -31,18 +39,22 @@ use crate::model::MacAddr;
 pub enum InterfaceDriver {
     /// veth pair `tap…`/`ns-…`, root end optionally on a Linux bridge (`veth_bridge`).
     Veth,
+    /// Neutron's `OVSInterfaceDriver`: an Open vSwitch port on `[OVS] integration_bridge`
+    /// (see [`ovs`]).
+    Openvswitch,
 }
 
 impl FromStr for InterfaceDriver {
     type Err = DeviceError;
 
-    /// `veth`. `openvswitch` (or Neutron's class path for it) is recognised but not
-    /// implemented yet; anything else is an error naming the value.
+    /// `veth`; `openvswitch` or Neutron's class path for it
+    /// (`neutron.agent.linux.interface.OVSInterfaceDriver`). Anything else is an error naming
+    /// the value.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim() {
             "veth" => Ok(InterfaceDriver::Veth),
             "openvswitch" | "neutron.agent.linux.interface.OVSInterfaceDriver" => {
-                Err(DeviceError::DriverNotImplemented(s.trim().to_owned()))
+                Ok(InterfaceDriver::Openvswitch)
             }
             other => Err(DeviceError::UnknownDriver(other.to_owned())),
         }
@@ -53,6 +65,7 @@ impl fmt::Display for InterfaceDriver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             InterfaceDriver::Veth => f.write_str("veth"),
+            InterfaceDriver::Openvswitch => f.write_str("openvswitch"),
         }
     }
 }
@@ -66,16 +79,31 @@ pub struct DeviceConfig {
     pub veth_bridge: Option<String>,
     pub enable_isolated_metadata: bool,
     pub force_metadata: bool,
+    /// `[OVS]` options and `[DEFAULT] ovs_use_veth`, used by the `openvswitch` driver.
+    pub ovs: OvsConfig,
 }
 
 impl Default for DeviceConfig {
-    /// veth, no bridge, no metadata addresses (Neutron's metadata defaults).
+    /// veth, no bridge, no metadata addresses (Neutron's metadata defaults), Neutron's `[OVS]`
+    /// defaults.
     fn default() -> Self {
         DeviceConfig {
             driver: InterfaceDriver::Veth,
             veth_bridge: None,
             enable_isolated_metadata: false,
             force_metadata: false,
+            ovs: OvsConfig::default(),
+        }
+    }
+}
+
+impl DeviceConfig {
+    /// Checks what can be checked without touching the host (the driver's option syntax), so
+    /// the agent can refuse a bad configuration at start-up.
+    pub fn validate(&self) -> Result<(), DeviceError> {
+        match self.driver {
+            InterfaceDriver::Veth => Ok(()),
+            InterfaceDriver::Openvswitch => self.ovs.validate(),
         }
     }
 }
@@ -84,7 +112,8 @@ impl Default for DeviceConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plugged {
     pub namespace: String,
-    /// Name of the device inside the namespace (`ns-…` for veth).
+    /// Name of the device inside the namespace (`ns-…` for veth and OVS with `ovs_use_veth`,
+    /// `tap…` for an OVS internal port).
     pub ifname: String,
     /// Its index inside the namespace.
     pub ifindex: u32,
@@ -93,10 +122,29 @@ pub struct Plugged {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
-    #[error("unknown interface_driver {0:?} (supported: veth)")]
+    #[error("unknown interface_driver {0:?} (supported: veth, openvswitch)")]
     UnknownDriver(String),
-    #[error("interface_driver {0:?} is not implemented yet (supported: veth)")]
-    DriverNotImplemented(String),
+    #[error("invalid {option}: {reason}")]
+    InvalidOption {
+        option: &'static str,
+        reason: String,
+    },
+    #[error(transparent)]
+    Ovsdb(#[from] OvsdbError),
+    #[error(
+        "integration bridge {bridge} does not exist in ovsdb-server at {remote} \
+         (it is created by neutron-openvswitch-agent or the operator, never by the DHCP agent)"
+    )]
+    BridgeMissing { bridge: String, remote: String },
+    #[error(
+        "device {device} did not appear within {timeout:?} after adding it to bridge {bridge} \
+         (is ovs-vswitchd running?)"
+    )]
+    OvsDeviceMissing {
+        device: String,
+        bridge: String,
+        timeout: Duration,
+    },
     #[error("invalid {what} name {name:?}: {reason}")]
     InvalidName {
         what: &'static str,
@@ -163,11 +211,16 @@ pub(crate) fn check_ifname(name: &str) -> Result<(), DeviceError> {
 #[derive(Clone, Debug)]
 pub struct DeviceManager {
     cfg: DeviceConfig,
+    /// The `openvswitch` driver and its state (the ovsdb back-off), shared by clones; `Some`
+    /// exactly when `cfg.driver` is [`InterfaceDriver::Openvswitch`].
+    ovs: Option<Arc<OvsDriver>>,
 }
 
 impl DeviceManager {
     pub fn new(cfg: DeviceConfig) -> Self {
-        DeviceManager { cfg }
+        let ovs = (cfg.driver == InterfaceDriver::Openvswitch)
+            .then(|| Arc::new(OvsDriver::new(cfg.ovs.clone())));
+        DeviceManager { cfg, ovs }
     }
 
     pub fn config(&self) -> &DeviceConfig {
@@ -184,8 +237,9 @@ impl DeviceManager {
     ///    `net.ipv4.ip_nonlocal_bind=1`, `net.ipv4.conf.all.promote_secondaries=1`,
     ///    `net.ipv6.conf.default.accept_ra=0`;
     /// 2. the driver's device (for veth: pair, MAC on the namespace end, MTU on both ends,
-    ///    bridge membership, up), created only if missing;
-    /// 3. `accept_ra=0` on the namespace device;
+    ///    bridge membership, up; for openvswitch see [`ovs`]), created only if missing;
+    /// 3. `accept_ra=0` on the namespace device; any other device in the namespace (but `lo`)
+    ///    is stale and unplugged (Neutron's `cleanup_stale_devices`);
     /// 4. the device's addresses made exactly `plan.addresses` (kernel IPv6 link-local ones
     ///    aside);
     /// 5. per IP version, the default route of the plan (with on-link host route), or none.
@@ -210,9 +264,12 @@ impl DeviceManager {
             nsnl.set_up(&lo).await?;
         }
 
-        let dev = match self.cfg.driver {
-            InterfaceDriver::Veth => veth::plug(&self.cfg, &root, &nsnl, plan).await?,
+        let dev = match &self.ovs {
+            None => veth::plug(&self.cfg, &root, &nsnl, plan).await?,
+            Some(ovs) => ovs.plug(&root, &nsnl, plan).await?,
         };
+        self.cleanup_stale_devices(&root, &nsnl, &dev, &tap_name(&plan.port_id))
+            .await?;
 
         let mut addresses = plan.addresses.clone();
         if sysctls.ipv6 {
@@ -255,18 +312,64 @@ impl DeviceManager {
         } else {
             None
         };
-        match self.cfg.driver {
-            InterfaceDriver::Veth => {
-                veth::unplug(&self.cfg, &root, nsnl.as_ref(), network_id, port_id).await?
-            }
-        }
+        let unplugged = match &self.ovs {
+            None => veth::unplug(&self.cfg, &root, nsnl.as_ref(), network_id, port_id).await,
+            Some(ovs) => ovs.unplug(&root, nsnl.as_ref(), port_id).await,
+        };
         drop(nsnl);
+        // Like Neutron's `destroy`, the namespace goes even when unplugging failed (e.g.
+        // ovsdb-server unreachable); the error is still returned so the caller can retry.
         if netns::delete_namespace(&ns).await? {
             info!(namespace = %ns, "deleted namespace");
+        }
+        unplugged
+    }
+
+    /// Neutron's `cleanup_stale_devices`: every device in the namespace except `lo`, the
+    /// kernel's fallback tunnel devices and the DHCP port's own is unplugged. Failures are
+    /// logged, never fatal: they must not stop the network from being served.
+    async fn cleanup_stale_devices(
+        &self,
+        root: &Netlink,
+        nsnl: &Netlink,
+        keep: &Link,
+        own_tap: &str,
+    ) -> Result<(), DeviceError> {
+        for dev in nsnl.links().await? {
+            if dev.index == keep.index
+                || dev.name == "lo"
+                || FALLBACK_DEVICES.contains(&dev.name.as_str())
+            {
+                continue;
+            }
+            warn!(namespace = %nsnl.ns, device = %dev.name, "unplugging stale device");
+            match &self.ovs {
+                None => {
+                    if let Err(e) = nsnl.del_link(&dev).await {
+                        warn!(namespace = %nsnl.ns, device = %dev.name, error = %e, "cannot delete stale device");
+                    }
+                }
+                Some(ovs) => ovs.unplug_stale(root, nsnl, &dev, own_tap).await,
+            }
         }
         Ok(())
     }
 }
+
+/// Devices the kernel creates in every namespace when a tunnel module is loaded
+/// (`ip_lib.get_devices(exclude_fb_tun_devices=True)` in Neutron).
+const FALLBACK_DEVICES: &[&str] = &[
+    "gre0",
+    "gretap0",
+    "erspan0",
+    "ip_vti0",
+    "ip6_vti0",
+    "sit0",
+    "tunl0",
+    "ip6tnl0",
+    "ip6gre0",
+    "ip6erspan0",
+];
 
 #[cfg(test)]
 mod tests {
@@ -282,12 +385,53 @@ mod tests {
             " veth ".parse::<InterfaceDriver>().unwrap(),
             InterfaceDriver::Veth
         );
-        let e = "openvswitch".parse::<InterfaceDriver>().unwrap_err();
-        assert!(matches!(e, DeviceError::DriverNotImplemented(_)));
-        assert!(e.to_string().contains("not implemented yet"), "{e}");
+        for ovs in [
+            "openvswitch",
+            " openvswitch",
+            "neutron.agent.linux.interface.OVSInterfaceDriver",
+        ] {
+            assert_eq!(
+                ovs.parse::<InterfaceDriver>().unwrap(),
+                InterfaceDriver::Openvswitch
+            );
+        }
         let e = "linuxbridgeish".parse::<InterfaceDriver>().unwrap_err();
         assert!(e.to_string().contains("\"linuxbridgeish\""), "{e}");
         assert_eq!(InterfaceDriver::Veth.to_string(), "veth");
+        assert_eq!(InterfaceDriver::Openvswitch.to_string(), "openvswitch");
+    }
+
+    #[test]
+    fn ovs_defaults_are_neutrons_and_are_validated() {
+        let c = DeviceConfig::default().ovs;
+        assert_eq!(c.integration_bridge, "br-int");
+        assert_eq!(c.ovsdb_connection, "tcp:127.0.0.1:6640");
+        assert_eq!(c.ovsdb_timeout, Duration::from_secs(10));
+        assert_eq!(c.datapath_type, "system");
+        assert!(!c.use_veth);
+        let mut cfg = DeviceConfig {
+            driver: InterfaceDriver::Openvswitch,
+            ..DeviceConfig::default()
+        };
+        cfg.validate().unwrap();
+        cfg.ovs.ovsdb_connection = "unix:/run/openvswitch/db.sock".into();
+        cfg.validate().unwrap();
+        cfg.ovs.ovsdb_connection = "ssl:10.0.0.1:6640".into();
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("ssl:10.0.0.1:6640"), "{e}");
+        cfg.ovs.ovsdb_connection = "tcp:127.0.0.1:6640".into();
+        cfg.ovs.integration_bridge = "an-overly-long-bridge".into();
+        assert!(cfg.validate().is_err());
+        cfg.ovs.integration_bridge = "br-int".into();
+        cfg.ovs.ovsdb_timeout = Duration::ZERO;
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("ovsdb_timeout"));
+        // The veth driver ignores the [OVS] options.
+        cfg.driver = InterfaceDriver::Veth;
+        cfg.validate().unwrap();
     }
 
     #[test]
