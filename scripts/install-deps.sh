@@ -5,6 +5,7 @@
 #   dhclient (isc-dhcp-client), udhcpc, dhcpcd (dhcpcd-base)  real DHCP clients for the tests
 #   ip (iproute2)                                             namespaces, veth pairs, bridges
 #   jq                                                        demo.sh reads config/networks.json
+#   dnsmasq (dnsmasq-base)                                    the oracle of tests/differential.rs
 #   cc (gcc, libc6-dev)                                       the linker cargo needs
 #
 # The Rust toolchain itself comes from rustup (rust-version in Cargo.toml is newer than
@@ -24,6 +25,7 @@ have udhcpc || need+=(udhcpc)
 have dhcpcd || need+=(dhcpcd-base)
 have ip || need+=(iproute2)
 have jq || need+=(jq)
+have dnsmasq || need+=(dnsmasq-base)
 have cc || need+=(gcc libc6-dev)
 
 if [ "${#need[@]}" -gt 0 ]; then

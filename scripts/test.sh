@@ -14,9 +14,23 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 bash scripts/install-deps.sh
+# Test-only dependencies: Open vSwitch for tests/device_ovs.rs (installed without starting the
+# system service) and a venv with the real oslo.messaging for the RPC tests' neutron-server peer.
+bash scripts/ovs-test-env.sh install
+bash scripts/py-venv.sh >/dev/null
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 step() { printf '\n==> %s\n' "$*"; }
+
+# The RPC tests talk to the real RabbitMQ on 127.0.0.1:5672; start it if it is not running.
+if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
+    step "starting rabbitmq-server"
+    rabbitmq-server -detached
+    for _ in $(seq 60); do
+        (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null && break
+        sleep 1
+    done
+fi
 
 step "cargo fmt --check"
 cargo fmt --check

@@ -986,4 +986,3 @@ fn agent_with_openvswitch_driver_serves_through_ovs() {
 fn agent_with_ovs_use_veth_serves_through_ovs() {
     agent_plugs_into_ovs(true, 7);
 }
-// AGENT-WIRING-END
