@@ -214,20 +214,6 @@ impl Agent {
         })
     }
 
-    /// Swaps the view of a served network without looking at its plumbing: for callers that
-    /// know the DHCP port did not change. Returns false (and does nothing) when the network is
-    /// not served.
-    pub fn update_view(&self, network: crate::model::Network) -> bool {
-        let Some(own) = self.cache.own_port_id(&network.id) else {
-            return false;
-        };
-        if !self.is_served(&network.id) {
-            return false;
-        }
-        self.cache.upsert(network, &own);
-        true
-    }
-
     /// Stops serving a network and removes everything made for it on this host, including what
     /// a previous run left behind (found through the state directory). Idempotent.
     pub async fn disable(&self, network_id: &str) {

@@ -55,6 +55,36 @@ pub struct AgentConfig {
     pub serve: ServeConfig,
     /// Options of the Neutron RPC mode (only used when `transport_url` is set).
     pub neutron: NeutronOptions,
+    /// `[OVS]` options and `[DEFAULT] ovs_use_veth` (the `openvswitch` interface driver).
+    pub ovs: OvsOptions,
+}
+
+/// `[OVS]` options and `[DEFAULT] ovs_use_veth`, with Neutron's defaults (checked further by
+/// the device layer).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OvsOptions {
+    /// `[OVS] integration_bridge` (`br-int`).
+    pub integration_bridge: String,
+    /// `[OVS] ovsdb_connection` (`tcp:127.0.0.1:6640`).
+    pub ovsdb_connection: String,
+    /// `[OVS] ovsdb_timeout` (10 s, min 1).
+    pub ovsdb_timeout: Duration,
+    /// `[OVS] datapath_type` (`system`).
+    pub datapath_type: String,
+    /// `[DEFAULT] ovs_use_veth` (false).
+    pub use_veth: bool,
+}
+
+impl Default for OvsOptions {
+    fn default() -> Self {
+        OvsOptions {
+            integration_bridge: "br-int".into(),
+            ovsdb_connection: "tcp:127.0.0.1:6640".into(),
+            ovsdb_timeout: Duration::from_secs(10),
+            datapath_type: "system".into(),
+            use_veth: false,
+        }
+    }
 }
 
 /// Options of the Neutron control plane (RPC mode). Names and defaults are Neutron's
@@ -322,6 +352,11 @@ const KNOWN: &[(&str, &str)] = &[
     ("DEFAULT", "num_sync_threads"),
     ("DEFAULT", "dhcp_driver"),
     ("DEFAULT", "bulk_reload_interval"),
+    ("DEFAULT", "ovs_use_veth"),
+    ("OVS", "integration_bridge"),
+    ("OVS", "ovsdb_connection"),
+    ("OVS", "ovsdb_timeout"),
+    ("OVS", "datapath_type"),
     ("AGENT", "report_interval"),
     ("AGENT", "availability_zone"),
     ("AGENT", "log_agent_heartbeats"),
@@ -455,8 +490,23 @@ impl AgentConfig {
                 .unwrap_or_else(|| "/var/lib/neutron".into()),
         );
         let neutron = neutron_options(&r)?;
+        let d = OvsOptions::default();
+        let ovs = OvsOptions {
+            integration_bridge: r
+                .opt_string("OVS", "integration_bridge")
+                .unwrap_or(d.integration_bridge),
+            ovsdb_connection: r
+                .opt_string("OVS", "ovsdb_connection")
+                .unwrap_or(d.ovsdb_connection),
+            ovsdb_timeout: Duration::from_secs(r.int("OVS", "ovsdb_timeout", 10, 1)? as u64),
+            datapath_type: r
+                .opt_string("OVS", "datapath_type")
+                .unwrap_or(d.datapath_type),
+            use_veth: r.boolean("DEFAULT", "ovs_use_veth", false)?,
+        };
         Ok(AgentConfig {
             neutron,
+            ovs,
             host,
             state_path,
             transport_url: r.opt_string("DEFAULT", "transport_url"),
@@ -627,6 +677,24 @@ mod tests {
         );
         assert!(cfg("[DEFAULT]\ndhcp_lease_duration = 0\n").is_err());
         assert!(cfg("[DEFAULT]\ndhcp_rebinding_time = x\n").is_err());
+    }
+
+    #[test]
+    fn ovs_options() {
+        let c = cfg("[DEFAULT]\n").unwrap();
+        assert_eq!(c.ovs, OvsOptions::default());
+        let c = cfg(
+            "[DEFAULT]\novs_use_veth = true\n[OVS]\nintegration_bridge = br-x\n\
+                     ovsdb_connection = unix:/run/openvswitch/db.sock\novsdb_timeout = 3\n\
+                     datapath_type = netdev\n",
+        )
+        .unwrap();
+        assert!(c.ovs.use_veth);
+        assert_eq!(c.ovs.integration_bridge, "br-x");
+        assert_eq!(c.ovs.ovsdb_connection, "unix:/run/openvswitch/db.sock");
+        assert_eq!(c.ovs.ovsdb_timeout, Duration::from_secs(3));
+        assert_eq!(c.ovs.datapath_type, "netdev");
+        assert!(cfg("[OVS]\novsdb_timeout = 0\n").is_err());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use neutron_dhcp::agent::Agent;
 use neutron_dhcp::cache::NetworkCache;
 use neutron_dhcp::config::{AgentConfig, RawConfig};
-use neutron_dhcp::device::{DeviceConfig, DeviceManager, InterfaceDriver};
+use neutron_dhcp::device::{DeviceConfig, DeviceManager, InterfaceDriver, OvsConfig};
 use neutron_dhcp::neutron::{heartbeat::StateTemplate, NeutronAgent, Settings};
 use neutron_dhcp::plugin::PluginApi;
 use neutron_dhcp::rpc::transport::{self, TransportConfig};
@@ -90,11 +90,22 @@ fn device_manager(cfg: &AgentConfig) -> anyhow::Result<DeviceManager> {
         .interface_driver
         .parse()
         .with_context(|| "invalid [DEFAULT] interface_driver".to_string())?;
+    let ovs = OvsConfig {
+        integration_bridge: cfg.ovs.integration_bridge.clone(),
+        ovsdb_connection: cfg.ovs.ovsdb_connection.clone(),
+        ovsdb_timeout: cfg.ovs.ovsdb_timeout,
+        datapath_type: cfg.ovs.datapath_type.clone(),
+        use_veth: cfg.ovs.use_veth,
+    };
+    if driver == InterfaceDriver::Openvswitch {
+        ovs.validate().context("invalid [OVS] options")?;
+    }
     Ok(DeviceManager::new(DeviceConfig {
         driver,
         veth_bridge: cfg.veth_bridge.clone(),
         enable_isolated_metadata: cfg.serve.enable_isolated_metadata,
         force_metadata: cfg.serve.force_metadata,
+        ovs,
     }))
 }
 

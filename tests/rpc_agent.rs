@@ -412,6 +412,20 @@ impl Env {
     fn cast(&self, method: &str, payload: Value) {
         self.peer.cast(&self.host, method, payload);
     }
+
+    /// Updates the peer's copy of `net` (as an API change would), keeping the DHCP ports the
+    /// agent made there.
+    fn update_net(&self, net: &NetSpec) {
+        let mut v = neutron_net(net, DhcpPort::None);
+        let ports = v["ports"].as_array_mut().expect("ports");
+        for p in self.dhcp_ports_of(&net.id) {
+            if !ports.iter().any(|q| q["id"] == p["id"]) {
+                ports.push(p);
+            }
+        }
+        self.peer
+            .cmd(json!({"cmd": "upsert_network", "network": v}));
+    }
 }
 
 /// How the fixture's own DHCP port is given to the peer.
@@ -666,8 +680,7 @@ fn port_create_and_delete_events() {
     // A new port appears in Neutron and is announced.
     let vm = net.add_port(PortSpec::vm(ip("10.72.0.11")));
     let client = ClientNs::new(&net.bridge_name(), &vm.mac);
-    env.peer
-        .cmd(json!({"cmd": "upsert_network", "network": neutron_net(&net, DhcpPort::None)}));
+    env.update_net(&net);
     // Let the startup sync's ready ports go out first, so we time an idle agent.
     thread::sleep(Duration::from_millis(500));
     let mark = env.peer.mark();
@@ -698,8 +711,7 @@ fn port_create_and_delete_events() {
 
     // Deleted: the MAC gets nothing any more.
     net.remove_port(&vm.id);
-    env.peer
-        .cmd(json!({"cmd": "upsert_network", "network": neutron_net(&net, DhcpPort::None)}));
+    env.update_net(&net);
     env.cast(
         "port_delete_end",
         json!({"port_id": vm.id, "network_id": net.id,
@@ -745,8 +757,7 @@ fn subnet_update_changes_dns() {
     assert_eq!(lease.dns, vec![ip("10.73.0.53")]);
 
     net.dns = vec![ip("10.73.0.54"), ip("10.73.0.55")];
-    env.peer
-        .cmd(json!({"cmd": "upsert_network", "network": neutron_net(&net, DhcpPort::None)}));
+    env.update_net(&net);
     let mark = env.peer.mark();
     env.cast(
         "subnet_update_end",
@@ -773,6 +784,8 @@ fn subnet_update_changes_dns() {
     assert_eq!(lease.dns, vec![ip("10.73.0.54"), ip("10.73.0.55")]);
     // Same subnets, same DHCP port: no port RPC, no re-plumb.
     assert!(env.peer.calls("update_dhcp_port").is_empty());
+    assert_eq!(env.peer.calls("create_dhcp_port").len(), 1);
+    assert_eq!(env.dhcp_ports_of(&net.id).len(), 1);
     agent.stop();
 }
 
@@ -863,8 +876,7 @@ fn network_create_agent_updated_and_revived() {
     );
 
     // Scheduled to us.
-    env.peer
-        .cmd(json!({"cmd": "upsert_network", "network": neutron_net(&net, DhcpPort::None)}));
+    env.update_net(&net);
     let mark = env.peer.mark();
     env.cast("network_create_end", json!({"network": {"id": net.id}}));
     env.peer
@@ -1048,8 +1060,7 @@ fn garbage_is_dropped_and_later_messages_processed() {
     // A valid event afterwards is processed normally.
     let vm = net.add_port(PortSpec::vm(ip("10.78.0.12")));
     let client = ClientNs::new(&net.bridge_name(), &vm.mac);
-    env.peer
-        .cmd(json!({"cmd": "upsert_network", "network": neutron_net(&net, DhcpPort::None)}));
+    env.update_net(&net);
     let mark = env.peer.mark();
     env.cast("port_create_end", json!({"port": port_json(&net, &vm.id)}));
     env.peer
@@ -1312,5 +1323,80 @@ fn own_port_ip_change_replumbs() {
         after.iter().all(|m| m == "dhcp_ready_on_ports"),
         "unexpected calls after our port's update: {after:?}"
     );
+    agent.stop();
+}
+
+/// A full resync whose get_active_networks_info takes 4 s blocks neither a port event (its
+/// port is reported ready at once and served) nor the heartbeat.
+#[test]
+fn slow_resync_blocks_neither_events_nor_heartbeat() {
+    let env = Env::new();
+    let mut net = NetSpec::new("10.87.0.0/24", Some(ip("10.87.0.1")), ip("10.87.0.2"));
+    let _ns = NsCleanup(vec![net.namespace()]);
+    let _bridge = LinkGuard::bridge(&net.bridge_name());
+    env.peer
+        .cmd(json!({"cmd": "set_networks", "networks": [neutron_net(&net, DhcpPort::None)]}));
+    let agent = env.start_agent();
+    agent.wait_serving(&net.id);
+    thread::sleep(Duration::from_millis(1500)); // the startup syncs are over
+
+    env.peer.cmd(
+        json!({"cmd": "inject", "method": "get_active_networks_info",
+                        "delay": 4, "count": 1}),
+    );
+    let mark = env.peer.mark();
+    env.cast("agent_updated", json!({"admin_state_up": true}));
+    let slow = env.peer.expect_call(
+        mark,
+        "get_active_networks_info",
+        Duration::from_secs(5),
+        |_| true,
+    );
+
+    let vm = net.add_port(PortSpec::vm(ip("10.87.0.11")));
+    let client = ClientNs::new(&net.bridge_name(), &vm.mac);
+    env.update_net(&net);
+    let t0 = now_epoch();
+    env.cast("port_create_end", json!({"port": port_json(&net, &vm.id)}));
+    let ready = env
+        .peer
+        .expect_call(mark, "dhcp_ready_on_ports", Duration::from_secs(5), |c| {
+            ready_ids(c).contains(&vm.id)
+        });
+    let latency = ready["ts"].as_f64().unwrap_or(f64::MAX) - t0;
+    note(&format!(
+        "port_create_end → dhcp_ready_on_ports during a slow resync: {:.1} ms",
+        latency * 1000.0
+    ));
+    assert!(
+        latency < 0.5,
+        "ready after {latency:.3}s, behind the resync"
+    );
+    let lease = client
+        .dhclient(LEASE_TIMEOUT)
+        .expect("lease during the resync");
+    assert_eq!(lease, net.expected_lease(&vm));
+
+    // The sync's reply comes ~4 s after its call; heartbeats kept coming meanwhile.
+    let slow_seq = slow["seq"].as_u64().unwrap_or(0);
+    let done = env
+        .peer
+        .wait_event(mark, Duration::from_secs(10), |e| {
+            e["event"] == "reply" && e["seq"].as_u64() == Some(slow_seq)
+        })
+        .expect("the slow sync answered");
+    let (from, to) = (
+        slow["ts"].as_f64().unwrap_or(0.0),
+        done["ts"].as_f64().unwrap_or(0.0),
+    );
+    assert!(to - from >= 3.5, "the injected delay did not apply");
+    let beats = env
+        .peer
+        .calls("report_state")
+        .iter()
+        .filter_map(|c| c["ts"].as_f64())
+        .filter(|t| (from..to).contains(t))
+        .count();
+    assert!(beats >= 3, "only {beats} heartbeats during a 4 s sync");
     agent.stop();
 }
