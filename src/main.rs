@@ -67,7 +67,13 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn init_tracing(cli: &Cli) -> anyhow::Result<()> {
-    let default = if cli.debug { "debug" } else { "info" };
+    // lapin logs every returned reply at WARN and a dropped connection at ERROR; our transport
+    // reports both itself, once and with context.
+    let default = if cli.debug {
+        "debug,lapin=info,lapin::returned_messages=error"
+    } else {
+        "info,lapin=warn,lapin::returned_messages=error"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);

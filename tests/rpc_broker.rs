@@ -357,6 +357,94 @@ async fn declares_the_same_topology_as_oslo() {
     assert!(names.contains(&reply_q), "{names:?}");
 }
 
+#[tokio::test]
+async fn declares_quorum_queues_and_a_stream_fanout_like_oslo() {
+    // The "modern" option set of reference §3.4.
+    let vh = Vhost::new("quorum");
+    let modern = [
+        ("rabbit_quorum_queue", "true"),
+        ("rabbit_transient_quorum_queue", "true"),
+        ("rabbit_stream_fanout", "true"),
+        ("rabbit_qos_prefetch_count", "10"),
+        ("use_queue_manager", "true"),
+        ("hostname", "qhost"),
+        ("processname", "ndrs"),
+    ];
+    let (client, mut events, handle) = agent_with(&vh.url(), "host-q", &modern).await;
+    assert_eq!(client.reply_queue(), "reply_qhost:ndrs:2");
+    let queues = vh.queues();
+    let row = |name: &str| match queues.iter().find(|q| q[0] == name) {
+        // durable, auto_delete, arguments (quorum queues have no `exclusive`).
+        Some(q) => format!("{} {} {}", q[1], q[2], q[4]),
+        None => panic!("{name} not declared: {queues:?}"),
+    };
+    let quorum = "true false [{\"x-queue-type\",\"quorum\"}]";
+    assert_eq!(row("dhcp_agent"), quorum);
+    assert_eq!(row("dhcp_agent.host-q"), quorum);
+    assert_eq!(
+        row("dhcp_agent_fanout"),
+        "true false [{\"x-max-age\",\"1800s\"},{\"x-queue-type\",\"stream\"}]"
+    );
+    assert_eq!(
+        row("reply_qhost:ndrs:2"),
+        "true false [{\"x-expires\",1800000},{\"x-queue-type\",\"quorum\"}]"
+    );
+    let exchanges = list(
+        None,
+        &vh.name,
+        "exchanges",
+        &["name", "type", "durable", "auto_delete"],
+    );
+    for e in [
+        ["neutron", "topic", "true", "false"],
+        ["dhcp_agent_fanout", "fanout", "true", "true"],
+    ] {
+        assert!(
+            exchanges.iter().any(|x| x == &e),
+            "exchange {e:?} missing in {exchanges:?}"
+        );
+    }
+
+    let p = |n: u32| json!({"payload": {"n": n}});
+    ok(
+        client
+            .cast("dhcp_agent.host-q", "port_update_end", p(1), "1.0")
+            .await,
+        "cast",
+    );
+    assert_eq!(
+        next_cast(&mut events).await,
+        ("port_update_end".into(), p(1))
+    );
+    ok(
+        client
+            .cast_fanout("dhcp_agent", "port_delete_end", p(2), "1.0")
+            .await,
+        "fanout",
+    );
+    assert_eq!(
+        next_cast(&mut events).await,
+        ("port_delete_end".into(), p(2))
+    );
+    // A call through the quorum reply queue.
+    match client
+        .call(
+            "dhcp_agent",
+            "nope",
+            json!({}),
+            "1.0",
+            Some(Duration::from_secs(5)),
+        )
+        .await
+    {
+        Err(e) => assert!(e.is_remote("NoSuchMethod"), "{e}"),
+        Ok(v) => panic!("unexpected {v}"),
+    }
+    handle.shutdown().await;
+    // The shared stream queue is not deleted at shutdown.
+    assert!(vh.queues().iter().any(|q| q[0] == "dhcp_agent_fanout"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Casts into the agent
 
@@ -1174,6 +1262,11 @@ fn make_certs(dir: &Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connects_with_mutual_tls() {
     init_tracing();
+    assert!(
+        neutron_dhcp::rpc::amqp::tls_available().await,
+        "this build of lapin has no TLS backend, so [oslo_messaging_rabbit] ssl = true cannot \
+         work: lapin needs a root-store feature (e.g. `rustls-native-certs`) in Cargo.toml"
+    );
     let broker = ok(
         tokio::task::spawn_blocking(|| {
             OwnBroker::start_with(|dir, port| {
@@ -1236,6 +1329,28 @@ async fn connects_with_mutual_tls() {
     );
     handle.shutdown().await;
     drop(tokio::task::spawn_blocking(move || drop(broker)).await);
+}
+
+#[tokio::test]
+async fn ssl_never_falls_back_to_plain_text() {
+    // The shared broker's 5672 speaks plain AMQP. With ssl = true the transport must not log in
+    // there, whether TLS is compiled in (the handshake fails) or not (it refuses to try).
+    let vh = Vhost::new("plaintext");
+    let cfg = config(&vh.url(), "host-ssl", &[("ssl", "true")]);
+    let (client, _events, handle) = start(cfg);
+    assert!(
+        !handle.wait_connected(Duration::from_secs(3)).await,
+        "ssl = true connected to a plain-text port"
+    );
+    let call = client.call(
+        "q-plugin",
+        "x",
+        json!({}),
+        "1.0",
+        Some(Duration::from_millis(500)),
+    );
+    assert!(matches!(call.await, Err(RpcError::NotConnected(_))));
+    handle.shutdown().await;
 }
 
 // ---------------------------------------------------------------------------------------------

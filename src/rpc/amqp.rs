@@ -10,8 +10,12 @@
 //! * A channel error (404, 406) closes the channel and lapin never reopens it: the declaring
 //!   code opens a new channel for oslo's non-durable fallback, and [`Publisher`] reopens its
 //!   channel on the next publish.
-//! * Without a root-store feature, lapin's rustls has no trusted roots, so with `ssl = true`
-//!   and no `ssl_ca_file` the system CA bundle is read and passed as the chain.
+//! * lapin's TLS is only compiled in with a root-store feature (`rustls-native-certs`,
+//!   `rustls-webpki-roots-certs`, `rustls-platform-verifier`); with a crypto provider alone
+//!   (`rustls--ring`) an `amqps://` URI **silently connects in plain text**. [`tls_available`]
+//!   probes for it once, and [`connect`] refuses `ssl = true` without it.
+//! * With `ssl = true` and no `ssl_ca_file` the system CA bundle is also read and passed as the
+//!   chain, so the broker is checked against the system CAs whatever root store lapin has.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -70,6 +74,15 @@ pub enum AmqpError {
         /// Its length in bytes.
         len: usize,
     },
+    /// lapin cannot parse the URI built for this broker (named without its password).
+    #[error("cannot build an AMQP URI for {0}")]
+    BadUri(String),
+    /// `ssl = true`, but this build of lapin cannot do TLS.
+    #[error(
+        "[oslo_messaging_rabbit] ssl is on, but this build has no TLS support (lapin needs a \
+         root-store feature such as rustls-native-certs); refusing to connect in plain text"
+    )]
+    TlsUnavailable,
     /// A listener plan without consumers (a bug in the caller).
     #[error("the listener plan has no consumer")]
     EmptyPlan,
@@ -106,15 +119,59 @@ pub async fn connect(
     opts: &RabbitOptions,
     connection_name: &str,
 ) -> Result<Connection, AmqpError> {
-    let uri = endpoint.amqp_uri(opts);
+    if opts.ssl && !tls_available().await {
+        return Err(AmqpError::TlsUnavailable);
+    }
+    // Parsed here because lapin's own parse error quotes the whole URI, password included.
+    let uri = endpoint
+        .amqp_uri(opts)
+        .expose()
+        .parse::<lapin::uri::AMQPUri>()
+        .map_err(|_| AmqpError::BadUri(endpoint.to_string()))?;
     let tls = tls_config(opts)?;
     let props = ConnectionProperties::default().with_connection_name(connection_name.into());
     let runtime = lapin::runtime::default_runtime()?;
-    let connecting = Connection::connect_with_config(uri.expose(), props, tls, runtime);
+    let connecting = Connection::connect_uri_with_config(uri, props, tls, runtime);
     match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Ok(conn) => Ok(conn?),
         Err(_) => Err(AmqpError::ConnectTimeout(CONNECT_TIMEOUT)),
     }
+}
+
+/// Whether lapin was built with a TLS backend. Probed once: a TLS handshake towards a local
+/// socket that is closed at once fails when TLS is compiled in, and "succeeds" as a plain
+/// stream when it is not. Trouble setting the probe up counts as "no TLS" (fail closed).
+pub async fn tls_available() -> bool {
+    static PROBE: tokio::sync::OnceCell<bool> = tokio::sync::OnceCell::const_new();
+    *PROBE.get_or_init(probe_tls).await
+}
+
+async fn probe_tls() -> bool {
+    let probe = async {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).ok()?;
+        let addr = listener.local_addr().ok()?;
+        let runtime = lapin::runtime::default_runtime().ok()?;
+        let stream = lapin::tcp::AsyncTcpStream::connect(&runtime, addr)
+            .await
+            .ok()?;
+        drop(listener);
+        let upgraded = stream
+            .into_tls("localhost", lapin::tcp::TLSConfig::default())
+            .await;
+        Some(!matches!(
+            upgraded,
+            Ok(lapin::tcp::AsyncTcpStream::Plain(_))
+        ))
+    };
+    // Without TLS the "upgrade" returns at once, with no I/O: a timeout means a handshake ran.
+    let available = tokio::time::timeout(Duration::from_secs(5), probe)
+        .await
+        .unwrap_or(Some(true))
+        .unwrap_or(false);
+    if !available {
+        tracing::warn!("this build of lapin has no TLS support: ssl = true cannot be used");
+    }
+    available
 }
 
 /// `ssl_ca_file` (else the system bundle), `ssl_cert_file` + `ssl_key_file` (PEM, mutual TLS).
@@ -422,5 +479,74 @@ impl Publisher {
         }
         pc.declared.insert(decl.name.clone());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rpc::topology::FieldValue;
+    use crate::rpc::url::Secret;
+
+    #[test]
+    fn field_values_keep_py_amqp_types() {
+        let t = topology::FieldTable::from([
+            ("x-expires", FieldValue::LongInt(1_800_000)),
+            ("x-big", FieldValue::LongLongInt(5_000_000_000)),
+            ("x-queue-type", FieldValue::string("quorum")),
+            ("x-cancel-on-ha-failover", FieldValue::Bool(true)),
+        ]);
+        let l = field_table(&t);
+        let get = |k: &str| l.inner().get(k).cloned();
+        assert_eq!(get("x-expires"), Some(AMQPValue::LongInt(1_800_000)));
+        assert_eq!(get("x-big"), Some(AMQPValue::LongLongInt(5_000_000_000)));
+        assert_eq!(
+            get("x-queue-type"),
+            Some(AMQPValue::LongString("quorum".into()))
+        );
+        assert_eq!(
+            get("x-cancel-on-ha-failover"),
+            Some(AMQPValue::Boolean(true))
+        );
+    }
+
+    #[test]
+    fn properties_are_oslo_s() {
+        let cast = basic_properties(&AmqpProperties::cast());
+        assert_eq!(prop_str(cast.content_type()), Some("application/json"));
+        assert_eq!(prop_str(cast.content_encoding()), Some("utf-8"));
+        assert_eq!(*cast.delivery_mode(), Some(2));
+        assert_eq!(*cast.priority(), Some(0));
+        assert_eq!(cast.headers().as_ref().map(|h| h.inner().len()), Some(0));
+        assert!(cast.expiration().is_none());
+        let call = basic_properties(&AmqpProperties::call(Duration::from_secs(60)));
+        assert_eq!(prop_str(call.expiration()), Some("60000"));
+    }
+
+    #[test]
+    fn long_names_fail_instead_of_panicking() {
+        assert!(short("queue name", &"q".repeat(255)).is_ok());
+        assert!(matches!(
+            short("queue name", &"q".repeat(256)),
+            Err(AmqpError::TooLong { len: 256, .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_bad_uri_error_does_not_leak_the_password() {
+        let ep = BrokerEndpoint {
+            host: "bad host".into(),
+            port: 5672,
+            username: "u".into(),
+            password: Secret::new("s3cr3t-pw"),
+            vhost: "/".into(),
+        };
+        match connect(&ep, &RabbitOptions::default(), "test").await {
+            Err(e) => {
+                let text = e.to_string();
+                assert!(!text.contains("s3cr3t-pw"), "{text}");
+            }
+            Ok(_) => panic!("connected to a bad host"),
+        }
     }
 }

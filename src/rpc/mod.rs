@@ -8,6 +8,13 @@
 //! * [`topology`]: exchanges, queues, bindings and queue arguments to declare, and where to
 //!   publish, copied from oslo's `impl_rabbit` so declarations match neutron-server's.
 //!
+//! The I/O shell on top (lapin, tokio):
+//!
+//! * [`amqp`]: connect (TLS, heartbeat), declare a plan, publish with confirms.
+//! * [`server`]: the DHCP agent's RPC server loop (check, ack, de-duplicate, dispatch).
+//! * [`client`]: `call`/`cast` towards neutron-server and the reply-queue consumer.
+//! * [`transport`]: configuration, the supervised connection (reconnect, back-off), [`start`].
+//!
 //! The reference for every rule is `../shared/reference/oslo-messaging-rabbit.md`.
 
 pub mod amqp;
