@@ -251,8 +251,19 @@ fn fixture_routed() -> Fixture {
         ("classless-static-route", ""),
         ("mtu", "1400"),
     ]);
+    // Every case gets a port of its own (own MAC, own client-id): two clients with one MAC on
+    // one bridge, or one client-id from two MACs at once, would race in dnsmasq's lease
+    // database (and in the bridge's forwarding table) and make the oracle flaky.
+    let ipxe2 = port("baremetal:none", &mac(19), &[(s, "10.51.0.19")]).opts(&[
+        ("tag:ipxe,bootfile-name", "http://10.51.0.5/boot.ipxe"),
+        ("bootfile-name", "undionly.kpxe"),
+    ]);
     let cid_only =
         port("compute:nova", &mac(14), &[(s, "10.51.0.14")]).opts(&[("client-id", "cid-only")]);
+    let cid_unsent =
+        port("compute:nova", &mac(18), &[(s, "10.51.0.18")]).opts(&[("client-id", "cid-unsent")]);
+    let cid_moved =
+        port("compute:nova", &mac(17), &[(s, "10.51.0.17")]).opts(&[("client-id", "cid-moved")]);
     let cid_opts = port("compute:nova", &mac(15), &[(s, "10.51.0.15")]).opts(&[
         ("61", "cid-opts"),
         ("domain-name", "example.org"),
@@ -278,7 +289,19 @@ fn fixture_routed() -> Fixture {
             ],
         )],
         vec![
-            &dhcp, &router, &plain, &pxe, &ipxe, &suppress, &cid_only, &cid_opts, &ha, &fip,
+            &dhcp,
+            &router,
+            &plain,
+            &pxe,
+            &ipxe,
+            &ipxe2,
+            &suppress,
+            &cid_only,
+            &cid_unsent,
+            &cid_moved,
+            &cid_opts,
+            &ha,
+            &fip,
         ],
     );
     let cases = vec![
@@ -302,8 +325,8 @@ fn fixture_routed() -> Fixture {
             ipxe: true,
             ..case(
                 "tag:ipxe port, iPXE client (option 175)",
-                &mac(12),
-                Some("10.51.0.12"),
+                &mac(19),
+                Some("10.51.0.19"),
             )
         },
         Case {
@@ -337,15 +360,15 @@ fn fixture_routed() -> Fixture {
         },
         case(
             "client-id only port, client sends none",
-            &mac(14),
-            Some("10.51.0.14"),
+            &mac(18),
+            Some("10.51.0.18"),
         ),
         Case {
-            client_id: Some("cid-only".into()),
+            client_id: Some("cid-moved".into()),
             ..case(
                 "client-id only port, another MAC sends it",
                 &mac(16),
-                Some("10.51.0.14"),
+                Some("10.51.0.17"),
             )
         },
         Case {
@@ -358,7 +381,9 @@ fn fixture_routed() -> Fixture {
         },
         case("excluded owner router_ha_interface", &mac(20), None),
         case("excluded owner floatingip", &mac(21), None),
-        case("excluded owner network:dhcp (our own port)", &mac(2), None),
+        // (network:dhcp exclusion: the multi-subnet fixture's other agent's port. Our own
+        // port's MAC is on the server's interface on this bridge; a client with it would
+        // confuse the bridge.)
         case("unknown MAC", &mac(99), None),
     ];
     let serve = ServeConfig {
@@ -932,6 +957,17 @@ fn run_clients(clients: &[(Case, ClientNs)], dir: &Path, phase: &str) -> Vec<Cli
 
 fn run_fixture(f: Fixture) -> Vec<Outcome> {
     let net = Network::from_json(&f.network).expect("fixture network parses");
+    // Clients run in parallel on one bridge: a MAC used twice (or the server's own) would make
+    // the bridge and dnsmasq's lease database race.
+    let own_mac = net.port(&f.dhcp_port_id).map(|p| p.mac_address.to_string());
+    let mut macs: Vec<&str> = f.cases.iter().map(|c| c.mac.as_str()).collect();
+    macs.sort_unstable();
+    macs.dedup();
+    assert!(
+        macs.len() == f.cases.len() && !macs.iter().any(|m| Some(m.to_string()) == own_mac),
+        "fixture {}: every case needs its own MAC, not the DHCP port's",
+        f.name
+    );
     let bridge_name = format!("brq{}", &net.id[..11]);
     let _bridge = LinkGuard::bridge(&bridge_name);
     let dir = tempfile::Builder::new()

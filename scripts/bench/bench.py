@@ -83,7 +83,10 @@ def cleanup():
                         pass
                 subprocess.run(["ip", "netns", "del", v], capture_output=True)
             elif kind == "link":
-                subprocess.run(["ip", "link", "del", v], capture_output=True)
+                if os.path.exists(f"/sys/class/net/{v}"):
+                    subprocess.run(["ip", "link", "del", v], capture_output=True)
+            elif kind == "rmtree":
+                shutil.rmtree(v, ignore_errors=True)
         except Exception as e:  # cleanup must go on
             print(f"cleanup {kind} {v}: {e}", file=sys.stderr)
 
@@ -103,14 +106,24 @@ def ip(line):
     return sh("ip", *line.split())
 
 
-def ip_batch(lines, netns=None):
-    """Runs many `ip` commands through one `ip -batch` process."""
+def ip_batch(lines, netns=None, force=False):
+    """Runs many `ip` commands through one `ip -batch` process (`force`: go on after errors,
+    for teardown)."""
     if not lines:
         return
-    cmd = ["ip"] + (["-n", netns] if netns else []) + ["-batch", "-"]
+    cmd = ["ip"] + (["-n", netns] if netns else []) + (["-force"] if force else []) + ["-batch", "-"]
     r = subprocess.run(cmd, input="\n".join(lines) + "\n", capture_output=True, text=True)
-    if r.returncode != 0:
+    if r.returncode != 0 and not force:
         raise RuntimeError(f"ip -batch failed: {r.stderr}")
+
+
+def alive(pid):
+    """Running (zombies count as gone: dnsmasq daemonizes, so we are not its parent)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
 
 
 def cpu_us(pid):
@@ -298,10 +311,10 @@ class Dnsmasq:
                 os.kill(self.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-            for _ in range(500):
-                if not os.path.exists(f"/proc/{self.pid}"):
+            for _ in range(1000):
+                if not alive(self.pid):
                     break
-                time.sleep(0.01)
+                time.sleep(0.005)
             self.pid = None
 
 
@@ -390,7 +403,7 @@ def client_ns(ns, legs):
 # Measurements
 # ---------------------------------------------------------------------------------------------
 
-RATES = [250, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500, 10000, 15000, 20000, 25000, 30000]
+RATES = [50, 100, 250, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500, 10000, 15000, 20000, 25000, 30000]
 LOADGEN_EXTRA = [40000, 50000, 60000, 80000, 100000, 125000]
 
 
@@ -473,7 +486,7 @@ def event_trials(server, cli_ns, net, trials, hup_pid, stage):
         for tmp, live in stage(net):
             renames += ["--rename", f"{tmp}:{live}"]
         r = loadgen(cli_ns, "probe", "--server", net.server_ip, "--giaddr", net.client_ip, "--mac", m,
-                    "--hup-pid", hup_pid, "--interval-us", 50, "--timeout-ms", 5000, *renames)
+                    "--hup-pid", hup_pid, "--interval-us", 100, "--timeout-ms", 5000, *renames)
         if not r.get("answered"):
             raise RuntimeError(f"{server}: new port {m} not served within 5 s after SIGHUP")
         if r.get("yiaddr") != addr:
@@ -494,7 +507,9 @@ def section_throughput(res, args):
               mac(0x90, 0xFF, 2), "10.90.15.250")
     small = Net("10.91.0", 24, 10, lambda k: (mac(0x91, k >> 8, k), f"10.91.0.{10 + k}"),
                 mac(0x91, 0xFF, 2), "10.91.0.250")
-    for n in (big, small):
+    nets = (big, small)
+    for n in nets:
+        assert len({m for _, m, _ in n.ports}) == len(n.ports)
         make_bridge(n.bridge)
     cli = f"nb{RID}c"
     ifaces = client_ns(cli, [(big.bridge, f"{big.client_ip}/20"), (small.bridge, f"{small.client_ip}/24")])
@@ -505,14 +520,15 @@ def section_throughput(res, args):
     with open(macs_small, "w") as f:
         f.write("\n".join(m for _, m, _ in small.ports) + "\n")
     secs = args.step_secs
-    out = {}
-    base_counts = (len(big.ports), len(small.ports))
-    for n in (big, small):
-        assert len({m for _, m, _ in n.ports}) == len(n.ports)
+    base_counts = {n.id: len(n.ports) for n in nets}
 
-    def run_server(name, pid_of, stage_for):
+    def reset_ports():
+        for n in nets:
+            del n.ports[base_counts[n.id]:]
+
+    def load_tests(name, pid_of):
         r = {}
-        # Warm up: ARP entries, first leases.
+        # Warm up: ARP entries and a lease for every MAC.
         for n, mf in ((big, macs_big), (small, macs_small)):
             loadgen(cli, "rate", "--server", n.server_ip, "--giaddr", n.client_ip, "--macs", mf, "--rate", 500,
                     "--duration", 2)
@@ -529,61 +545,93 @@ def section_throughput(res, args):
                       "cpu_us_per_dora": fl["server_cpu_us_per_dora"], "latency_us": fl["dora_latency_us"],
                       "loadgen_cpu_us": fl["loadgen_cpu_us"], "duration_s": secs}
         log(f"    {fl['dora_per_s']:,.0f} DORA/s, drops {fl['drop_pct']:.2f} %")
-        log(f"  {name}: CPU per DORA at 500 DORA/s, 10 vs 1,000 ports")
+        log(f"  {name}: CPU per DORA at 100 DORA/s, 10 vs 1,000 ports")
         r["flat"] = {
-            "10": loadgen_step(cli, small, macs_small, 500, secs, pid_of(small)),
-            "1000": loadgen_step(cli, big, macs_big, 500, secs, pid_of(big)),
+            "10": loadgen_step(cli, small, macs_small, 100, secs, pid_of(small)),
+            "1000": loadgen_step(cli, big, macs_big, 100, secs, pid_of(big)),
         }
         log(f"    10 ports: {fmt(r['flat']['10']['cpu_us_per_dora'])} µs, "
-            f"1,000 ports: {fmt(r['flat']['1000']['cpu_us_per_dora'])} µs")
-        log(f"  {name}: event -> servable, {args.trials} trials each at 10 and 1,000 ports")
-        r["event"] = {
-            "10": event_trials(name, cli, small, args.trials, pid_of(small), stage_for(small)),
-            "1000": event_trials(name, cli, big, args.trials, pid_of(big), stage_for(big)),
-        }
-        for k in ("10", "1000"):
-            e = r["event"][k]
-            log(f"    {k} ports: p50 {e['p50_us']} µs, p99 {e['p99_us']} µs")
+            f"1,000 ports: {fmt(r['flat']['1000']['cpu_us_per_dora'])} µs, drops "
+            f"{r['flat']['10']['drop_pct']:.1f} / {r['flat']['1000']['drop_pct']:.1f} %")
         return r
 
-    # --- dnsmasq: one process per network
-    dms = {}
-    for n in (big, small):
-        d = Dnsmasq(n, f"nb{RID}q{len(dms)}", f"nb{RID}t{len(dms)}", WORK)
-        d.render()
-        d.plumb()
-        d.spawn()
-        dms[n.id] = d
+    def events(name, n, hup_pid, stage):
+        log(f"  {name}: event -> servable, {args.trials} trials, {len(n.ports)} ports")
+        e = event_trials(name, cli, n, args.trials, hup_pid, stage)
+        log(f"    p50 {e['p50_us']} µs, p99 {e['p99_us']} µs")
+        return e
 
-    def dnsmasq_stage(n):
-        # Neutron's reload_allocations: rewrite host, addn_hosts and opts, then SIGHUP.
-        d = dms[n.id]
-        d.render(suffix=".new")
-        return [(os.path.join(d.dir + ".new", f), os.path.join(d.dir, f)) for f in ("host", "addn_hosts", "opts")]
-
-    out["dnsmasq"] = run_server("dnsmasq", lambda n: dms[n.id].pid, lambda n: dnsmasq_stage)
-    out["dnsmasq"]["rss_kb"] = {str(len(n.ports)): mem_kb(dms[n.id].pid) for n in (big, small)}
-    for d in dms.values():
-        d.kill()
-    for n in (big, small):  # namespaces down, ports back to the original set
-        subprocess.run(["ip", "netns", "del", dms[n.id].ns], capture_output=True)
-        subprocess.run(["ip", "link", "del", dms[n.id].tap], capture_output=True)
-    del big.ports[base_counts[0]:]
-    del small.ports[base_counts[1]:]
+    out = {}
+    # --- dnsmasq, one process per network; conf dirs on disk like Neutron's state_path (fsync
+    # of the lease file is part of its cost), and again on tmpfs as its best case.
+    variants = [("dnsmasq", WORK)] + ([] if args.skip_tmpfs else [("dnsmasq-tmpfs", "/dev/shm/ndrs-bench")])
+    for label, workdir in variants:
+        os.makedirs(workdir, exist_ok=True)
+        if workdir != WORK:
+            register("rmtree", workdir)
+        dms = {}
+        for k, n in enumerate(nets):
+            d = Dnsmasq(n, f"nb{RID}q{k}", f"nb{RID}t{k}", workdir)
+            d.render()
+            d.plumb()
+            d.spawn()
+            dms[n.id] = d
+        r = load_tests(label, lambda n: dms[n.id].pid)
+        if label == "dnsmasq":
+            def dnsmasq_stage(n):
+                # Neutron's reload_allocations: rewrite host, addn_hosts and opts, then SIGHUP.
+                d = dms[n.id]
+                d.render(suffix=".new")
+                return [(os.path.join(d.dir + ".new", f), os.path.join(d.dir, f))
+                        for f in ("host", "addn_hosts", "opts")]
+            r["event"] = {}
+            for key, n in (("10", small), ("1000", big)):
+                r["event"][key] = events(label, n, dms[n.id].pid, dnsmasq_stage)
+        r["rss_kb"] = {str(len(n.ports)): mem_kb(dms[n.id].pid) for n in nets}
+        for d in dms.values():
+            d.kill()
+            subprocess.run(["ip", "netns", "del", d.ns], capture_output=True)
+            subprocess.run(["ip", "link", "del", d.tap], capture_output=True)
+        reset_ports()
+        out[label] = r
 
     # --- our agent: one process for both networks
-    agent = Agent(WORK, [big, small])
+    agent = Agent(WORK, list(nets))
     apid = agent.start()
     agent.wait_serving(2)
-
-    def agent_stage(_n):
-        tmp = agent.nets_file + ".new"
-        agent.write_networks(tmp)
-        return [(tmp, agent.nets_file)]
-
-    out["agent"] = run_server("agent", lambda n: apid, lambda n: agent_stage)
-    out["agent"]["rss_kb"] = mem_kb(apid)
+    r = load_tests("agent", lambda n: apid)
+    r["rss_kb"] = mem_kb(apid)
     agent.stop()
+    # Event -> servable with the networks file holding only the network under test (the
+    # standalone reload re-reads the whole file; see BENCHMARKS.md).
+    r["event"] = {}
+    for key, n in (("10", small), ("1000", big)):
+        ag = Agent(WORK, [n], name=f"agent-event-{key}")
+        pid = ag.start()
+        ag.wait_serving(1)
+
+        def agent_stage(_n, ag=ag):
+            tmp = ag.nets_file + ".new"
+            ag.write_networks(tmp)
+            return [(tmp, ag.nets_file)]
+
+        r["event"][key] = events("agent", n, pid, agent_stage)
+        ag.stop()
+    reset_ports()
+    # The same with both networks in one file: the 10-port event pays for parsing 1,000 ports.
+    ag = Agent(WORK, list(nets), name="agent-event-both")
+    pid = ag.start()
+    ag.wait_serving(2)
+
+    def both_stage(_n, ag=ag):
+        tmp = ag.nets_file + ".new"
+        ag.write_networks(tmp)
+        return [(tmp, ag.nets_file)]
+
+    r["event"]["10+1000"] = events("agent (file with both networks)", small, pid, both_stage)
+    ag.stop()
+    reset_ports()
+    out["agent"] = r
     res["throughput"] = out
 
 
@@ -617,52 +665,68 @@ def section_restart(res, args):
         return (int(r["last_unix_ns"]) - t0) / 1e9
 
     out = {"networks": n_nets, "ports_per_network": 10}
-    # --- dnsmasq set
+    # --- dnsmasq set, driven like Neutron's sync threads (num_sync_threads = 4): per network,
+    # cold = plumb the namespace + spawn; restart = kill + respawn (namespaces stay, as with
+    # Neutron's `restart`).
     dms = [Dnsmasq(n, f"nb{RID}q{i}", f"nb{RID}t{i}", WORK) for i, n in enumerate(nets)]
     for d in dms:
         d.render()
+    pool = concurrent.futures.ThreadPoolExecutor(4)
+
+    def cold_one(d):
         d.plumb()
-    pool = concurrent.futures.ThreadPoolExecutor(4)  # num_sync_threads = 4 in Neutron
-    p = wait_all()
-    t0 = time.time_ns()
-    list(pool.map(lambda d: d.spawn(), dms))
-    cold = finish(p, t0)
-    rss = [mem_kb(d.pid) for d in dms]
-    for d in dms:
+        d.spawn()
+
+    def restart_one(d):
         d.kill()
+        d.spawn()
+
     p = wait_all()
     t0 = time.time_ns()
-    list(pool.map(lambda d: d.spawn(), dms))
+    list(pool.map(cold_one, dms))
+    cold = finish(p, t0)
+    time.sleep(1.0)
+    rss = [mem_kb(d.pid) for d in dms]
+    # The probe starts once every process has been replaced, so no answer can come from an
+    # old process (the network that restarted last is what it waits for).
+    t0 = time.time_ns()
+    list(pool.map(restart_one, dms))
+    p = wait_all()
     warm = finish(p, t0)
     out["dnsmasq"] = {"start_s": cold, "restart_s": warm,
                       "rss_kb_sum": sum(r for r, _ in rss), "pss_kb_sum": sum(p_ for _, p_ in rss),
                       "rss_kb_per_process": sum(r for r, _ in rss) / len(rss),
                       "pss_kb_per_process": sum(p_ for _, p_ in rss) / len(rss)}
-    log(f"  dnsmasq x{n_nets}: start {cold:.2f} s, restart {warm:.2f} s, "
+    log(f"  dnsmasq x{n_nets}: plumb+start {cold:.2f} s, kill+respawn {warm:.2f} s, "
         f"RSS {out['dnsmasq']['rss_kb_sum'] / 1024:.1f} MiB total")
     for d in dms:
         d.kill()
-    ip_batch([f"netns del {d.ns}" for d in dms])
-    ip_batch([f"link del {d.tap}" for d in dms if os.path.exists(f"/sys/class/net/{d.tap}")])
+    ip_batch([f"netns del {d.ns}" for d in dms], force=True)
+    ip_batch([f"link del {d.tap}" for d in dms if os.path.exists(f"/sys/class/net/{d.tap}")], force=True)
 
-    # --- our agent
+    # --- our agent: cold = start from nothing; restart = SIGTERM (the agent removes its
+    # namespaces on the way out) + start (which recreates them).
     agent = Agent(WORK, nets, name="agent-restart")
     p = wait_all()
     t0 = time.time_ns()
     apid = agent.start()
     cold = finish(p, t0)
     agent.wait_serving(n_nets)
+    time.sleep(1.0)
     rss = mem_kb(apid)
-    stop_s = agent.stop()
-    p = wait_all()
     t0 = time.time_ns()
+    stop_s = agent.stop()
+    t1 = time.time_ns()
+    p = wait_all()
     apid = agent.start()
     warm = finish(p, t0)
+    start_only = (warm * 1e9 - (t1 - t0)) / 1e9
     agent.wait_serving(n_nets)
-    stop2 = agent.stop()
+    agent.stop()
     out["agent"] = {"start_s": cold, "restart_s": warm, "rss_kb": rss[0], "pss_kb": rss[1],
-                    "stop_s": (stop_s + stop2) / 2}
-    log(f"  agent: start {cold:.2f} s, restart {warm:.2f} s, RSS {rss[0] / 1024:.1f} MiB, stop {stop_s:.1f} s")
+                    "stop_s": stop_s, "restart_start_only_s": start_only}
+    log(f"  agent: start {cold:.2f} s, SIGTERM+start {warm:.2f} s (stop {stop_s:.1f} s, start {start_only:.2f} s), "
+        f"RSS {rss[0] / 1024:.1f} MiB")
     res["restart"] = out
 
 
@@ -672,7 +736,7 @@ def section_scale(res, args):
     empty = Agent(WORK, [], bridged=False, name="agent-empty")
     epid = empty.start()
     time.sleep(1.0)
-    base = mem_kb(epid)
+    idle = mem_kb(epid)
     empty.stop()
     nets = []
     for i in range(args.scale_networks):
@@ -689,8 +753,8 @@ def section_scale(res, args):
     stop_s = agent.stop(timeout=900)
     n = len(nets)
     out = {"networks": n, "ports_per_network": 10, "start_s": start_s, "stop_s": stop_s,
-           "rss_kb": rss, "pss_kb": pss, "rss_kb_empty": base[0],
-           "kb_per_network": (rss - base[0]) / n, "startup_cpu_s": cpu / 1e6}
+           "rss_kb": rss, "pss_kb": pss, "rss_kb_empty": idle[0],
+           "kb_per_network": (rss - idle[0]) / n, "startup_cpu_s": cpu / 1e6}
     log(f"  {n} networks: serving after {start_s:.1f} s, RSS {rss / 1024:.1f} MiB "
         f"({out['kb_per_network']:.1f} kB/network), stop {stop_s:.1f} s")
     log("== scale: the cache alone (cache-footprint)")
@@ -723,66 +787,97 @@ def table(headers, rows):
     return "\n".join([line(headers), "|" + "|".join("-" * (x + 2) for x in w) + "|"] + [line(r) for r in rows])
 
 
+def best_rate(srv, tool):
+    return (srv[tool]["best"] or {}).get("rate")
+
+
+def cpu_at(srv, tool, rate):
+    return next((x["cpu_us_per_dora"] for x in srv[tool]["steps"] if x["rate"] == rate), None)
+
+
 def report(res):
     parts = []
     t = res.get("throughput")
     if t:
         d, a = t["dnsmasq"], t["agent"]
-        best = lambda s, k: (s[k]["best"] or {}).get("rate")
-        cpu_at = lambda s, rate: next((x["cpu_us_per_dora"] for x in s["steps"] if x["rate"] == rate), None)
-        d_best_pd = best(d, "perfdhcp")
+        dt = t.get("dnsmasq-tmpfs")
+        cols = [d] + ([dt] if dt else []) + [a]
+        hdr = ["measure", "dnsmasq"] + (["dnsmasq, lease file on tmpfs"] if dt else []) + ["our agent", "ours vs best dnsmasq"]
+
+        def row(label, get, better="higher", digits=1):
+            vals = [get(c) for c in cols]
+            dvals = [v for v in vals[:-1] if v is not None]
+            ours = vals[-1]
+            if better == "none":
+                rel = ""
+            elif not dvals or ours is None:
+                rel = "-"
+            elif better == "higher":
+                ref = max(dvals)
+                rel = ratio(ours, ref) if ref else "> dnsmasq (no clean rate)"
+            else:
+                ref = min(dvals)
+                rel = (ratio(ref, ours) + (" less" if better == "lower" else " faster")) if ours else "-"
+            return [label] + [fmt(v, digits) for v in vals] + [rel]
+
         rows = [
-            ["highest clean rate, perfdhcp -g single (DORA/s)", fmt(best(d, "perfdhcp")), fmt(best(a, "perfdhcp")),
-             ratio(best(a, "perfdhcp"), best(d, "perfdhcp"))],
-            ["highest clean rate, dhcp-loadgen (DORA/s)", fmt(best(d, "loadgen")), fmt(best(a, "loadgen")),
-             ratio(best(a, "loadgen"), best(d, "loadgen"))],
-            ["closed loop, 256 in flight (DORA/s)", fmt(d["flood"]["dora_per_s"], 0), fmt(a["flood"]["dora_per_s"], 0),
-             ratio(a["flood"]["dora_per_s"], d["flood"]["dora_per_s"])],
-            ["closed loop drops (%)", fmt(d["flood"]["drop_pct"], 2), fmt(a["flood"]["drop_pct"], 2), ""],
-            [f"CPU µs/DORA, perfdhcp at {fmt(d_best_pd)}/s, 1,000 ports", fmt(cpu_at(d["perfdhcp"], d_best_pd)),
-             fmt(cpu_at(a["perfdhcp"], d_best_pd)), ratio(cpu_at(d["perfdhcp"], d_best_pd), cpu_at(a["perfdhcp"], d_best_pd)) + " less"],
-            ["CPU µs/DORA, loadgen 500/s, 10 ports", fmt(d["flat"]["10"]["cpu_us_per_dora"]),
-             fmt(a["flat"]["10"]["cpu_us_per_dora"]),
-             ratio(d["flat"]["10"]["cpu_us_per_dora"], a["flat"]["10"]["cpu_us_per_dora"]) + " less"],
-            ["CPU µs/DORA, loadgen 500/s, 1,000 ports", fmt(d["flat"]["1000"]["cpu_us_per_dora"]),
-             fmt(a["flat"]["1000"]["cpu_us_per_dora"]),
-             ratio(d["flat"]["1000"]["cpu_us_per_dora"], a["flat"]["1000"]["cpu_us_per_dora"]) + " less"],
-            ["DORA latency p50 / p99 at 500/s, 1,000 ports (µs)",
-             f"{fmt(d['flat']['1000']['latency_us']['p50'])} / {fmt(d['flat']['1000']['latency_us']['p99'])}",
-             f"{fmt(a['flat']['1000']['latency_us']['p50'])} / {fmt(a['flat']['1000']['latency_us']['p99'])}", ""],
+            row("highest clean rate, perfdhcp -g single (DORA/s)", lambda c: best_rate(c, "perfdhcp")),
+            row("highest clean rate, dhcp-loadgen (DORA/s)", lambda c: best_rate(c, "loadgen")),
+            row("closed loop, 256 in flight (completed DORA/s)", lambda c: c["flood"]["dora_per_s"], digits=0),
+            row("  drops in closed loop (%)", lambda c: c["flood"]["drop_pct"], better="none", digits=2),
+        ]
+        for rate in (100, 250, 1000):
+            rows.append(row(f"server CPU µs per DORA, perfdhcp at {rate}/s, 1,000 ports",
+                            lambda c, rate=rate: cpu_at(c, "perfdhcp", rate), better="lower"))
+        rows += [
+            row("server CPU µs per DORA, loadgen 100/s, 10 ports", lambda c: c["flat"]["10"]["cpu_us_per_dora"],
+                better="lower"),
+            row("server CPU µs per DORA, loadgen 100/s, 1,000 ports", lambda c: c["flat"]["1000"]["cpu_us_per_dora"],
+                better="lower"),
+            row("DORA latency p50 at 100/s, 1,000 ports (µs)", lambda c: (c["flat"]["1000"]["latency_us"] or {}).get("p50"),
+                better="lower-time", digits=0),
+            row("DORA latency p99 at 100/s, 1,000 ports (µs)", lambda c: (c["flat"]["1000"]["latency_us"] or {}).get("p99"),
+                better="lower-time", digits=0),
         ]
         for k in ("10", "1000"):
-            de, ae = d["event"][k], a["event"][k]
-            rows.append([f"event -> servable p50, {k} ports (µs)", fmt(de["p50_us"]), fmt(ae["p50_us"]),
-                         ratio(de["p50_us"], ae["p50_us"]) + " faster"])
-            rows.append([f"event -> servable p99, {k} ports (µs)", fmt(de["p99_us"]), fmt(ae["p99_us"]),
-                         ratio(de["p99_us"], ae["p99_us"]) + " faster"])
-        parts.append(("Throughput, CPU and event latency (one network of 1,000 ports, one of 10)",
-                      table(["measure", "dnsmasq", "our agent", "ratio"], rows)))
-        for srv in ("dnsmasq", "agent"):
+            for q in ("p50", "p99"):
+                rows.append(row(f"event -> servable {q}, {k} ports (µs)",
+                                lambda c, k=k, q=q: (c.get("event") or {}).get(k, {}).get(f"{q}_us"),
+                                better="lower-time", digits=0))
+        both = a["event"].get("10+1000")
+        if both:
+            rows.append(["event -> servable p50 / p99, 10-port network, file also holds the 1,000-port one (µs)",
+                         "-"] + (["-"] if dt else []) + [f"{fmt(both['p50_us'])} / {fmt(both['p99_us'])}", ""])
+        parts.append(("Throughput, CPU and event latency (a network of 1,000 ports and one of 10)", table(hdr, rows)))
+        for label in [k for k in ("dnsmasq", "dnsmasq-tmpfs", "agent") if k in t]:
             for tool in ("perfdhcp", "loadgen"):
-                steps = t[srv][tool]["steps"]
-                parts.append((f"{srv}: {tool} rate steps (1,000 ports)", table(
+                steps = t[label][tool]["steps"]
+                parts.append((f"{label}: {tool} rate steps (1,000 ports, {res.get('step_secs', 5)} s per step)", table(
                     ["offered DORA/s", "completed DORA/s", "drops %", "server CPU µs/DORA"],
-                    [[fmt(s["rate"]), fmt(s["achieved"], 0), fmt(s["drop_pct"], 2), fmt(s["cpu_us_per_dora"])]
-                     for s in steps])))
+                    [[fmt(x["rate"]), fmt(x["achieved"], 0), fmt(x["drop_pct"], 2), fmt(x["cpu_us_per_dora"])]
+                     for x in steps])))
     r = res.get("restart")
     if r:
         d, a = r["dnsmasq"], r["agent"]
         n = r["networks"]
         rows = [
-            ["first start -> all networks answer (s)", fmt(d["start_s"], 2), fmt(a["start_s"], 2),
+            ["start from nothing -> all networks answer (s)", fmt(d["start_s"], 2), fmt(a["start_s"], 2),
              ratio(d["start_s"], a["start_s"]) + " faster"],
-            ["restart -> all networks answer (s)", fmt(d["restart_s"], 2), fmt(a["restart_s"], 2),
+            ["restart (stop + start) -> all networks answer (s)", fmt(d["restart_s"], 2), fmt(a["restart_s"], 2),
              ratio(d["restart_s"], a["restart_s"]) + " faster"],
+            ["  of which our stop (namespaces removed) / start (s)", "", f"{fmt(a['stop_s'], 2)} / "
+             f"{fmt(a['restart_start_only_s'], 2)}", ""],
             [f"RSS, all {n} networks (MiB)", fmt(d["rss_kb_sum"] / 1024), fmt(a["rss_kb"] / 1024),
              ratio(d["rss_kb_sum"], a["rss_kb"]) + " less"],
             [f"PSS, all {n} networks (MiB)", fmt(d["pss_kb_sum"] / 1024), fmt(a["pss_kb"] / 1024),
              ratio(d["pss_kb_sum"], a["pss_kb"]) + " less"],
-            ["memory per network (kB RSS; dnsmasq: per process)", fmt(d["rss_kb_per_process"]), fmt(a["rss_kb"] / n),
+            ["memory per network, kB RSS (dnsmasq: per process)", fmt(d["rss_kb_per_process"]), fmt(a["rss_kb"] / n),
              ratio(d["rss_kb_per_process"], a["rss_kb"] / n) + " less"],
+            ["memory per network, kB PSS (dnsmasq: per process)", fmt(d["pss_kb_per_process"]), fmt(a["pss_kb"] / n),
+             ratio(d["pss_kb_per_process"], a["pss_kb"] / n) + " less"],
         ]
-        parts.append((f"Restart and footprint, {n} networks x 10 ports", table(["measure", "dnsmasq", "our agent", "ratio"], rows)))
+        parts.append((f"Restart and footprint, {n} networks x 10 ports",
+                      table(["measure", "dnsmasq", "our agent", "ratio"], rows)))
     s = res.get("scale")
     if s:
         c = s["cache"]
@@ -790,11 +885,11 @@ def report(res):
             [f"{s['networks']:,} networks x 10 ports, real namespaces: start -> all serving (s)", fmt(s["start_s"], 1)],
             ["  startup CPU (s)", fmt(s["startup_cpu_s"], 1)],
             ["  RSS (MiB) / RSS of an idle agent (MiB)", f"{fmt(s['rss_kb'] / 1024)} / {fmt(s['rss_kb_empty'] / 1024)}"],
-            ["  memory per network (kB)", fmt(s["kb_per_network"])],
+            ["  memory per network (kB RSS above the idle agent)", fmt(s["kb_per_network"])],
             ["  SIGTERM -> all torn down (s)", fmt(s["stop_s"], 1)],
             ["10,000 networks x 10 ports, cache only: build time (s)", fmt(c["10000x10"]["build_s"], 2)],
             ["  memory per network (kB)", fmt(c["10000x10"]["bytes_per_network"] / 1024)],
-            ["  memory per port (bytes, slope 0 -> 10 ports)", fmt(s["cache_bytes_per_port"], 0)],
+            ["  memory per port (bytes, slope between 0 and 10 ports per network)", fmt(s["cache_bytes_per_port"], 0)],
             ["1,000 networks x 100 ports, cache only: kB per network", fmt(c["1000x100"]["bytes_per_network"] / 1024)],
         ]
         parts.append(("Our agent at scale", table(["measure", "value"], rows)))
@@ -837,7 +932,7 @@ def write_markdown(res, parts, path):
         f"- {m['date']}, commit {m['git']}",
         f"- CPU: {m['cpu']}, {m['cpus']} vCPUs; memory {m['memory']}; kernel {m['kernel']}; {m['os']}",
         f"- {m['dnsmasq']}; perfdhcp {m['perfdhcp'].replace('VERSION: ', '')}; {m['rustc']}",
-        f"- run: `{res['command']}`, {res['elapsed_s']:.0f} s",
+        f"- run: `{res['command'].strip()}`, {res['elapsed_s'] / 60:.1f} min",
         "",
     ]
     lines += METHOD.strip("\n").splitlines() + [""]
@@ -846,6 +941,7 @@ def write_markdown(res, parts, path):
         lines += [f"### {title}", "", tbl, ""]
     lines += TARGETS_HEADER.strip("\n").splitlines() + [""]
     lines += targets(res) + [""]
+    lines += FINDINGS.strip("\n").splitlines() + [""]
     with open(path, "w") as f:
         f.write("\n".join(lines))
 
@@ -870,14 +966,17 @@ METHOD = """
   rewrites `host`, `addn_hosts` and `opts` and sends SIGHUP; ours: the networks file is replaced
   and the agent gets SIGHUP. The files are written to temporary names first and renamed into
   place immediately before the signal; the clock starts at the signal and stops when a DISCOVER
-  from the new MAC (re-sent every 50 µs) gets an OFFER. The added ports have no extra DHCP
+  from the new MAC (re-sent every 100 µs) gets an OFFER. The added ports have no extra DHCP
   options: dnsmasq 2.90 segfaults on SIGHUP once it has served a host whose line carries a
   `set:` tag (any port with extra_dhcp_opts).
-- **Restart → serving.** 200 networks × 10 ports. dnsmasq: all 200 processes are killed and
-  spawned again, 4 at a time (Neutron's `num_sync_threads`), files and namespaces already in
-  place; ours: SIGTERM (the agent removes its namespaces) and a fresh start, which recreates all
-  200 namespaces, veth pairs and addresses. The clock stops when every network has answered a
-  DISCOVER. "first start" is the same from nothing.
+- **Restart → serving.** 200 networks × 10 ports, one client leg per network. dnsmasq is driven
+  like Neutron's sync threads (4 at a time, `num_sync_threads`): "start from nothing" = per
+  network plumb the namespace (`ip -batch`) and spawn dnsmasq; "restart" = per network kill
+  and respawn dnsmasq, namespaces and files staying in place (as Neutron's `restart`). Ours:
+  "start from nothing" = start the agent; "restart" = SIGTERM (the agent removes its namespaces
+  on the way out), wait for it to exit, start it again (it recreates all namespaces, veth
+  pairs and addresses). The clock runs from the first action until every network has answered
+  a DISCOVER; for restarts the probe starts only once every old process is gone.
 - **Footprint.** RSS (and PSS, which splits shared pages fairly) of our one process vs the sum
   over the dnsmasq processes. At 1,000 networks our agent runs alone (real namespaces, no
   bridges); 10,000 networks × 10 ports are measured for the cache alone with `cache-footprint`
@@ -888,7 +987,65 @@ METHOD = """
 """
 
 TARGETS_HEADER = """
-## Targets (issue 6)
+## Targets (issue 6), from this run
+"""
+
+FINDINGS = """
+## Why, and what limits us
+
+These causes were established with `perf`, `strace` and `/proc/net/snmp` on this machine; they
+do not change from run to run, the numbers above do (2 vCPUs shared by load generator, server
+and kernel: clean-rate figures moved by up to ±50 % between runs).
+
+- **dnsmasq at 1,000 hosts** costs 2–3 ms of CPU per DORA, whatever the rate: on every lease
+  change it rewrites the whole lease file (1,000 `fprintf`ed lines; `vfprintf` is the top
+  symbol in `perf`) and formats a log line per packet. With the lease file on disk (Neutron's
+  `state_path`) it also `fsync`s it on every change (`strace`: ftruncate + fsync per write),
+  which blocks the single-threaded process and caps it at ~100 clean DORA/s; with the lease
+  file on tmpfs it is CPU-bound at ~250–330 DORA/s. The dnsmasq-on-tmpfs column is its best
+  case; every ratio is taken against the better dnsmasq.
+- **Our drops are socket-buffer overflows.** In the runs we checked, every exchange our agent
+  lost matched a `RcvbufErrors` increment of UDP in the agent's namespace (`/proc/net/snmp`):
+  the DHCP socket keeps the kernel default receive buffer (`net.core.rmem_default`, 208 KiB,
+  ~100–150 queued requests), and on 2 vCPUs the serving task is now and then descheduled for a
+  few milliseconds. A few MiB of `SO_RCVBUF` in `dhcp::netio::bind_udp4` would remove most of
+  them. With perfdhcp our clean ceiling is lower and varies more (3,000–7,500 DORA/s across
+  runs) than with `dhcp-loadgen` (15,000–20,000): perfdhcp `-g single` itself needs about half
+  a vCPU at 5k DORA/s and sends every request as a broadcast through the bridge, while
+  `dhcp-loadgen` sends unicast in batches (~0.3 vCPU at 5k, ~0.5 at 20k, mostly the kernel's
+  veth/bridge path, which the sender pays for).
+- **CPU per DORA at low rates is wake-up cost.** At the rates dnsmasq can sustain (100–250
+  DORA/s) each request wakes our idle process: `perf` puts ~30 % of the agent's time in
+  `finish_task_switch` plus epoll/futex (tokio's two workers), i.e. ~40–60 µs per packet on
+  this VM, so we measure 100–140 µs per DORA there (1/20–1/26 of dnsmasq: the 1/50 target is
+  missed by about 2×). Under load the same path costs 20–35 µs per DORA (1/70–1/100 of
+  dnsmasq's cost), and it does not grow with the port count (10 vs 1,000 ports: same cost).
+  A dedicated blocking thread per busy socket (or `recvmmsg` batching) would lower the
+  low-rate cost; it is a server-shell change, not a responder one.
+- **Event → servable in standalone mode is a full reload.** The only event path today is
+  "replace the networks file + SIGHUP": the agent re-reads and re-parses the whole file
+  (`serde_json::Value`, then `serde_path_to_error` per port: JSON, BTreeMap and malloc are >60 %
+  of a reload in `perf`), compares every network and rebuilds the changed network's view. That
+  is a p50 of ~1–2 ms at 10 ports and ~20 ms at 1,000 ports (p99 tails of tens of ms on this
+  busy 2-vCPU VM), and a 10-port network pays for every other network in the same file. Rebuilding the view is not the cost (`view::Builder::build` is
+  under 1 % of the reload profile). The < 1 ms target needs the
+  per-port event path (Neutron's `port_create_end` carries one port) or a cheaper standalone
+  reload (typed deserialisation, skipping networks whose JSON did not change); dnsmasq's own
+  reload also grows with the host count.
+- **Restart is dominated by namespace teardown and creation.** On SIGTERM our agent removes
+  every namespace and veth pair it made, one network after another (~40–50 ms per network:
+  10 s for 200 networks, ~38 s for 1,000; not profiled further), and a start recreates them
+  (~10 ms per network). Neutron's agent leaves dnsmasq and its namespaces running across an
+  agent restart, and restarting the dnsmasq set (kill + respawn, namespaces kept) takes ~2–3 s
+  for 200 networks. Keeping namespaces and devices on SIGTERM and adopting them at start (as
+  Neutron's device manager does) would make a restart "reopen 200 sockets"; from nothing we
+  are already ~3× faster than plumbing + spawning 200 dnsmasq.
+- **Memory.** By RSS, the issue's measure, one network costs us ~65–105 kB (200 → 1,000
+  networks) against ~2.2 MB per dnsmasq process (1/21). By PSS, which charges dnsmasq only its
+  share of the binary and libraries it shares with its 199 siblings, dnsmasq costs ~550 kB per
+  network and we are ~6× smaller, not 20×. The cache itself is ~12 kB per network of 10 ports
+  (~0.8 kB per port); the remaining ~50–90 kB per network (task, sockets, buffers, allocator
+  arenas of the per-namespace threads) has not been profiled yet.
 """
 
 
@@ -896,22 +1053,28 @@ def targets(res):
     out = []
     t, r = res.get("throughput"), res.get("restart")
     if t:
-        d, a = t["dnsmasq"], t["agent"]
-        dc, ac = d["flat"]["1000"]["cpu_us_per_dora"], a["flat"]["1000"]["cpu_us_per_dora"]
-        out.append(f"- CPU per DORA ≤ 1/50 of dnsmasq's at 1,000 ports: {fmt(ac)} vs {fmt(dc)} µs "
-                   f"= 1/{dc / ac:.0f} → **{'met' if ac * 50 <= dc else 'missed'}**" if ac and dc else "- CPU: -")
+        a = t["agent"]
+        ds = [t[k] for k in ("dnsmasq", "dnsmasq-tmpfs") if k in t]
+        dc = min(x for x in (d["flat"]["1000"]["cpu_us_per_dora"] for d in ds) if x is not None)
+        ac = a["flat"]["1000"]["cpu_us_per_dora"]
+        out.append(f"- CPU per DORA ≤ 1/50 of dnsmasq's at 1,000 ports (100 DORA/s, cheapest dnsmasq): "
+                   f"{fmt(ac)} vs {fmt(dc)} µs = 1/{dc / ac:.0f} → **{'met' if ac * 50 <= dc else 'missed'}**")
         a10 = a["flat"]["10"]["cpu_us_per_dora"]
-        out.append(f"- flat as the port count grows: {fmt(a10)} µs at 10 ports, {fmt(ac)} µs at 1,000 ports")
-        db = (d["perfdhcp"]["best"] or {}).get("rate")
-        ab_l = (a["loadgen"]["best"] or {}).get("rate")
-        ab_p = (a["perfdhcp"]["best"] or {}).get("rate")
-        if db:
-            best = max(x for x in (ab_l, ab_p, a["flood"]["dora_per_s"] if a["flood"]["drop_pct"] < 1 else 0) if x)
-            out.append(f"- highest clean rate ≥ 10× dnsmasq's: {fmt(best, 0)} vs {fmt(db)} DORA/s = "
-                       f"{best / db:.0f}× → **{'met' if best >= 10 * db else 'missed'}**")
-        p99 = max(a["event"]["10"]["p99_us"], a["event"]["1000"]["p99_us"])
-        out.append(f"- event → servable p99 < 1 ms: {a['event']['10']['p99_us']} µs (10 ports), "
-                   f"{a['event']['1000']['p99_us']} µs (1,000 ports) → **{'met' if p99 < 1000 else 'missed'}**")
+        out.append(f"- flat as the port count grows: {fmt(a10)} µs at 10 ports, {fmt(ac)} µs at 1,000 ports "
+                   f"→ **{'met' if ac <= 1.25 * a10 else 'missed'}**")
+        dbest = max([x for d in ds for x in (best_rate(d, "perfdhcp"), best_rate(d, "loadgen")) if x] or [0])
+        abest = max(x for x in (best_rate(a, "perfdhcp"), best_rate(a, "loadgen"),
+                                a["flood"]["dora_per_s"] if a["flood"]["drop_pct"] < 1 else 0) if x is not None)
+        if dbest:
+            out.append(f"- highest clean rate ≥ 10× dnsmasq's: {fmt(abest, 0)} vs {fmt(dbest, 0)} DORA/s = "
+                       f"{abest / dbest:.0f}× → **{'met' if abest >= 10 * dbest else 'missed'}**")
+        else:
+            out.append(f"- highest clean rate ≥ 10× dnsmasq's: {fmt(abest, 0)} DORA/s; dnsmasq had no clean step "
+                       f"(lowest step {RATES[0]}/s) → **met**")
+        e = a["event"]
+        p99 = max(e["10"]["p99_us"], e["1000"]["p99_us"])
+        out.append(f"- event → servable p99 < 1 ms: {fmt(e['10']['p99_us'])} µs (10 ports), "
+                   f"{fmt(e['1000']['p99_us'])} µs (1,000 ports) → **{'met' if p99 < 1000 else 'missed'}**")
     if r:
         d, a = r["dnsmasq"], r["agent"]
         x = d["restart_s"] / a["restart_s"] if a["restart_s"] else 0
@@ -919,7 +1082,7 @@ def targets(res):
                    f"= {x:.1f}× → **{'met' if x >= 10 else 'missed'}**")
         per_net = a["rss_kb"] / r["networks"]
         out.append(f"- memory per network ≤ 1/20 of one dnsmasq process: {per_net:.0f} kB vs "
-                   f"{d['rss_kb_per_process']:.0f} kB RSS = 1/{d['rss_kb_per_process'] / per_net:.0f} → "
+                   f"{d['rss_kb_per_process']:.0f} kB RSS = 1/{d['rss_kb_per_process'] / per_net:.1f} → "
                    f"**{'met' if per_net * 20 <= d['rss_kb_per_process'] else 'missed'}**")
     return out
 
@@ -932,7 +1095,17 @@ def main():
     ap.add_argument("--restart-networks", type=int, default=200)
     ap.add_argument("--scale-networks", type=int, default=1000)
     ap.add_argument("--no-markdown", action="store_true")
+    ap.add_argument("--skip-tmpfs", action="store_true", help="skip the dnsmasq-on-tmpfs variant")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rewrite BENCHMARKS.md from target/bench/results.json without measuring")
     args = ap.parse_args()
+    if args.report_only:
+        with open(os.path.join(WORK, "results.json")) as f:
+            res = json.load(f)
+        parts = report(res)
+        write_markdown(res, parts, os.path.join(ROOT, "BENCHMARKS.md"))
+        print(f"wrote {os.path.join(ROOT, 'BENCHMARKS.md')}")
+        return
     if os.geteuid() != 0:
         sys.exit("bench.py: run as root (namespaces, veth pairs, bridges)")
     for b in (AGENT, LOADGEN, RENDER, FOOTPRINT):
@@ -944,7 +1117,8 @@ def main():
     os.makedirs(WORK, exist_ok=True)
     os.chmod(WORK, 0o755)
     started = time.time()
-    res = {"machine": machine(), "command": "scripts/bench-dnsmasq.sh " + " ".join(sys.argv[1:])}
+    res = {"machine": machine(), "command": "scripts/bench-dnsmasq.sh " + " ".join(sys.argv[1:]),
+           "step_secs": args.step_secs}
     sections = args.only or ["throughput", "restart", "scale"]
     try:
         if "throughput" in sections:
