@@ -223,8 +223,11 @@ impl NetworkView {
         self.find_binding(mac, client_id, |_| true).is_some()
     }
 
-    /// dnsmasq's `find_config`: the first binding matching the client's id (exact, then with
+    /// dnsmasq's `find_config`: the binding matching the client's id (exact, then with
     /// dhcpcd's leading zero byte stripped), else its MAC, among those `accept` allows.
+    /// dnsmasq keeps host-file entries in a list it builds by prepending, so when a port has
+    /// addresses on several subnets of the segment the *last* fixed IP wins; we do the same
+    /// (the differential test against dnsmasq checks it).
     pub(crate) fn find_binding(
         &self,
         mac: Option<&MacAddr>,
@@ -234,6 +237,7 @@ impl NetworkView {
         let pick = |list: Option<&Vec<u32>>| -> Option<u32> {
             list?
                 .iter()
+                .rev()
                 .copied()
                 .find(|&i| accept(&self.bindings[i as usize]))
         };

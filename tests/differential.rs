@@ -514,51 +514,20 @@ fn fixture_multi() -> Fixture {
                 &mac(11),
                 Some("10.53.1.11"),
             ),
-            Case {
-                known: Some(first_fixed_ip_bug("10.53.0.12")),
-                ..case(
-                    "port with addresses on A and B",
-                    &mac(12),
-                    Some("10.53.1.12"),
-                )
-            },
-            Case {
-                known: Some(first_fixed_ip_bug("10.53.1.14")),
-                ..case(
-                    "port with addresses on B and A",
-                    &mac(14),
-                    Some("10.53.0.14"),
-                )
-            },
+            // dnsmasq offers the port's last fixed IP on the segment; so do we.
+            case(
+                "port with addresses on A and B",
+                &mac(12),
+                Some("10.53.1.12"),
+            ),
+            case(
+                "port with addresses on B and A",
+                &mac(14),
+                Some("10.53.0.14"),
+            ),
             case("port only on the DHCP-disabled subnet", &mac(13), None),
             case("other agent's DHCP port", &mac(3), None),
         ],
-    }
-}
-
-/// BUG in our server (reported, not fixed here: src/dhcp/v4.rs / src/view.rs are not ours).
-/// A port with fixed IPs on two DHCP subnets of the same segment: dnsmasq offers the port's
-/// LAST fixed IP (it matches hosts-file lines last-first, and the initial lease file has a
-/// lease for each), we offer the FIRST. The fixture's `expect` is dnsmasq's answer; this
-/// checks that we still answer with the first fixed IP (`ours_ip`). Once the server is fixed,
-/// this check fails: remove the `known` entry.
-fn first_fixed_ip_bug(ours_ip: &'static str) -> Known {
-    Known {
-        bug: true,
-        why: "port on two subnets of one segment: dnsmasq offers its last fixed IP, we offer the first",
-        check: match ours_ip {
-            "10.53.0.12" => |o, _| ip_is(o, "10.53.0.12"),
-            _ => |o, _| ip_is(o, "10.53.1.14"),
-        },
-    }
-}
-
-fn ip_is(r: &Record, ip: &str) -> Result<(), String> {
-    match r.get("new_ip_address") {
-        Some(v) if v == ip => Ok(()),
-        other => Err(format!(
-            "expected our agent to (still) lease {ip}, got {other:?}"
-        )),
     }
 }
 
