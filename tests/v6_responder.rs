@@ -393,7 +393,7 @@ fn check_wellformed(out: &[u8]) {
     if out[0] == 13 {
         check_relay_tlvs(&out[34..]);
     } else {
-        check_tlvs(&out[4..], 0);
+        check_tlvs(&out[4..]);
     }
 }
 
@@ -403,7 +403,10 @@ fn check_relay_tlvs(mut area: &[u8]) {
         assert!(area.len() >= 4, "truncated relay option header");
         let code = u16::from_be_bytes([area[0], area[1]]);
         let len = usize::from(u16::from_be_bytes([area[2], area[3]]));
-        assert!(area.len() >= 4 + len, "relay option {code} runs past the end");
+        assert!(
+            area.len() >= 4 + len,
+            "relay option {code} runs past the end"
+        );
         if code == 9 {
             check_wellformed(&area[4..4 + len]);
         }
@@ -411,7 +414,7 @@ fn check_relay_tlvs(mut area: &[u8]) {
     }
 }
 
-fn check_tlvs(mut area: &[u8], depth: usize) {
+fn check_tlvs(mut area: &[u8]) {
     while !area.is_empty() {
         assert!(area.len() >= 4, "truncated option header");
         let code = u16::from_be_bytes([area[0], area[1]]);
@@ -419,9 +422,9 @@ fn check_tlvs(mut area: &[u8], depth: usize) {
         assert!(area.len() >= 4 + len, "option {code} runs past the end");
         let data = &area[4..4 + len];
         match code {
-            3 => check_tlvs(&data[12..], depth + 1),
-            4 => check_tlvs(&data[4..], depth + 1),
-            5 => check_tlvs(&data[24..], depth + 1),
+            3 => check_tlvs(&data[12..]),
+            4 => check_tlvs(&data[4..]),
+            5 => check_tlvs(&data[24..]),
             13 => assert!(len >= 2),
             _ => {}
         }
@@ -1173,7 +1176,10 @@ fn relay_forw(link: &str, peer: &str, inner: &[u8], extra: &[u8]) -> Vec<u8> {
 }
 
 /// Unwraps our Relay-Reply: (hop, link, peer, other options, inner message bytes).
-fn relay_repl(out: &[u8]) -> (u8, Ipv6Addr, Ipv6Addr, Vec<(u16, Vec<u8>)>, Vec<u8>) {
+/// Hop count, link and peer addresses, echoed options, inner message.
+type RelayRepl = (u8, Ipv6Addr, Ipv6Addr, Vec<(u16, Vec<u8>)>, Vec<u8>);
+
+fn relay_repl(out: &[u8]) -> RelayRepl {
     assert_eq!(out[0], 13);
     let mut link = [0u8; 16];
     link.copy_from_slice(&out[2..18]);

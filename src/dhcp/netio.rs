@@ -70,12 +70,12 @@ pub fn bind_udp6(ifname: &str, ifindex: u32) -> io::Result<std::net::UdpSocket> 
 /// network header): next header UDP and destination port 547, keeping the first 64 bytes.
 /// Extension headers are not followed; DHCPv6 clients do not send them.
 const DHCP6_FILTER: [SockFilter; 6] = [
-    SockFilter::new(0x30, 0, 0, 6),    // ldb [6]            next header
-    SockFilter::new(0x15, 0, 3, 17),   // jeq #17, +0, +3    UDP?
-    SockFilter::new(0x28, 0, 0, 42),   // ldh [42]           UDP destination port
-    SockFilter::new(0x15, 0, 1, 547),  // jeq #547, +0, +1
-    SockFilter::new(0x06, 0, 0, 64),   // ret #64            accept, 64 bytes
-    SockFilter::new(0x06, 0, 0, 0),    // ret #0             drop
+    SockFilter::new(0x30, 0, 0, 6),   // ldb [6]            next header
+    SockFilter::new(0x15, 0, 3, 17),  // jeq #17, +0, +3    UDP?
+    SockFilter::new(0x28, 0, 0, 42),  // ldh [42]           UDP destination port
+    SockFilter::new(0x15, 0, 1, 547), // jeq #547, +0, +1
+    SockFilter::new(0x06, 0, 0, 64),  // ret #64            accept, 64 bytes
+    SockFilter::new(0x06, 0, 0, 0),   // ret #0             drop
 ];
 
 /// `AF_PACKET` socket receiving the headers of DHCPv6 datagrams that arrive on `ifindex`, to
@@ -268,6 +268,30 @@ mod tests {
         assert_eq!(checksum_finish(sum), 0);
         assert_eq!(&frame[IPV4_HEADER..IPV4_HEADER + 2], &67u16.to_be_bytes());
         assert_eq!(&frame[FRAME_OVERHEAD..], &payload[..]);
+    }
+
+    #[test]
+    fn sniffed_dhcpv6_headers() {
+        // SAFETY: sockaddr_ll is plain old data; all-zero is valid.
+        let mut from: libc::sockaddr_ll = unsafe { mem::zeroed() };
+        from.sll_halen = 6;
+        from.sll_addr[..6].copy_from_slice(&[0xfa, 0x16, 0x3e, 1, 2, 3]);
+        let mut pkt = vec![0u8; 48];
+        pkt[0] = 0x60;
+        pkt[6] = 17;
+        let src: Ipv6Addr = "fe80::1".parse().unwrap();
+        pkt[8..24].copy_from_slice(&src.octets());
+        pkt[42..44].copy_from_slice(&547u16.to_be_bytes());
+        assert_eq!(
+            parse_sniffed(&pkt, &from),
+            Some((src, [0xfa, 0x16, 0x3e, 1, 2, 3]))
+        );
+        assert_eq!(parse_sniffed(&pkt[..47], &from), None);
+        from.sll_pkttype = PACKET_OUTGOING;
+        assert_eq!(parse_sniffed(&pkt, &from), None);
+        from.sll_pkttype = 0;
+        pkt[43] = 0x22;
+        assert_eq!(parse_sniffed(&pkt, &from), None);
     }
 
     #[test]

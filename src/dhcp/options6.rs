@@ -604,9 +604,7 @@ mod tests {
             ("option6:", Err(())),
         ];
         for (name, want) in cases {
-            let got = parse_extra_opt6(name, None)
-                .map(|p| p.code)
-                .map_err(|_| ());
+            let got = parse_extra_opt6(name, None).map(|p| p.code).map_err(|_| ());
             assert_eq!(&got, want, "{name}");
         }
         let p = parse_extra_opt6("tag:ipxe6,bootfile-url", Some("http://x/boot.ipxe")).unwrap();

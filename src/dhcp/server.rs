@@ -7,7 +7,7 @@
 //! subnets today: a subnet added later is served as soon as the view has it.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::OwnedFd;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +22,7 @@ use tracing::Instrument;
 
 use crate::cache::ViewHandle;
 use crate::dhcp::netio;
+use crate::dhcp::packet6::msg as msg6;
 use crate::dhcp::v4::{self, Delivery, Ignore, Outcome};
 use crate::dhcp::v6;
 use crate::model::MacAddr;
@@ -86,7 +87,8 @@ impl DhcpServer {
         let ifindex = endpoint.ifindex;
         let opened = crate::device::in_netns(&endpoint.namespace, move || {
             // IPv6 may be disabled on the host or the device: then DHCPv4 only.
-            let v6 = netio::bind_udp6(&ifname, ifindex).map(|udp| (udp, netio::dhcp6_sniffer(ifindex)));
+            let v6 =
+                netio::bind_udp6(&ifname, ifindex).map(|udp| (udp, netio::dhcp6_sniffer(ifindex)));
             Ok::<_, io::Error>((netio::bind_udp4(&ifname)?, netio::packet_socket()?, v6))
         })
         .await
@@ -108,38 +110,44 @@ impl DhcpServer {
         let (stop_tx, stop_rx) = oneshot::channel();
         let span = tracing::info_span!("dhcp4", network_id = %endpoint.network_id);
         let task = tokio::spawn(
-            serve(udp, raw, endpoint.ifindex, view.clone(), counters.clone(), stop_rx)
-                .instrument(span),
+            serve(
+                udp,
+                raw,
+                endpoint.ifindex,
+                view.clone(),
+                counters.clone(),
+                stop_rx,
+            )
+            .instrument(span),
         );
         let counters6 = Arc::new(Counters::default());
-        let (stop6, task6) = match v6_sockets.and_then(|(udp, sniffer)| {
-            Ok((UdpSocket::from_std(udp)?, sniffer))
-        }) {
-            Ok((udp6, sniffer)) => {
-                let sniffer = sniffer
-                    .map_err(|e| {
-                        tracing::warn!(
-                            network_id = %endpoint.network_id, error = %e,
-                            "cannot see DHCPv6 clients' MACs at layer 2; identifying them by \
-                             DUID and EUI-64 address only"
-                        );
-                    })
-                    .ok();
-                let (tx, rx) = oneshot::channel();
-                let span = tracing::info_span!("dhcp6", network_id = %endpoint.network_id);
-                let task = tokio::spawn(
-                    serve6(udp6, sniffer, view, counters6.clone(), rx).instrument(span),
-                );
-                (Some(tx), Some(task))
-            }
-            Err(e) => {
-                tracing::info!(
-                    network_id = %endpoint.network_id, interface = %endpoint.ifname, error = %e,
-                    "DHCPv6 not served: cannot open its socket (IPv6 disabled?)"
-                );
-                (None, None)
-            }
-        };
+        let (stop6, task6) =
+            match v6_sockets.and_then(|(udp, sniffer)| Ok((UdpSocket::from_std(udp)?, sniffer))) {
+                Ok((udp6, sniffer)) => {
+                    let sniffer = sniffer
+                        .map_err(|e| {
+                            tracing::warn!(
+                                network_id = %endpoint.network_id, error = %e,
+                                "cannot see DHCPv6 clients' MACs at layer 2; identifying them by \
+                                 DUID and EUI-64 address only"
+                            );
+                        })
+                        .ok();
+                    let (tx, rx) = oneshot::channel();
+                    let span = tracing::info_span!("dhcp6", network_id = %endpoint.network_id);
+                    let task = tokio::spawn(
+                        serve6(udp6, sniffer, view, counters6.clone(), rx).instrument(span),
+                    );
+                    (Some(tx), Some(task))
+                }
+                Err(e) => {
+                    tracing::info!(
+                        network_id = %endpoint.network_id, interface = %endpoint.ifname, error = %e,
+                        "DHCPv6 not served: cannot open its socket (IPv6 disabled?)"
+                    );
+                    (None, None)
+                }
+            };
         Ok(DhcpServer {
             endpoint,
             counters,
@@ -422,10 +430,18 @@ impl Shell6 {
                         Counters::bump(&self.counters.replied);
                         let (req, rep) = (v6::name(request), v6::name(reply));
                         match (request, client) {
-                            (8 | 9, Some(mac)) => tracing::info!("{req} from {mac} answered"),
+                            (msg6::RELEASE | msg6::DECLINE, Some(mac)) => {
+                                tracing::info!("{req} from {mac} answered")
+                            }
                             (_, Some(mac)) => tracing::debug!("{req} from {mac}: {rep} sent"),
                             (_, None) => tracing::debug!("{req}: {rep} sent"),
                         }
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {
+                        // Our link-local address is still tentative (duplicate address
+                        // detection, ~1 s after the device came up); the client retransmits.
+                        Counters::bump(&self.counters.send_errors);
+                        tracing::debug!(%to, "no usable link-local source address yet");
                     }
                     Err(e) => {
                         Counters::bump(&self.counters.send_errors);
@@ -449,6 +465,22 @@ impl Shell6 {
     }
 }
 
-/// Keeps `IpAddr` in use for readers of the v4 shell's imports.
-#[allow(dead_code)]
-fn _unused(_: IpAddr) {}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_cache_keeps_the_newest_entries() {
+        let mut c = MacCache::new();
+        let ip = |i: u16| Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, i);
+        assert_eq!(c.get(Ipv6Addr::UNSPECIFIED), None);
+        c.learn(ip(1), [1; 6]);
+        c.learn(ip(1), [2; 6]);
+        assert_eq!(c.get(ip(1)), Some(MacAddr([2; 6])), "newest wins");
+        for i in 2..(MacCache::SIZE as u16 + 2) {
+            c.learn(ip(i), [i as u8; 6]);
+        }
+        assert_eq!(c.get(ip(1)), None, "evicted");
+        assert_eq!(c.get(ip(5)), Some(MacAddr([5; 6])));
+    }
+}
