@@ -44,7 +44,32 @@ pub fn bind_udp4(ifname: &str) -> io::Result<std::net::UdpSocket> {
     s.bind_device(Some(ifname.as_bytes()))?;
     s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVER_PORT).into())?;
     s.set_nonblocking(true)?;
+    enlarge_recv_buffer(&s);
     Ok(s.into())
+}
+
+/// Receive buffer for a boot storm: every drop measured under load (BENCHMARKS.md) was a UDP
+/// receive-buffer overflow with the default ~208 KiB. 4 MiB holds ~10k requests.
+const RECV_BUFFER: usize = 4 << 20;
+
+/// Raises the receive buffer past `net.core.rmem_max` when we may (root: `SO_RCVBUFFORCE`),
+/// else as far as the sysctl allows. A smaller buffer only costs drops under load, so failure
+/// is not an error.
+fn enlarge_recv_buffer(s: &Socket) {
+    let size = RECV_BUFFER as libc::c_int;
+    // SAFETY: setsockopt reads exactly size_of::<c_int>() bytes from a live local.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(s),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&size as *const libc::c_int).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        let _ = s.set_recv_buffer_size(RECV_BUFFER);
+    }
 }
 
 /// DHCPv6 server port (RFC 8415 §7.2).
@@ -63,6 +88,7 @@ pub fn bind_udp6(ifname: &str, ifindex: u32) -> io::Result<std::net::UdpSocket> 
     s.join_multicast_v6(&ALL_DHCP_AGENTS, ifindex)?;
     s.set_multicast_loop_v6(false)?;
     s.set_nonblocking(true)?;
+    enlarge_recv_buffer(&s);
     Ok(s.into())
 }
 
@@ -248,6 +274,22 @@ fn checksum_finish(mut sum: u32) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn receive_buffer_is_enlarged() {
+        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+        let before = s.recv_buffer_size().unwrap();
+        enlarge_recv_buffer(&s);
+        let after = s.recv_buffer_size().unwrap();
+        assert!(after >= before, "{after} < {before}");
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            assert!(
+                after >= RECV_BUFFER,
+                "root may force {RECV_BUFFER}, got {after}"
+            );
+        }
+    }
 
     #[test]
     fn frame_checksums_verify() {
