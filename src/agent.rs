@@ -11,7 +11,7 @@
 //! time). Internal locks are only held for map lookups, never across an `.await`.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tracing::Instrument;
@@ -19,6 +19,7 @@ use tracing::Instrument;
 use crate::cache::NetworkCache;
 use crate::device::{DeviceManager, PlumbPlan};
 use crate::dhcp::server::{DhcpServer, Endpoint};
+use crate::model::MacAddr;
 use crate::standalone::DesiredNetwork;
 
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +167,7 @@ impl Agent {
             );
             return Ok(Configured::ViewUpdated);
         }
+        self.pin_server_duid(&id, port.mac_address);
         let plugged = self
             .devices
             .setup(&plan)
@@ -288,6 +290,19 @@ impl Agent {
         (!prefix.is_empty()).then_some(prefix)
     }
 
+    /// Keeps the network's DHCPv6 server DUID stable across restarts and DHCP port changes:
+    /// the first one (DUID-LL of our port's MAC) is persisted in `$state_path/dhcp/<net>/duid`,
+    /// as dnsmasq keeps its DUID in the lease file Neutron preserves.
+    fn pin_server_duid(&self, network_id: &str, mac: MacAddr) {
+        let dir = self.state_dir.join(network_id);
+        match load_or_create_duid(&dir, mac) {
+            Ok(duid) => self.cache.pin_server_duid(network_id, duid),
+            Err(e) => {
+                tracing::warn!(%network_id, dir = %dir.display(), error = %e, "cannot persist the DHCPv6 server DUID; using one derived from the port MAC")
+            }
+        }
+    }
+
     fn remember(&self, network_id: &str, ifname: &str) {
         let dir = self.state_dir.join(network_id);
         let res = std::fs::create_dir_all(&dir)
@@ -332,5 +347,56 @@ mod tests {
         assert!(!is_uuid_like("lost+found"));
         assert!(!is_uuid_like("8d4c2c5e-1a2b-4c3d-8e9f-0123456789a"));
         assert!(!is_uuid_like("8d4c2c5e1-a2b-4c3d-8e9f-0123456789ab"));
+    }
+}
+
+const DUID_FILE: &str = "duid";
+
+/// Reads the persisted DUID-LL (`00:03:00:01:<mac>`, dnsmasq's lease-file notation), or derives
+/// one from `mac` and writes it. A damaged file is replaced rather than trusted.
+fn load_or_create_duid(dir: &Path, mac: MacAddr) -> std::io::Result<[u8; 10]> {
+    let path = dir.join(DUID_FILE);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let bytes: Option<Vec<u8>> = text
+            .trim()
+            .split(':')
+            .map(|b| u8::from_str_radix(b, 16).ok())
+            .collect();
+        match bytes.map(<[u8; 10]>::try_from) {
+            Some(Ok(duid)) if duid.starts_with(&[0, 3, 0, 1]) => return Ok(duid),
+            _ => tracing::warn!(file = %path.display(), "ignoring malformed DUID file"),
+        }
+    }
+    let mut duid = [0, 3, 0, 1, 0, 0, 0, 0, 0, 0];
+    duid[4..].copy_from_slice(&mac.0);
+    let text: Vec<String> = duid.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(&path, text.join(":") + "\n")?;
+    Ok(duid)
+}
+
+#[cfg(test)]
+mod duid_tests {
+    use super::*;
+
+    #[test]
+    fn duid_is_created_once_and_then_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = dir.path().join("net-1");
+        let a: MacAddr = "fa:16:3e:00:00:01".parse().unwrap();
+        let b: MacAddr = "fa:16:3e:00:00:02".parse().unwrap();
+        let first = load_or_create_duid(&net, a).unwrap();
+        assert_eq!(first, [0, 3, 0, 1, 0xfa, 0x16, 0x3e, 0, 0, 1]);
+        assert_eq!(
+            std::fs::read_to_string(net.join(DUID_FILE)).unwrap(),
+            "00:03:00:01:fa:16:3e:00:00:01\n"
+        );
+        // A new DHCP port (new MAC) keeps the persisted identity.
+        assert_eq!(load_or_create_duid(&net, b).unwrap(), first);
+        std::fs::write(net.join(DUID_FILE), "garbage").unwrap();
+        assert_eq!(
+            load_or_create_duid(&net, b).unwrap(),
+            [0, 3, 0, 1, 0xfa, 0x16, 0x3e, 0, 0, 2]
+        );
     }
 }

@@ -14,6 +14,12 @@ use crate::config::ServeConfig;
 use crate::model::Network;
 use crate::view::NetworkView;
 
+/// A panic while holding one of these locks cannot leave a half-written entry (inserts are
+/// single statements), so a poisoned lock is still consistent.
+fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// What a DHCP task holds: the current view of its network, swapped on every change.
 pub type ViewHandle = Arc<ArcSwap<NetworkView>>;
 
@@ -28,6 +34,8 @@ struct Entry {
 pub struct NetworkCache {
     serve: ServeConfig,
     entries: Mutex<HashMap<String, Entry>>,
+    /// DHCPv6 server DUIDs the agent persisted, applied to every rebuild of that network.
+    duids: Mutex<HashMap<String, [u8; 10]>>,
 }
 
 impl NetworkCache {
@@ -35,20 +43,24 @@ impl NetworkCache {
         NetworkCache {
             serve,
             entries: Mutex::new(HashMap::new()),
+            duids: Mutex::new(HashMap::new()),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
-        // A panic while holding this lock cannot leave a half-written entry (inserts are single
-        // statements), so a poisoned lock is still consistent.
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+        relock(&self.entries)
     }
 
     /// Inserts or replaces a network, rebuilding its view. The returned handle is the same
     /// `Arc` for the whole life of the network in the cache, so a running DHCP task keeps
     /// reading the newest view without being restarted.
     pub fn upsert(&self, network: Network, own_port_id: &str) -> ViewHandle {
-        let view = Arc::new(NetworkView::build(&network, own_port_id, &self.serve));
+        let mut view = NetworkView::build(&network, own_port_id, &self.serve);
+        let pinned = relock(&self.duids).get(&network.id).copied();
+        if let Some(duid) = pinned {
+            view.pin_server_duid(duid);
+        }
+        let view = Arc::new(view);
         let mut entries = self.lock();
         match entries.get_mut(&network.id) {
             Some(e) => {
@@ -73,7 +85,13 @@ impl NetworkCache {
     }
 
     pub fn remove(&self, network_id: &str) -> Option<Arc<Network>> {
+        relock(&self.duids).remove(network_id);
         self.lock().remove(network_id).map(|e| e.network)
+    }
+
+    /// Makes every future view of `network_id` use `duid` as its DHCPv6 server identity.
+    pub fn pin_server_duid(&self, network_id: &str, duid: [u8; 10]) {
+        relock(&self.duids).insert(network_id.to_owned(), duid);
     }
 
     pub fn get(&self, network_id: &str) -> Option<Arc<Network>> {

@@ -132,6 +132,11 @@ impl NetworkView {
         view
     }
 
+    /// Pins the DHCPv6 server DUID (see [`NetworkView6::server_duid`]).
+    pub fn pin_server_duid(&mut self, duid: [u8; 10]) {
+        self.v6.pin_server_duid(duid);
+    }
+
     /// What the DHCPv6 responder reads: served IPv6 subnets, bindings and option sets.
     pub fn v6(&self) -> &NetworkView6 {
         &self.v6

@@ -126,10 +126,18 @@ impl NetworkView6 {
         Builder6::new(net, own_dhcp_port_id, cfg).build()
     }
 
-    /// Our DUID (DUID-LL from the DHCP port's MAC); `None` when our port is unknown, in which
-    /// case nothing is answered.
+    /// Our DUID (DUID-LL from the DHCP port's MAC, or the one the agent persisted under
+    /// `state_path`); `None` when our port is unknown, in which case nothing is answered.
     pub fn server_duid(&self) -> Option<&[u8]> {
         self.server_duid.as_ref().map(|d| &d[..])
+    }
+
+    /// Replaces the derived DUID with one persisted by the agent, so the server identity
+    /// survives a new DHCP port MAC. Ignored while our port is unknown (nothing is served).
+    pub(crate) fn pin_server_duid(&mut self, duid: [u8; 10]) {
+        if self.server_duid.is_some() {
+            self.server_duid = Some(duid);
+        }
     }
 
     /// Whether there is anything to serve: a DUID and at least one served subnet.
