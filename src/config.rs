@@ -165,6 +165,18 @@ pub enum ConfigError {
 struct RawValue {
     value: String,
     path: PathBuf,
+    /// The section name as written in that file (`[agent]` or `[AGENT]`).
+    section: String,
+}
+
+/// oslo.config's group-name rule (`_normalize_group_name`): group names are case-insensitive
+/// (`[agent]` is `[AGENT]`, `[ovs]` is `[OVS]`), except that only `DEFAULT` is the default group.
+fn group_key(name: &str) -> String {
+    if name == "DEFAULT" {
+        name.to_owned()
+    } else {
+        name.to_lowercase()
+    }
 }
 
 /// The merged contents of all config files: later files override earlier ones, like oslo.config.
@@ -254,12 +266,13 @@ impl RawConfig {
                 return Err(syntax("empty option name"));
             }
             let value = unquote(trimmed[split + 1..].trim()).to_owned();
-            let k = (sect, key);
+            let k = (group_key(&sect), key);
             self.values.insert(
                 k.clone(),
                 RawValue {
                     value,
                     path: path.to_owned(),
+                    section: sect,
                 },
             );
             last_key = Some(k);
@@ -270,10 +283,11 @@ impl RawConfig {
     /// All `(key, value)` pairs of one section, for option groups parsed elsewhere
     /// (e.g. `[oslo_messaging_rabbit]` by the RPC layer), sorted by key.
     pub fn section(&self, section: &str) -> Vec<(String, String)> {
+        let section = group_key(section);
         let mut out: Vec<(String, String)> = self
             .values
             .iter()
-            .filter(|((s, _), _)| s == section)
+            .filter(|((s, _), _)| *s == section)
             .map(|((_, k), v)| (k.clone(), v.value.clone()))
             .collect();
         out.sort();
@@ -281,16 +295,28 @@ impl RawConfig {
     }
 
     fn get(&self, section: &str, key: &str) -> Option<&RawValue> {
-        self.values.get(&(section.to_owned(), key.to_owned()))
+        self.values.get(&(group_key(section), key.to_owned()))
     }
 
-    /// `$name` / `${name}` substitution from `[DEFAULT]`, as oslo.config does for `$state_path`.
+    /// The file that set `[section] key` last (the one in effect), for error messages about
+    /// options validated elsewhere (e.g. `[oslo_messaging_rabbit]` by the RPC layer).
+    pub fn origin(&self, section: &str, key: &str) -> Option<&Path> {
+        self.get(section, key).map(|v| v.path.as_path())
+    }
+
+    /// `$name` / `${name}` substitution from `[DEFAULT]`, as oslo.config does for `$state_path`;
+    /// `$$` is a literal `$` (how a password containing `$` is written for oslo.config).
     fn interpolate(&self, value: &str, defaults: &HashMap<&str, String>) -> String {
         let mut out = String::with_capacity(value.len());
         let mut rest = value;
         while let Some(pos) = rest.find('$') {
             out.push_str(&rest[..pos]);
             let after = &rest[pos + 1..];
+            if let Some(tail) = after.strip_prefix('$') {
+                out.push('$');
+                rest = tail;
+                continue;
+            }
             let (name, tail) = if let Some(inner) = after.strip_prefix('{') {
                 match inner.find('}') {
                     Some(end) => (&inner[..end], &inner[end + 1..]),
@@ -344,6 +370,9 @@ const KNOWN: &[(&str, &str)] = &[
     ("DEFAULT", "dhcp_renewal_time"),
     ("DEFAULT", "dhcp_rebinding_time"),
     ("DEFAULT", "debug"),
+    // Read by main (logging set-up), like oslo.log's options.
+    ("DEFAULT", "log_file"),
+    ("DEFAULT", "log_dir"),
     ("DEFAULT", "control_exchange"),
     ("DEFAULT", "rpc_response_timeout"),
     ("DEFAULT", "rpc_response_max_timeout"),
@@ -377,6 +406,12 @@ impl Reader<'_> {
     }
 
     fn invalid(&self, section: &str, key: &str, raw: &RawValue, reason: String) -> ConfigError {
+        // The section as the operator wrote it (`[agent]`), so it can be found in the file.
+        let section = if group_key(&raw.section) == group_key(section) {
+            raw.section.as_str()
+        } else {
+            section
+        };
         ConfigError::Invalid {
             path: raw.path.clone(),
             section: section.to_owned(),
@@ -440,13 +475,22 @@ impl Reader<'_> {
 impl AgentConfig {
     /// Types and validates the merged files.
     pub fn from_raw(raw: &RawConfig) -> Result<AgentConfig, ConfigError> {
-        for ((section, key), v) in &raw.values {
+        // Sorted, so the list reads like the files.
+        let mut ignored: Vec<(&Path, &str, &str)> = raw
+            .values
+            .iter()
             // [oslo_messaging_rabbit] goes to the transport as a whole, which checks it.
-            if section != "oslo_messaging_rabbit"
-                && !KNOWN.contains(&(section.as_str(), key.as_str()))
-            {
-                tracing::debug!(file = %v.path.display(), section, key, "ignoring option not used by this agent");
-            }
+            .filter(|((section, key), _)| {
+                section != "oslo_messaging_rabbit"
+                    && !KNOWN
+                        .iter()
+                        .any(|(s, k)| group_key(s) == *section && k == key)
+            })
+            .map(|((_, key), v)| (v.path.as_path(), v.section.as_str(), key.as_str()))
+            .collect();
+        ignored.sort_unstable();
+        for (path, section, key) in ignored {
+            tracing::debug!(file = %path.display(), section = %section, key = %key, "ignoring option not used by this agent");
         }
         let mut defaults = HashMap::new();
         defaults.insert("state_path", "/var/lib/neutron".to_owned());
@@ -734,6 +778,60 @@ mod tests {
             "a".repeat(256)
         ))
         .is_err());
+    }
+
+    #[test]
+    fn group_names_are_case_insensitive_like_oslo_config() {
+        let c = cfg(
+            "[agent]\nreport_interval = 7\navailability_zone = az9\n[ovs]\n\
+             integration_bridge = br-x\n[Oslo_Messaging_Rabbit]\namqp_durable_queues = true\n",
+        )
+        .unwrap();
+        assert_eq!(c.neutron.report_interval, Duration::from_secs(7));
+        assert_eq!(c.neutron.availability_zone, "az9");
+        assert_eq!(c.ovs.integration_bridge, "br-x");
+        assert_eq!(
+            c.neutron.rabbit,
+            vec![("amqp_durable_queues".to_string(), "true".to_string())]
+        );
+        // Only DEFAULT is the default group: [default] is another (unused) group.
+        let c = cfg("[default]\ndns_domain = x\n").unwrap();
+        assert_eq!(c.serve.dns_domain, "openstacklocal");
+        // Errors name the section as written.
+        let e = cfg("[agent]\nreport_interval = soon\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[agent] report_interval"), "{e}");
+        // A later [AGENT] overrides an earlier [agent].
+        let c = cfg("[agent]\nreport_interval = 7\n[AGENT]\nreport_interval = 8\n").unwrap();
+        assert_eq!(c.neutron.report_interval, Duration::from_secs(8));
+    }
+
+    #[test]
+    fn dollar_dollar_is_a_literal_dollar_and_origin_names_the_file() {
+        let mut raw = RawConfig::default();
+        raw.parse_str(
+            "[DEFAULT]\ntransport_url = rabbit://u:pa$$word@h/\nstate_path = /s\n",
+            Path::new("/etc/neutron/neutron.conf"),
+        )
+        .unwrap();
+        raw.parse_str(
+            "[DEFAULT]\nhost = $state_path$$\n",
+            Path::new("/x/dhcp_agent.ini"),
+        )
+        .unwrap();
+        let c = AgentConfig::from_raw(&raw).unwrap();
+        assert_eq!(c.transport_url.as_deref(), Some("rabbit://u:pa$word@h/"));
+        assert_eq!(c.host, "/s$");
+        assert_eq!(
+            raw.origin("DEFAULT", "transport_url"),
+            Some(Path::new("/etc/neutron/neutron.conf"))
+        );
+        assert_eq!(
+            raw.origin("DEFAULT", "host"),
+            Some(Path::new("/x/dhcp_agent.ini"))
+        );
+        assert_eq!(raw.origin("DEFAULT", "nothing"), None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,8 @@ use neutron_dhcp::config::{AgentConfig, RawConfig};
 use neutron_dhcp::device::{DeviceConfig, DeviceManager, InterfaceDriver, OvsConfig};
 use neutron_dhcp::neutron::{heartbeat::StateTemplate, NeutronAgent, Settings};
 use neutron_dhcp::plugin::PluginApi;
-use neutron_dhcp::rpc::transport::{self, TransportConfig};
+use neutron_dhcp::rpc::transport::{self, TransportConfig, TransportError};
+use neutron_dhcp::rpc::url::OptionError;
 use neutron_dhcp::standalone::{self, FileStamp};
 
 #[derive(Parser, Debug)]
@@ -35,22 +37,51 @@ struct Cli {
     /// Overrides `[DEFAULT] state_path` (oslo.config CLI option).
     #[arg(long = "state-path", alias = "state_path", value_name = "DIR")]
     state_path: Option<PathBuf>,
-    /// Log at debug level.
+    /// Log at debug level (also `[DEFAULT] debug = true` in a config file).
     #[arg(long, short = 'd')]
     debug: bool,
-    /// Write logs to this file instead of stderr.
+    /// Write logs to this file instead of stderr (overrides `[DEFAULT] log_file`; relative to
+    /// the log directory when one is set).
     #[arg(long = "log-file", value_name = "PATH")]
     log_file: Option<PathBuf>,
+    /// Log directory (overrides `[DEFAULT] log_dir`); without a log file the log goes to
+    /// `<dir>/neutron-dhcp-agent.log`, as oslo.log does.
+    #[arg(long = "log-dir", value_name = "DIR")]
+    log_dir: Option<PathBuf>,
 }
+
+/// oslo.log's file name when only a log directory is given (`<binary>.log`).
+const LOG_FILE_IN_DIR: &str = "neutron-dhcp-agent.log";
 
 /// How often the networks file is checked for changes, and failed networks retried.
 const POLL: Duration = Duration::from_secs(1);
 const RETRY: Duration = Duration::from_secs(5);
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    let mut logging_to_file = false;
+    match start(&mut logging_to_file) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, context first ("<file>: [section] key ...: cause"), like oslo's
+            // start-up errors; no backtrace even with RUST_BACKTRACE set.
+            if logging_to_file {
+                tracing::error!("{e:#}");
+            }
+            eprintln!("neutron-dhcp-agent: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn start(logging_to_file: &mut bool) -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing(&cli)?;
+    // The files first: oslo.log's `debug`, `log_file` and `log_dir` may be set there. Only
+    // then is the rest of the configuration typed, so its debug logs (the ignored options)
+    // are not lost.
     let raw = RawConfig::load(&cli.config_file, &cli.config_dir)?;
+    let logging = logging_options(&cli, &raw)?;
+    init_tracing(&logging)?;
+    *logging_to_file = logging.file.is_some();
     let mut cfg = AgentConfig::from_raw(&raw)?;
     if let Some(p) = &cli.state_path {
         cfg.state_path = p.clone();
@@ -58,18 +89,74 @@ fn main() -> anyhow::Result<()> {
     if let Some(p) = &cli.networks_file {
         cfg.networks_file = Some(p.clone());
     }
+    // Every remaining option is checked before anything starts; an error names the file,
+    // section and key like the ones AgentConfig reports.
+    let devices = device_manager(&cfg, &raw)?;
+    let transport = match cfg.transport_url.as_deref() {
+        Some(url) => Some(transport_config(&cfg, url, &raw)?),
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    runtime.block_on(run(cfg))
+    runtime.block_on(run(cfg, devices, transport))
 }
 
-fn init_tracing(cli: &Cli) -> anyhow::Result<()> {
+/// Where and how much to log: the command line wins over `[DEFAULT]` in the files.
+struct Logging {
+    debug: bool,
+    file: Option<PathBuf>,
+}
+
+fn logging_options(cli: &Cli, raw: &RawConfig) -> anyhow::Result<Logging> {
+    let default = raw.section("DEFAULT");
+    let get = |key: &str| {
+        default
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let debug = match get("debug") {
+        _ if cli.debug => true,
+        None => false,
+        Some(v) => match v.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => true,
+            "false" | "no" | "off" | "0" => false,
+            _ => bail!(
+                "{}: [DEFAULT] debug = {v:?}: expected a boolean",
+                origin(raw, "DEFAULT", "debug")
+            ),
+        },
+    };
+    let dir = cli
+        .log_dir
+        .clone()
+        .or_else(|| get("log_dir").map(PathBuf::from));
+    let file = cli
+        .log_file
+        .clone()
+        .or_else(|| get("log_file").map(PathBuf::from));
+    let file = match (dir, file) {
+        (Some(dir), Some(file)) => Some(dir.join(file)),
+        (Some(dir), None) => Some(dir.join(LOG_FILE_IN_DIR)),
+        (None, file) => file,
+    };
+    Ok(Logging { debug, file })
+}
+
+/// The file that set `[section] key`, for error messages.
+fn origin(raw: &RawConfig, section: &str, key: &str) -> String {
+    raw.origin(section, key)
+        .map_or_else(|| "<defaults>".to_string(), |p| p.display().to_string())
+}
+
+fn init_tracing(logging: &Logging) -> anyhow::Result<()> {
     // lapin logs every returned reply at WARN and a dropped connection at ERROR; our transport
     // reports both itself, once and with context.
-    let default = if cli.debug {
+    let default = if logging.debug {
         "debug,lapin=info,lapin::returned_messages=error"
     } else {
         "info,lapin=warn,lapin::returned_messages=error"
@@ -77,7 +164,7 @@ fn init_tracing(cli: &Cli) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match &cli.log_file {
+    match &logging.file {
         Some(path) => {
             let file = std::fs::OpenOptions::new()
                 .create(true)
@@ -91,11 +178,13 @@ fn init_tracing(cli: &Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn device_manager(cfg: &AgentConfig) -> anyhow::Result<DeviceManager> {
-    let driver: InterfaceDriver = cfg
-        .interface_driver
-        .parse()
-        .with_context(|| "invalid [DEFAULT] interface_driver".to_string())?;
+fn device_manager(cfg: &AgentConfig, raw: &RawConfig) -> anyhow::Result<DeviceManager> {
+    let driver: InterfaceDriver = cfg.interface_driver.parse().with_context(|| {
+        format!(
+            "{}: invalid [DEFAULT] interface_driver",
+            origin(raw, "DEFAULT", "interface_driver")
+        )
+    })?;
     let ovs = OvsConfig {
         integration_bridge: cfg.ovs.integration_bridge.clone(),
         ovsdb_connection: cfg.ovs.ovsdb_connection.clone(),
@@ -104,7 +193,19 @@ fn device_manager(cfg: &AgentConfig) -> anyhow::Result<DeviceManager> {
         use_veth: cfg.ovs.use_veth,
     };
     if driver == InterfaceDriver::Openvswitch {
-        ovs.validate().context("invalid [OVS] options")?;
+        if let Err(e) = ovs.validate() {
+            // The error names the option ("[OVS] ovsdb_timeout") or quotes the bad value.
+            let text = e.to_string();
+            let key = if text.contains("ovsdb_timeout") {
+                "ovsdb_timeout"
+            } else if text.contains(&format!("{:?}", ovs.integration_bridge)) {
+                "integration_bridge"
+            } else {
+                "ovsdb_connection"
+            };
+            return Err(anyhow::Error::new(e)
+                .context(format!("{}: invalid [OVS] {key}", origin(raw, "OVS", key))));
+        }
     }
     Ok(DeviceManager::new(DeviceConfig {
         driver,
@@ -115,9 +216,53 @@ fn device_manager(cfg: &AgentConfig) -> anyhow::Result<DeviceManager> {
     }))
 }
 
-async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
-    if let Some(url) = cfg.transport_url.clone() {
-        return run_rpc(cfg, &url).await;
+/// The messaging configuration, validated; an error names the file, section and key.
+fn transport_config(
+    cfg: &AgentConfig,
+    transport_url: &str,
+    raw: &RawConfig,
+) -> anyhow::Result<TransportConfig> {
+    // TransportError never contains the URL's password; neither does TransportUrl's Display.
+    TransportConfig::from_parts(
+        transport_url,
+        cfg.neutron.control_exchange.as_deref(),
+        cfg.neutron.rpc_response_timeout.as_deref(),
+        &cfg.neutron.rabbit,
+        &cfg.host,
+    )
+    .map_err(|e| {
+        let rabbit = "oslo_messaging_rabbit";
+        let (section, key): (&str, &str) = match &e {
+            TransportError::Url(_) => ("DEFAULT", "transport_url"),
+            TransportError::Invalid { option, .. } => ("DEFAULT", option),
+            TransportError::Tls { option, .. } => (rabbit, option),
+            TransportError::Rabbit(o) => match o {
+                OptionError::Invalid { option, .. } => (rabbit, option.as_str()),
+                // Only the URL query can name an unknown option (the section's are ignored).
+                OptionError::Unknown(_) => ("DEFAULT", "transport_url"),
+                OptionError::QuorumAndHa => (rabbit, "rabbit_quorum_queue"),
+                OptionError::StreamNeedsPrefetch | OptionError::StreamNeedsTransientQuorum => {
+                    (rabbit, "rabbit_stream_fanout")
+                }
+            },
+        };
+        // An [oslo_messaging_rabbit] value may come from the transport_url query instead.
+        let file = raw
+            .origin(section, key)
+            .or_else(|| raw.origin("DEFAULT", "transport_url"))
+            .map_or_else(|| "<defaults>".to_string(), |p| p.display().to_string());
+        let what = format!("{file}: invalid messaging configuration ([{section}] {key})");
+        anyhow::Error::new(e).context(what)
+    })
+}
+
+async fn run(
+    cfg: AgentConfig,
+    devices: DeviceManager,
+    transport: Option<TransportConfig>,
+) -> anyhow::Result<()> {
+    if let Some(tcfg) = transport {
+        return run_rpc(cfg, devices, tcfg).await;
     }
     let Some(networks_file) = cfg.networks_file.clone() else {
         bail!(
@@ -125,7 +270,6 @@ async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
              [standalone] networks_file or pass --networks-file"
         );
     };
-    let devices = device_manager(&cfg)?;
     let desired = standalone::load(&networks_file, &cfg.host)?;
     tracing::info!(
         file = %networks_file.display(),
@@ -190,17 +334,11 @@ async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
 }
 
 /// Neutron RPC mode: the agent as neutron-server knows it (`DhcpAgentWithStateReport`).
-async fn run_rpc(cfg: AgentConfig, transport_url: &str) -> anyhow::Result<()> {
-    // TransportError never contains the URL's password; neither does TransportUrl's Display.
-    let tcfg = TransportConfig::from_parts(
-        transport_url,
-        cfg.neutron.control_exchange.as_deref(),
-        cfg.neutron.rpc_response_timeout.as_deref(),
-        &cfg.neutron.rabbit,
-        &cfg.host,
-    )
-    .context("invalid messaging configuration")?;
-    let devices = device_manager(&cfg)?;
+async fn run_rpc(
+    cfg: AgentConfig,
+    devices: DeviceManager,
+    tcfg: TransportConfig,
+) -> anyhow::Result<()> {
     if cfg.networks_file.is_some() {
         tracing::warn!(
             "transport_url is set: running in Neutron RPC mode, the standalone networks file is ignored"

@@ -239,14 +239,20 @@ impl NeutronAgent {
     pub async fn shutdown(self) {
         self.core.stopping.store(true, Ordering::SeqCst);
         let _ = self.stop.send(true);
-        for t in self.tasks {
-            if let Err(e) = t.await {
-                if e.is_panic() {
-                    tracing::error!("a Neutron agent task panicked");
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        for mut t in self.tasks {
+            // The loops return on the stop signal; bounded anyway, so that a stuck call can
+            // never keep the process from exiting on SIGTERM.
+            let joined = tokio::time::timeout_at(deadline.into(), &mut t).await;
+            match joined {
+                Ok(Err(e)) if e.is_panic() => tracing::error!("a Neutron agent task panicked"),
+                Ok(_) => {}
+                Err(_) => {
+                    tracing::warn!("a Neutron agent task did not stop in time; aborting it");
+                    t.abort();
                 }
             }
         }
-        let deadline = Instant::now() + SHUTDOWN_GRACE;
         while self.core.processors.load(Ordering::SeqCst) > 0 {
             if Instant::now() >= deadline {
                 tracing::warn!("shutting down with network updates still running");

@@ -141,7 +141,12 @@ pub async fn run(ready: Arc<ReadyPorts>, plugin: Arc<PluginApi>, mut stop: watch
             }
         }
         let ids = batch.ids();
-        match plugin.dhcp_ready_on_ports(&ids).await {
+        // Without a broker the call waits up to rpc_response_timeout; a stop must not.
+        let result = tokio::select! {
+            r = plugin.dhcp_ready_on_ports(&ids) => r,
+            _ = stop.changed() => return,
+        };
+        match result {
             Ok(()) => {
                 tracing::info!(count = ids.len(), ports = ?ids, "DHCP configuration for ports is completed");
             }

@@ -120,7 +120,12 @@ pub async fn run<F, Fut>(
         }
         if let Some(scope) = resync.take() {
             last = Some(Instant::now());
-            sync(scope).await;
+            // A sync can wait a long time for the broker (rpc_response_timeout, doubled after
+            // each timeout); a stop must not wait for it.
+            tokio::select! {
+                () = sync(scope) => {}
+                _ = stop.changed() => return,
+            }
         }
         if *stop.borrow() {
             return;

@@ -45,6 +45,20 @@ use crate::rpc::url::{
 
 /// oslo's `rpc_response_timeout` default.
 pub const DEFAULT_RPC_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// oslo options of `[oslo_messaging_rabbit]` that are checked (a bad value is an error, as in
+/// oslo) but have no effect here: connection pools, a deprecated FIPS switch, the removed
+/// `heartbeat_in_pthread`, jitter, compression, and `direct_mandatory_flag` (replies are always
+/// mandatory). The same names as `url.rs`'s list of ignored options.
+const ACCEPTED_NOT_USED: &[&str] = &[
+    "rpc_conn_pool_size",
+    "conn_pool_min_size",
+    "conn_pool_ttl",
+    "ssl_enforce_fips_mode",
+    "heartbeat_in_pthread",
+    "kombu_reconnect_splay",
+    "kombu_compression",
+    "direct_mandatory_flag",
+];
 /// Events buffered for the agent before the RPC server stops consuming.
 const EVENT_QUEUE: usize = 1024;
 /// How long closing a connection may take at shutdown or after a loss.
@@ -113,6 +127,14 @@ impl TransportConfig {
             match rabbit.set(name, value) {
                 Err(OptionError::Unknown(_)) => {
                     tracing::warn!("ignoring unknown option [oslo_messaging_rabbit] {name}");
+                }
+                Ok(()) if ACCEPTED_NOT_USED.contains(&name.as_str()) => {
+                    // Same message as the other sections' options we do not use.
+                    tracing::debug!(
+                        section = %"oslo_messaging_rabbit",
+                        key = %name,
+                        "ignoring option not used by this agent"
+                    );
                 }
                 other => other?,
             }
