@@ -88,7 +88,7 @@ done
 mkdir -p "$work/state"
 printf '[DEFAULT]\nstate_path = %s\n' "$work/state" >"$work/demo.ini"
 echo "==> starting neutron-dhcp-agent on $NETWORKS"
-NO_COLOR=1 "$agent_bin" \
+NO_COLOR=1 "$agent_bin" --teardown-on-exit \
     --config-file "$NEUTRON_CONF" --config-file "$AGENT_INI" --config-file "$work/demo.ini" \
     --networks-file "$NETWORKS" 2>"$work/agent.log" &
 agent_pid=$!

@@ -242,7 +242,25 @@ impl Agent {
         }
     }
 
-    /// Tears down every network we made (SIGTERM path).
+    /// The SIGTERM path: stop answering, then either tear everything down or leave the
+    /// namespaces, devices and `$state_path` records for the next start to adopt.
+    pub async fn exit(&self, teardown: bool) {
+        if teardown {
+            tracing::info!("shutting down: removing served networks");
+            self.shutdown().await;
+            return;
+        }
+        let servers: Vec<Served> = self.served().drain().map(|(_, s)| s).collect();
+        tracing::info!(
+            networks = servers.len(),
+            "shutting down: namespaces and devices are left for the next start"
+        );
+        for s in servers {
+            s.server.stop().await;
+        }
+    }
+
+    /// Tears down every network we made.
     pub async fn shutdown(&self) {
         let mut ids: HashSet<String> = self.cache.network_ids().into_iter().collect();
         ids.extend(self.served().keys().cloned());

@@ -52,6 +52,10 @@ pub struct AgentConfig {
     pub veth_bridge: Option<String>,
     /// `[standalone] networks_file`.
     pub networks_file: Option<PathBuf>,
+    /// `--teardown-on-exit` (command line only): remove namespaces and devices on SIGTERM.
+    /// Off by default: like the Python agent, which leaves dnsmasq and its namespaces running,
+    /// a restart then re-plumbs nothing.
+    pub teardown_on_exit: bool,
     pub serve: ServeConfig,
     /// Options of the Neutron RPC mode (only used when `transport_url` is set).
     pub neutron: NeutronOptions,
@@ -561,6 +565,7 @@ impl AgentConfig {
             networks_file: r
                 .opt_string("standalone", "networks_file")
                 .map(PathBuf::from),
+            teardown_on_exit: false,
             serve,
         })
     }

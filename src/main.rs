@@ -48,6 +48,11 @@ struct Cli {
     /// `<dir>/neutron-dhcp-agent.log`, as oslo.log does.
     #[arg(long = "log-dir", value_name = "DIR")]
     log_dir: Option<PathBuf>,
+    /// On SIGTERM/SIGINT remove every namespace and device the agent made. Without it they are
+    /// left in place (as the Python agent leaves dnsmasq and its namespaces), so a restart
+    /// adopts them without re-plumbing and networks no longer wanted are removed at start.
+    #[arg(long = "teardown-on-exit")]
+    teardown_on_exit: bool,
 }
 
 /// oslo.log's file name when only a log directory is given (`<binary>.log`).
@@ -89,6 +94,7 @@ fn start(logging_to_file: &mut bool) -> anyhow::Result<()> {
     if let Some(p) = &cli.networks_file {
         cfg.networks_file = Some(p.clone());
     }
+    cfg.teardown_on_exit = cli.teardown_on_exit;
     // Every remaining option is checked before anything starts; an error names the file,
     // section and key like the ones AgentConfig reports.
     let devices = device_manager(&cfg, &raw)?;
@@ -328,8 +334,7 @@ async fn run(
         );
         failed = summary.failed;
     }
-    tracing::info!("shutting down: removing served networks");
-    agent.shutdown().await;
+    agent.exit(cfg.teardown_on_exit).await;
     Ok(())
 }
 
@@ -398,9 +403,9 @@ async fn run_rpc(
     }
     tracing::info!("shutting down: stopping the Neutron agent");
     neutron.shutdown().await;
-    // Local teardown only: our DHCP ports stay in Neutron (the Python agent does not release
-    // them on stop either), so a restart reuses them.
-    agent.shutdown().await;
+    // Our DHCP ports stay in Neutron (the Python agent does not release them on stop either),
+    // so a restart reuses them.
+    agent.exit(cfg.teardown_on_exit).await;
     transport.shutdown().await;
     Ok(())
 }

@@ -305,3 +305,41 @@ fn network_without_dhcp_port_is_rejected_at_startup() {
         "a rejected network must not leave its namespace behind"
     );
 }
+
+/// `/sys/class/net/<dev>/ifindex` in the root namespace: a recreated device gets a new one.
+fn root_ifindex(dev: &str) -> String {
+    std::fs::read_to_string(format!("/sys/class/net/{dev}/ifindex"))
+        .unwrap_or_else(|e| panic!("{dev}: {e}"))
+        .trim()
+        .to_owned()
+}
+
+/// Without `--teardown-on-exit` (the operator default) SIGTERM leaves the namespace and the
+/// DHCP port's devices in place, as the Python agent leaves dnsmasq running; the next start
+/// adopts them without re-plumbing (same tap, no flap) and serves at once.
+#[test]
+fn restart_adopts_the_plumbing_left_by_sigterm() {
+    require_privileged_env();
+    let mut net = rich_network(9);
+    let port = net.add_port(PortSpec::vm(ip("10.61.9.10")));
+    let _bridge = LinkGuard::bridge(&net.bridge_name());
+    let client = ClientNs::new(&net.bridge_name(), &port.mac);
+    let tap = net.dhcp_port.tap_name();
+
+    let first = Agent::start_keeping_plumbing(&test_ini(), &networks_json(&[&net]));
+    first.wait_serving(&net.id);
+    let before = root_ifindex(&tap);
+    let log = first.stop_keeping_plumbing();
+    assert!(log.contains("left for the next start"), "{log}");
+    assert_eq!(root_ifindex(&tap), before, "tap recreated on SIGTERM");
+
+    let second = Agent::start_serving(&test_ini(), &[&net]);
+    assert_eq!(root_ifindex(&tap), before, "tap re-plugged on restart");
+    assert_eq!(
+        client
+            .run_client(Client::Udhcpc, LEASE_TIMEOUT)
+            .expect_lease("after restart"),
+        net.expected_lease(&port)
+    );
+    second.stop();
+}

@@ -335,14 +335,18 @@ class Agent:
     def write_networks(self, path=None):
         write_json(path or self.nets_file, [n.to_json() for n in self.nets])
 
-    def start(self):
+    def start(self, teardown=True):
+        """teardown=False starts the agent the way operators run it: SIGTERM then leaves the
+        namespaces and devices for the next start to adopt."""
         self.write_networks()
         env = dict(os.environ, NO_COLOR="1")
         env.pop("RUST_LOG", None)
         self.logf = open(self.log, "w")
         self.t_start = time.time()
-        self.proc = subprocess.Popen([AGENT, "--config-file", self.ini, "--networks-file", self.nets_file],
-                                     stdout=self.logf, stderr=self.logf, env=env)
+        argv = [AGENT, "--config-file", self.ini, "--networks-file", self.nets_file]
+        if teardown:
+            argv.append("--teardown-on-exit")
+        self.proc = subprocess.Popen(argv, stdout=self.logf, stderr=self.logf, env=env)
         register("proc", self.proc)
         return self.proc.pid
 
@@ -704,12 +708,13 @@ def section_restart(res, args):
     ip_batch([f"netns del {d.ns}" for d in dms], force=True)
     ip_batch([f"link del {d.tap}" for d in dms if os.path.exists(f"/sys/class/net/{d.tap}")], force=True)
 
-    # --- our agent: cold = start from nothing; restart = SIGTERM (the agent removes its
-    # namespaces on the way out) + start (which recreates them).
+    # --- our agent: cold = start from nothing; restart = SIGTERM (without --teardown-on-exit
+    # the namespaces and devices stay, as dnsmasq's do under the Python agent) + start (which
+    # adopts them); the second run tears down on its way out.
     agent = Agent(WORK, nets, name="agent-restart")
     p = wait_all()
     t0 = time.time_ns()
-    apid = agent.start()
+    apid = agent.start(teardown=False)
     cold = finish(p, t0)
     agent.wait_serving(n_nets)
     time.sleep(1.0)

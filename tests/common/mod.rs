@@ -711,7 +711,19 @@ impl Agent {
     /// Writes `config_ini` and `networks_json` to a temp dir and starts the agent on them:
     /// `--config-file <harness.ini> --config-file <agent.ini> --networks-file <networks.json>`.
     /// The harness file sets `state_path` (temp dir) and `host`; the test's file can override.
+    /// Started with `--teardown-on-exit`, so [`Agent::stop`] can check that SIGTERM removes
+    /// everything.
     pub fn start(config_ini: &str, networks_json: &str) -> Agent {
+        Agent::start_with(config_ini, networks_json, true)
+    }
+
+    /// Started without `--teardown-on-exit` (the default for operators): SIGTERM leaves the
+    /// namespaces and devices for the next start; stop it with [`Agent::stop_keeping_plumbing`].
+    pub fn start_keeping_plumbing(config_ini: &str, networks_json: &str) -> Agent {
+        Agent::start_with(config_ini, networks_json, false)
+    }
+
+    fn start_with(config_ini: &str, networks_json: &str, teardown: bool) -> Agent {
         let dir = tempfile::Builder::new()
             .prefix("ndrs-agent-")
             .tempdir()
@@ -740,6 +752,9 @@ impl Agent {
             .arg(&agent_ini)
             .arg("--networks-file")
             .arg(&networks_path);
+        if teardown {
+            cmd.arg("--teardown-on-exit");
+        }
         if std::env::var_os("NDRS_TEST_DEBUG").is_some() {
             cmd.arg("--debug");
         }
@@ -918,27 +933,7 @@ impl Agent {
     /// SIGTERM, wait, and assert a clean exit: status 0, and every `qdhcp-<id>` namespace and
     /// `tap<port>` device it made is gone. Returns the full log.
     pub fn stop(mut self) -> String {
-        let mut child = self.child.take().expect("agent already stopped");
-        // SAFETY: kill(2) on our own child.
-        unsafe {
-            libc::kill(self.pid, libc::SIGTERM);
-        }
-        let status = wait_child(&mut child, Duration::from_secs(20));
-        if status.is_none() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-        let log = self.log_text();
-        let status = status.unwrap_or_else(|| {
-            panic!("agent did not exit within 20 s of SIGTERM\n--- agent log ---\n{log}")
-        });
-        assert!(
-            status.success(),
-            "agent exited with {status} after SIGTERM\n--- agent log ---\n{log}"
-        );
+        let log = self.terminate();
         // A veth end goes away asynchronously when its peer's namespace is destroyed.
         let (network_ids, taps) = {
             let c = lock(&self.created);
@@ -961,6 +956,54 @@ impl Agent {
         for tap in &taps {
             gone(&format!("device {tap}"), &|| link_exists(tap));
         }
+        log
+    }
+
+    /// SIGTERM an agent started with [`Agent::start_keeping_plumbing`]: asserts a clean exit
+    /// with every namespace and tap still in place, and hands them over (this guard no longer
+    /// removes them; the next agent on the same networks does).
+    pub fn stop_keeping_plumbing(mut self) -> String {
+        let log = self.terminate();
+        let mut created = lock(&self.created);
+        for id in &created.network_ids {
+            let ns = format!("qdhcp-{id}");
+            assert!(
+                netns_exists(&ns),
+                "namespace {ns} removed on SIGTERM\n{log}"
+            );
+        }
+        for tap in &created.taps {
+            assert!(link_exists(tap), "device {tap} removed on SIGTERM\n{log}");
+        }
+        created.network_ids.clear();
+        created.taps.clear();
+        drop(created);
+        log
+    }
+
+    /// SIGTERM, wait, and assert exit status 0; returns the full log.
+    fn terminate(&mut self) -> String {
+        let mut child = self.child.take().expect("agent already stopped");
+        // SAFETY: kill(2) on our own child.
+        unsafe {
+            libc::kill(self.pid, libc::SIGTERM);
+        }
+        let status = wait_child(&mut child, Duration::from_secs(20));
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        let log = self.log_text();
+        let status = status.unwrap_or_else(|| {
+            panic!("agent did not exit within 20 s of SIGTERM\n--- agent log ---\n{log}")
+        });
+        assert!(
+            status.success(),
+            "agent exited with {status} after SIGTERM\n--- agent log ---\n{log}"
+        );
         log
     }
 
