@@ -255,9 +255,7 @@ impl Agent {
             networks = servers.len(),
             "shutting down: namespaces and devices are left for the next start"
         );
-        for s in servers {
-            s.server.stop().await;
-        }
+        futures_util::future::join_all(servers.into_iter().map(|s| s.server.stop())).await;
     }
 
     /// Tears down every network we made.

@@ -589,7 +589,7 @@ impl<'a> Builder<'a> {
     }
 
     fn add_port(&mut self, port: &Port) {
-        let client_id = self.port_client_id(port);
+        let client_id = port_client_id(self.net, port);
         let opts = self.port_options(port);
         for fixed in &port.fixed_ips {
             let Some(ip) = v4(&fixed.ip_address) else {
@@ -625,23 +625,6 @@ impl<'a> Builder<'a> {
                     .push(idx);
             }
             self.view.by_ip.entry(ip).or_insert(idx);
-        }
-    }
-
-    fn port_client_id(&self, port: &Port) -> Option<Vec<u8>> {
-        let opt = port
-            .extra_dhcp_opts
-            .iter()
-            .find(|o| options::is_client_id_name(&o.opt_name))?;
-        match options::parse_client_id(opt.opt_value.as_deref().unwrap_or("")) {
-            Ok(id) => id,
-            Err(e) => {
-                tracing::warn!(
-                    network = %self.net.id, port = %port.id, option = %opt.opt_name, error = %e,
-                    "invalid client-id; the port is matched by MAC only"
-                );
-                None
-            }
         }
     }
 
@@ -752,6 +735,25 @@ fn tags_hold(opt: &ParsedOpt, port_id: &str, subnet_id: &str, ipxe: bool) -> boo
         };
         set != t.negated
     })
+}
+
+/// The client identifier a port's `client-id` extra option reserves it for (IPv4), or the DUID
+/// (IPv6: dnsmasq's `id:` matches the whole DUID); an invalid one is logged and ignored.
+pub(crate) fn port_client_id(net: &Network, port: &Port) -> Option<Vec<u8>> {
+    let opt = port
+        .extra_dhcp_opts
+        .iter()
+        .find(|o| options::is_client_id_name(&o.opt_name))?;
+    match options::parse_client_id(opt.opt_value.as_deref().unwrap_or("")) {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::warn!(
+                network = %net.id, port = %port.id, option = %opt.opt_name, error = %e,
+                "invalid client-id; the port is matched by MAC only"
+            );
+            None
+        }
+    }
 }
 
 /// `dhcp_lease_duration` in wire form: -1 (any negative) is infinite; dnsmasq raises leases

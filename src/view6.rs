@@ -29,7 +29,7 @@ use crate::config::ServeConfig;
 use crate::dhcp::options::{self, TagRef};
 use crate::dhcp::options6::{self, code6, Encoded6, ParsedOpt6};
 use crate::model::{IpVersion, Ipv6Mode, MacAddr, Network, Port, Subnet, OWNER_DHCP};
-use crate::view::{lease_secs, INFINITE};
+use crate::view::{lease_secs, port_client_id, INFINITE};
 
 /// DUID type 3 (DUID-LL) with hardware type 1 (Ethernet), RFC 8415 §11.4.
 pub const DUID_LL_ETHERNET: [u8; 4] = [0, 3, 0, 1];
@@ -465,7 +465,7 @@ impl<'a> Builder6<'a> {
     }
 
     fn add_port(&mut self, port: &Port) {
-        let client_id = self.port_client_id(port);
+        let client_id = port_client_id(self.net, port);
         let opts = self.port_options(port);
         let bindings_start = self.view.bindings.len() as u32;
         let subnets_start = self.view.client_subnets.len() as u32;
@@ -525,25 +525,6 @@ impl<'a> Builder6<'a> {
                 .entry(id.into_boxed_slice())
                 .or_default()
                 .push(idx);
-        }
-    }
-
-    /// The DUID a port's `client-id` extra option reserves its IPv6 addresses for (dnsmasq's
-    /// `id:` matches the whole DUID in DHCPv6).
-    fn port_client_id(&self, port: &Port) -> Option<Vec<u8>> {
-        let opt = port
-            .extra_dhcp_opts
-            .iter()
-            .find(|o| options::is_client_id_name(&o.opt_name))?;
-        match options::parse_client_id(opt.opt_value.as_deref().unwrap_or("")) {
-            Ok(id) => id,
-            Err(e) => {
-                tracing::warn!(
-                    network = %self.net.id, port = %port.id, option = %opt.opt_name, error = %e,
-                    "invalid client-id; the port is matched by MAC only"
-                );
-                None
-            }
         }
     }
 

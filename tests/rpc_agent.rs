@@ -12,337 +12,25 @@
 //! `NDRS_TEST_ECHO=1` streams the agent's log, `NDRS_TEST_DEBUG=1` runs it with `--debug`,
 //! `NDRS_PEER_ECHO=1` streams the peer's stdout.
 
+#[path = "common/broker.rs"]
+mod broker;
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+use broker::{agent_state, ready_ids, Peer, TestVhost};
 use common::*;
 
-const BROKER: &str = "127.0.0.1:5672";
 /// Agent `[AGENT] report_interval` in these tests.
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 fn ip(s: &str) -> Ipv4Addr {
     s.parse().expect("IPv4 literal")
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-// ---------------------------------------------------------------------------------------------
-// RabbitMQ vhost per test
-// ---------------------------------------------------------------------------------------------
-
-fn require_rabbit() {
-    let addr = BROKER.parse().expect("broker address");
-    if TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err() {
-        panic!(
-            "RabbitMQ is not running on {BROKER}: these tests need the real broker; start it \
-             with `rabbitmq-server -detached` (then wait a few seconds)"
-        );
-    }
-}
-
-fn rabbitmqctl(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("rabbitmqctl")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run rabbitmqctl: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "rabbitmqctl {args:?}: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
-/// A vhost of this test, with `guest` allowed everything; deleted on drop.
-struct Vhost {
-    name: String,
-}
-
-impl Vhost {
-    fn create() -> Vhost {
-        require_rabbit();
-        let name = format!("ndrs-rpc-{}", unique_name("v"));
-        rabbitmqctl(&["add_vhost", &name]).unwrap_or_else(|e| panic!("{e}"));
-        let v = Vhost { name };
-        rabbitmqctl(&["set_permissions", "-p", &v.name, "guest", ".*", ".*", ".*"])
-            .unwrap_or_else(|e| panic!("{e}"));
-        v
-    }
-
-    fn url(&self) -> String {
-        format!("rabbit://guest:guest@{BROKER}/{}", self.name)
-    }
-}
-
-impl Drop for Vhost {
-    fn drop(&mut self) {
-        if let Err(e) = rabbitmqctl(&["delete_vhost", &self.name]) {
-            eprintln!("warning: {e}");
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The neutron-server peer (tests/peer/neutron_peer.py)
-// ---------------------------------------------------------------------------------------------
-
-fn venv_python() -> &'static str {
-    static PY: OnceLock<String> = OnceLock::new();
-    PY.get_or_init(|| {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/py-venv.sh");
-        let out = Command::new(script)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
-        assert!(
-            out.status.success(),
-            "{script} failed ({}); it builds the oslo.messaging venv the peer needs",
-            out.status
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .map(|l| l.trim().to_string())
-            .filter(|l| !l.is_empty())
-            .expect("py-venv.sh printed no python path")
-    })
-}
-
-#[derive(Default)]
-struct PeerLog {
-    events: Vec<Value>,
-    replies: Vec<Value>,
-    eof: bool,
-}
-
-struct Peer {
-    child: Option<Child>,
-    stdin: Mutex<Option<ChildStdin>>,
-    log: Arc<(Mutex<PeerLog>, Condvar)>,
-    next_id: AtomicU64,
-    stderr_path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Peer {
-    fn start(vhost: &Vhost) -> Peer {
-        let dir = tempfile::Builder::new()
-            .prefix("ndrs-peer-")
-            .tempdir()
-            .expect("tempdir");
-        let stderr_path = dir.path().join("peer.stderr");
-        let stderr = std::fs::File::create(&stderr_path).expect("peer stderr file");
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peer/neutron_peer.py");
-        let mut child = Command::new(venv_python())
-            .arg(script)
-            .arg("--transport-url")
-            .arg(vhost.url())
-            .arg("--host")
-            .arg("neutron-peer")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start the peer: {e}"));
-        let stdout = child.stdout.take().expect("peer stdout");
-        let log: Arc<(Mutex<PeerLog>, Condvar)> = Arc::default();
-        {
-            let log = log.clone();
-            let echo = std::env::var_os("NDRS_PEER_ECHO").is_some();
-            thread::spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if echo {
-                        eprintln!("[peer] {line}");
-                    }
-                    let Ok(v) = serde_json::from_str::<Value>(&line) else {
-                        continue;
-                    };
-                    let mut l = lock(&log.0);
-                    if v.get("event").is_some() {
-                        l.events.push(v);
-                    } else {
-                        l.replies.push(v);
-                    }
-                    log.1.notify_all();
-                }
-                lock(&log.0).eof = true;
-                log.1.notify_all();
-            });
-        }
-        let peer = Peer {
-            stdin: Mutex::new(child.stdin.take()),
-            child: Some(child),
-            log,
-            next_id: AtomicU64::new(1),
-            stderr_path,
-            _dir: dir,
-        };
-        let ready = peer.wait_event(0, Duration::from_secs(60), |e| {
-            e["event"] == "ready" || e["event"] == "error"
-        });
-        match ready {
-            Some(e) if e["event"] == "ready" => peer,
-            other => panic!(
-                "the peer did not start: {other:?}\n--- peer stderr ---\n{}",
-                peer.stderr()
-            ),
-        }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
-    }
-
-    /// Sends a command and returns its reply (panics on `ok: false`).
-    fn cmd(&self, mut c: Value) -> Value {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        c["id"] = json!(id);
-        {
-            let mut stdin = lock(&self.stdin);
-            let w = stdin.as_mut().expect("peer stdin");
-            writeln!(w, "{c}").expect("write to the peer");
-            w.flush().expect("flush to the peer");
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let (m, cv) = &*self.log;
-        let mut l = lock(m);
-        loop {
-            if let Some(r) = l.replies.iter().find(|r| r["id"] == json!(id)) {
-                assert_eq!(
-                    r["ok"],
-                    json!(true),
-                    "peer command {c} failed: {r}\n--- peer stderr ---\n{}",
-                    self.stderr()
-                );
-                return r.clone();
-            }
-            assert!(!l.eof, "the peer exited\n{}", self.stderr());
-            let now = Instant::now();
-            assert!(now < deadline, "no reply to peer command {c}");
-            l = cv
-                .wait_timeout(l, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-    }
-
-    /// Number of events so far (a mark for [`Peer::wait_event`]).
-    fn mark(&self) -> usize {
-        lock(&self.log.0).events.len()
-    }
-
-    fn events(&self) -> Vec<Value> {
-        lock(&self.log.0).events.clone()
-    }
-
-    /// Waits for an event (index ≥ `since`) matching `pred`.
-    fn wait_event(
-        &self,
-        since: usize,
-        timeout: Duration,
-        pred: impl Fn(&Value) -> bool,
-    ) -> Option<Value> {
-        let deadline = Instant::now() + timeout;
-        let (m, cv) = &*self.log;
-        let mut l = lock(m);
-        loop {
-            if let Some(e) = l.events.iter().skip(since).find(|e| pred(e)) {
-                return Some(e.clone());
-            }
-            let now = Instant::now();
-            if l.eof || now >= deadline {
-                return None;
-            }
-            l = cv
-                .wait_timeout(l, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-    }
-
-    /// Waits for a `call` event of `method` (index ≥ `since`) matching `pred`.
-    fn expect_call(
-        &self,
-        since: usize,
-        method: &str,
-        timeout: Duration,
-        pred: impl Fn(&Value) -> bool,
-    ) -> Value {
-        self.wait_event(since, timeout, |e| {
-            e["event"] == "call" && e["method"] == method && pred(e)
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no {method} call from the agent within {timeout:?}; calls seen: {:?}",
-                self.events()
-                    .iter()
-                    .filter(|e| e["event"] == "call")
-                    .map(|e| e["method"].as_str().unwrap_or("?").to_string())
-                    .collect::<Vec<_>>()
-            )
-        })
-    }
-
-    fn calls(&self, method: &str) -> Vec<Value> {
-        self.events()
-            .into_iter()
-            .filter(|e| e["event"] == "call" && e["method"] == method)
-            .collect()
-    }
-
-    fn cast(&self, host: &str, method: &str, payload: Value) {
-        self.cmd(json!({"cmd": "cast", "method": method, "payload": payload, "host": host}));
-    }
-
-    fn network(&self, id: &str) -> Value {
-        self.cmd(json!({"cmd": "get_network", "network_id": id}))["network"].clone()
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        // EOF on stdin: the peer stops its servers and exits.
-        lock(&self.stdin).take();
-        if let Some(mut child) = self.child.take() {
-            let deadline = Instant::now() + Duration::from_secs(15);
-            loop {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                thread::sleep(Duration::from_millis(50));
-            }
-        }
-        if thread::panicking() {
-            eprintln!(
-                "--- peer stderr ---\n{}\n--- end of peer stderr ---",
-                self.stderr()
-            );
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -365,15 +53,15 @@ impl Drop for NsCleanup {
 // Field order is drop order: the peer stops before its vhost is deleted.
 struct Env {
     peer: Peer,
-    vhost: Vhost,
+    vhost: TestVhost,
     host: String,
 }
 
 impl Env {
     fn new() -> Env {
         require_privileged_env();
-        let vhost = Vhost::create();
-        let peer = Peer::start(&vhost);
+        let vhost = TestVhost::for_guest("");
+        let peer = Peer::start(&vhost.url());
         Env {
             peer,
             vhost,
@@ -471,19 +159,6 @@ fn now_epoch() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
-}
-
-fn agent_state(call: &Value) -> &Value {
-    &call["args"]["agent_state"]["agent_state"]
-}
-
-fn ready_ids(call: &Value) -> Vec<String> {
-    call["args"]["port_ids"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect()
 }
 
 /// `%Y-%m-%dT%H:%M:%S.%f`.

@@ -7,12 +7,16 @@
 //!
 //! Run: `cargo test --test rpc_broker` (add `RUST_LOG=neutron_dhcp=debug` to see the transport).
 
+#[path = "common/broker.rs"]
+mod broker;
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use broker::{OwnBroker, TestVhost, SHARED_BROKER as BROKER};
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions,
@@ -30,7 +34,6 @@ use neutron_dhcp::rpc::{
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-const BROKER: &str = "127.0.0.1:5672";
 const CONNECT_WITHIN: Duration = Duration::from_secs(20);
 const EVENT_WITHIN: Duration = Duration::from_secs(10);
 
@@ -44,33 +47,9 @@ fn init_tracing() {
         .try_init();
 }
 
-fn require_broker() {
-    let addr: SocketAddr = match BROKER.parse() {
-        Ok(a) => a,
-        Err(e) => panic!("bad broker address {BROKER}: {e}"),
-    };
-    if let Err(e) = TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
-        panic!(
-            "RabbitMQ is not reachable on {BROKER} ({e}). These tests need a real broker with the \
-             default guest/guest user: start it with `rabbitmq-server -detached` (Debian/Ubuntu \
-             package `rabbitmq-server`), wait for `rabbitmqctl await_startup`, and run again."
-        );
-    }
-}
-
 /// `rabbitmqctl <args>`; panics with its stderr when it fails.
 fn rabbitmqctl(args: &[&str]) -> String {
-    let out = match Command::new("rabbitmqctl").args(args).output() {
-        Ok(o) => o,
-        Err(e) => panic!("cannot run rabbitmqctl (is rabbitmq-server installed?): {e}"),
-    };
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    broker::rabbitmqctl(args).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// `rabbitmqctl list_<what> -p vhost cols...` as rows of tab-separated columns.
@@ -89,53 +68,33 @@ fn list(node: Option<&str>, vhost: &str, what: &str, cols: &[&str]) -> Vec<Vec<S
         .collect()
 }
 
-/// A throw-away vhost, deleted (with everything in it) on drop.
-struct Vhost {
-    name: String,
+/// A throw-away vhost for `guest`, deleted (with everything in it) on drop.
+fn new_vhost(tag: &str) -> TestVhost {
+    init_tracing();
+    TestVhost::for_guest(&format!("{tag}-"))
 }
 
-impl Vhost {
-    fn new(tag: &str) -> Self {
-        init_tracing();
-        require_broker();
-        let name = format!("ndrs-rpc-{tag}-{}", &new_unique_id()[..8]);
-        rabbitmqctl(&["add_vhost", &name]);
-        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
-        Vhost { name }
-    }
-
-    fn url(&self) -> String {
-        format!("rabbit://guest:guest@{BROKER}/{}", self.name)
-    }
-
-    fn queues(&self) -> Vec<Vec<String>> {
-        list(
-            None,
-            &self.name,
-            "queues",
-            &[
-                "name",
-                "durable",
-                "auto_delete",
-                "exclusive",
-                "arguments",
-                "consumers",
-                "messages",
-            ],
-        )
-    }
-}
-
-impl Drop for Vhost {
-    fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl")
-            .args(["delete_vhost", &self.name])
-            .output();
-    }
+/// The queues of the vhost: name, durable, auto_delete, exclusive, arguments, consumers,
+/// messages.
+fn list_queues(vh: &TestVhost) -> Vec<Vec<String>> {
+    list(
+        None,
+        &vh.name,
+        "queues",
+        &[
+            "name",
+            "durable",
+            "auto_delete",
+            "exclusive",
+            "arguments",
+            "consumers",
+            "messages",
+        ],
+    )
 }
 
 /// The negotiated heartbeat (s) of every connection to the vhost.
-fn heartbeats(vh: &Vhost) -> Vec<String> {
+fn heartbeats(vh: &TestVhost) -> Vec<String> {
     rabbitmqctl(&[
         "list_connections",
         "-q",
@@ -264,7 +223,7 @@ fn ok<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> T {
 
 #[tokio::test]
 async fn declares_the_same_topology_as_oslo() {
-    let vh = Vhost::new("topology");
+    let vh = new_vhost("topology");
     let (client, _events, handle) = agent(&vh.url(), "host-a").await;
     // One connection, heartbeat_timeout_threshold (60 s) negotiated.
     assert_eq!(
@@ -278,7 +237,7 @@ async fn declares_the_same_topology_as_oslo() {
         "reply queue {reply_q}"
     );
 
-    let queues = vh.queues();
+    let queues = list_queues(&vh);
     let find = |pred: &dyn Fn(&str) -> bool| -> Vec<String> {
         match queues.iter().find(|q| pred(&q[0])) {
             Some(q) => q.clone(),
@@ -352,7 +311,7 @@ async fn declares_the_same_topology_as_oslo() {
     // Shutdown deletes the fanout queue (as oslo's listener does); the reply queue stays and
     // expires through x-expires.
     handle.shutdown().await;
-    let names: Vec<String> = vh.queues().into_iter().map(|q| q[0].clone()).collect();
+    let names: Vec<String> = list_queues(&vh).into_iter().map(|q| q[0].clone()).collect();
     assert!(!names.contains(&fanout_q), "{names:?}");
     assert!(names.contains(&reply_q), "{names:?}");
 }
@@ -360,7 +319,7 @@ async fn declares_the_same_topology_as_oslo() {
 #[tokio::test]
 async fn declares_quorum_queues_and_a_stream_fanout_like_oslo() {
     // The "modern" option set of reference §3.4.
-    let vh = Vhost::new("quorum");
+    let vh = new_vhost("quorum");
     let modern = [
         ("rabbit_quorum_queue", "true"),
         ("rabbit_transient_quorum_queue", "true"),
@@ -372,7 +331,7 @@ async fn declares_quorum_queues_and_a_stream_fanout_like_oslo() {
     ];
     let (client, mut events, handle) = agent_with(&vh.url(), "host-q", &modern).await;
     assert_eq!(client.reply_queue(), "reply_qhost:ndrs:2");
-    let queues = vh.queues();
+    let queues = list_queues(&vh);
     let row = |name: &str| match queues.iter().find(|q| q[0] == name) {
         // durable, auto_delete, arguments (quorum queues have no `exclusive`).
         Some(q) => format!("{} {} {}", q[1], q[2], q[4]),
@@ -442,7 +401,7 @@ async fn declares_quorum_queues_and_a_stream_fanout_like_oslo() {
     }
     handle.shutdown().await;
     // The shared stream queue is not deleted at shutdown.
-    assert!(vh.queues().iter().any(|q| q[0] == "dhcp_agent_fanout"));
+    assert!(list_queues(&vh).iter().any(|q| q[0] == "dhcp_agent_fanout"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -450,7 +409,7 @@ async fn declares_quorum_queues_and_a_stream_fanout_like_oslo() {
 
 #[tokio::test]
 async fn casts_arrive_from_the_topic_the_host_and_the_fanout_queue() {
-    let vh = Vhost::new("casts");
+    let vh = new_vhost("casts");
     // The URL query overrides [oslo_messaging_rabbit], as in oslo.
     let url = format!("{}?heartbeat_timeout_threshold=30", vh.url());
     let (client, mut events, handle) = agent(&url, "host-b").await;
@@ -519,7 +478,7 @@ async fn casts_arrive_from_the_topic_the_host_and_the_fanout_queue() {
 
 #[tokio::test]
 async fn duplicates_and_bad_messages_are_dropped_and_later_casts_still_arrive() {
-    let vh = Vhost::new("garbage");
+    let vh = new_vhost("garbage");
     let (client, mut events, handle) = agent_with(
         &vh.url(),
         "host-c",
@@ -626,7 +585,7 @@ async fn duplicates_and_bad_messages_are_dropped_and_later_casts_still_arrive() 
     );
     assert_no_event(&mut events, Duration::from_millis(500)).await;
     // Rejected messages are gone (not requeued in a loop).
-    let q = vh.queues();
+    let q = list_queues(&vh);
     let host_q = q.iter().find(|r| r[0] == rk);
     assert_eq!(host_q.map(|r| r[6].as_str()), Some("0"), "{q:?}");
 
@@ -792,7 +751,7 @@ async fn reply(ch: &Channel, queue: &str, reply: &Reply) {
 
 #[tokio::test]
 async fn calls_return_results_remote_errors_and_keepalives() {
-    let vh = Vhost::new("calls");
+    let vh = new_vhost("calls");
     let (client, _events, handle) = agent(&vh.url(), "host-d").await;
     let mut seen = echo_server(&vh.name, "echo_topic").await;
     let t = Some(Duration::from_secs(5));
@@ -901,7 +860,7 @@ async fn calls_return_results_remote_errors_and_keepalives() {
 
 #[tokio::test]
 async fn a_call_nobody_serves_times_out() {
-    let vh = Vhost::new("timeout");
+    let vh = new_vhost("timeout");
     let (client, _events, handle) = agent(&vh.url(), "host-e").await;
     let started = Instant::now();
     match client
@@ -956,115 +915,6 @@ async fn without_a_broker_calls_fail_with_not_connected() {
 
 // ---------------------------------------------------------------------------------------------
 // Broker restart, with a broker node of our own
-
-/// A RabbitMQ node owned by the test: own name, port, data and logs under a tempdir.
-struct OwnBroker {
-    node: String,
-    port: u16,
-    env: Vec<(String, String)>,
-    _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    let l = ok(TcpListener::bind("127.0.0.1:0"), "bind");
-    ok(l.local_addr(), "local_addr").port()
-}
-
-impl OwnBroker {
-    /// A plain AMQP node on a free port.
-    fn start() -> Self {
-        Self::start_with(|_, port| format!("listeners.tcp.local = 127.0.0.1:{port}\n"))
-    }
-
-    /// A node whose `rabbitmq.conf` is `conf(dir, port)`; the AMQP listener must use `port`.
-    fn start_with(conf: impl FnOnce(&Path, u16) -> String) -> Self {
-        let dir = ok(tempfile::tempdir(), "tempdir");
-        // The broker runs as the rabbitmq user (the Debian wrapper switches to it).
-        ok(
-            std::fs::set_permissions(
-                dir.path(),
-                std::os::unix::fs::PermissionsExt::from_mode(0o777),
-            ),
-            "chmod",
-        );
-        let port = free_port();
-        let node = format!("ndrs-rpc-{}@localhost", &new_unique_id()[..8]);
-        let p = |name: &str| dir.path().join(name).display().to_string();
-        ok(
-            std::fs::write(p("rabbitmq.conf"), conf(dir.path(), port)),
-            "conf",
-        );
-        ok(std::fs::write(p("enabled_plugins"), "[].\n"), "plugins");
-        ok(std::fs::write(p("rabbitmq-env.conf"), ""), "env");
-        let env = vec![
-            ("RABBITMQ_NODENAME".to_string(), node.clone()),
-            ("RABBITMQ_NODE_PORT".into(), port.to_string()),
-            ("RABBITMQ_DIST_PORT".into(), free_port().to_string()),
-            ("RABBITMQ_MNESIA_BASE".into(), p("mnesia")),
-            ("RABBITMQ_LOG_BASE".into(), p("log")),
-            ("RABBITMQ_PID_FILE".into(), p("pid")),
-            ("RABBITMQ_CONFIG_FILE".into(), p("rabbitmq.conf")),
-            ("RABBITMQ_ENABLED_PLUGINS_FILE".into(), p("enabled_plugins")),
-            ("RABBITMQ_CONF_ENV_FILE".into(), p("rabbitmq-env.conf")),
-            ("ERL_EPMD_ADDRESS".into(), "127.0.0.1".into()),
-            (
-                "ERL_FLAGS".into(),
-                "-kernel inet_dist_use_interface {127,0,0,1}".into(),
-            ),
-        ];
-        let b = OwnBroker {
-            node,
-            port,
-            env,
-            _dir: dir,
-        };
-        b.boot();
-        b
-    }
-
-    /// `rabbitmq-server -detached`, then waits until the AMQP port answers.
-    fn boot(&self) {
-        let status = Command::new("rabbitmq-server")
-            .arg("-detached")
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        assert!(
-            matches!(status, Ok(s) if s.success()),
-            "rabbitmq-server -detached failed for {}: {status:?}",
-            self.node
-        );
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "own broker {} did not start on port {}",
-                self.node,
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-
-    /// `rabbitmqctl -n NODE stop`: the node goes down, connections break.
-    fn stop(&self) {
-        let _ = Command::new("rabbitmqctl")
-            .args(["-n", &self.node, "stop"])
-            .output();
-    }
-
-    fn url(&self) -> String {
-        format!("rabbit://guest:guest@127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survives_a_broker_restart() {
@@ -1289,7 +1139,7 @@ async fn connects_with_mutual_tls() {
         .await,
         "start own TLS broker",
     );
-    let f = |n: &str| broker._dir.path().join(n).display().to_string();
+    let f = |n: &str| broker.dir().join(n).display().to_string();
     // oslo keeps port 5672 unless told: the URL names the TLS port explicitly.
     let url = format!("rabbit://guest:guest@localhost:{}/", broker.port);
     let (ca, cert, key) = (f("ca.pem"), f("client.pem"), f("client.key"));
@@ -1335,7 +1185,7 @@ async fn connects_with_mutual_tls() {
 async fn ssl_never_falls_back_to_plain_text() {
     // The shared broker's 5672 speaks plain AMQP. With ssl = true the transport must not log in
     // there, whether TLS is compiled in (the handshake fails) or not (it refuses to try).
-    let vh = Vhost::new("plaintext");
+    let vh = new_vhost("plaintext");
     let cfg = config(&vh.url(), "host-ssl", &[("ssl", "true")]);
     let (client, _events, handle) = start(cfg);
     assert!(
@@ -1358,7 +1208,7 @@ async fn ssl_never_falls_back_to_plain_text() {
 
 #[tokio::test]
 async fn falls_back_to_a_non_durable_control_exchange_like_oslo() {
-    let vh = Vhost::new("durable");
+    let vh = new_vhost("durable");
     // neutron-server runs with amqp_durable_queues=false and declared "neutron" first.
     let (_conn, ch) = raw_channel(&vh.name).await;
     ok(
@@ -1374,7 +1224,7 @@ async fn falls_back_to_a_non_durable_control_exchange_like_oslo() {
     let (client, mut events, handle) =
         agent_with(&vh.url(), "host-dur", &[("amqp_durable_queues", "true")]).await;
     // The topic queues were re-declared non-durable, as oslo's _declare_fallback does.
-    let queues = vh.queues();
+    let queues = list_queues(&vh);
     for name in ["dhcp_agent", "dhcp_agent.host-dur"] {
         let q = queues.iter().find(|q| q[0] == name);
         assert_eq!(
@@ -1536,7 +1386,7 @@ fn python_with_oslo() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interoperates_with_python_oslo_messaging() {
-    let vh = Vhost::new("interop");
+    let vh = new_vhost("interop");
     let python = ok(
         tokio::task::spawn_blocking(python_with_oslo).await,
         "py-venv",

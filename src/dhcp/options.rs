@@ -266,7 +266,7 @@ pub fn is_client_id_name(opt_name: &str) -> bool {
 /// (greedy, up to the last comma); dnsmasq then resolves the name or number and encodes the value.
 pub fn parse_extra_opt(opt_name: &str, opt_value: Option<&str>) -> Result<ParsedOpt, OptError> {
     let name = first_line(opt_name).trim();
-    let (tags, option) = split_tags(name)?;
+    let (tags, option) = split_tags(name).map_err(OptError::UnsupportedQualifier)?;
     let code = resolve_code(option)?;
     let value = match opt_value.map(|v| first_line(v).trim()) {
         None | Some("") => None,
@@ -275,12 +275,14 @@ pub fn parse_extra_opt(opt_name: &str, opt_value: Option<&str>) -> Result<Parsed
     Ok(ParsedOpt { code, tags, value })
 }
 
-fn first_line(s: &str) -> &str {
+/// The text before the first newline (Neutron drops the rest).
+pub(crate) fn first_line(s: &str) -> &str {
     s.split('\n').next().unwrap_or("")
 }
 
-/// Splits `tag:a,tag:!b,<option>` into tag conditions and the option part.
-fn split_tags(name: &str) -> Result<(Vec<TagRef>, &str), OptError> {
+/// Splits `tag:a,tag:!b,<option>` into tag conditions and the option part (shared by IPv4 and
+/// IPv6 options). The error is the tag piece that is not a plain tag (see [`parse_tag`]).
+pub(crate) fn split_tags(name: &str) -> Result<(Vec<TagRef>, &str), String> {
     if !name.starts_with("tag:") {
         return Ok((Vec::new(), name));
     }
@@ -297,7 +299,7 @@ fn split_tags(name: &str) -> Result<(Vec<TagRef>, &str), OptError> {
 
 /// One piece of the tag list. dnsmasq treats any non-option word as a tag (`tag:` and `set:`
 /// prefixes optional); `vendor:`/`encap:` select encapsulated options, which we do not support.
-fn parse_tag(piece: &str) -> Result<TagRef, OptError> {
+fn parse_tag(piece: &str) -> Result<TagRef, String> {
     let bare = piece
         .strip_prefix("tag:")
         .or_else(|| piece.strip_prefix("net:"))
@@ -307,7 +309,7 @@ fn parse_tag(piece: &str) -> Result<TagRef, OptError> {
         .iter()
         .any(|q| piece.starts_with(q));
     if qualifier || bare.is_empty() || bare.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(OptError::UnsupportedQualifier(piece.to_owned()));
+        return Err(piece.to_owned());
     }
     let (negated, name) = match bare.strip_prefix(['!', '#']) {
         Some(rest) => (true, rest),
@@ -661,7 +663,7 @@ fn c_str(b: &[u8]) -> &[u8] {
 
 /// dnsmasq's `parse_hex` into a buffer of exactly `len` bytes: colon-separated groups, each
 /// group read two hex digits at a time from the left; missing bytes stay zero.
-fn parse_hex_fixed(value: &str, len: usize) -> Vec<u8> {
+pub(crate) fn parse_hex_fixed(value: &str, len: usize) -> Vec<u8> {
     let mut out = vec![0u8; len];
     let mut i = 0;
     for group in value.split(':') {

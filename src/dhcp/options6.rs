@@ -10,7 +10,9 @@
 
 use std::net::Ipv6Addr;
 
-use crate::dhcp::options::{canonical_domain, write_domain_labels, TagRef};
+use crate::dhcp::options::{
+    canonical_domain, first_line, parse_hex_fixed, split_tags, write_domain_labels, TagRef,
+};
 
 /// How dnsmasq types a DHCPv6 option's value (its `OT_*` flags in `opttab6`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -207,51 +209,13 @@ pub struct ParsedOpt6 {
 /// the rest with `option6:`; dnsmasq resolves the name or number and encodes the value.
 pub fn parse_extra_opt6(opt_name: &str, opt_value: Option<&str>) -> Result<ParsedOpt6, Opt6Error> {
     let name = first_line(opt_name).trim();
-    let (tags, option) = split_tags(name)?;
+    let (tags, option) = split_tags(name).map_err(Opt6Error::UnsupportedQualifier)?;
     let code = resolve_code6(option)?;
     let value = match opt_value.map(|v| first_line(v).trim()) {
         None | Some("") => Encoded6::default(),
         Some(v) => encode6(code, v)?,
     };
     Ok(ParsedOpt6 { code, tags, value })
-}
-
-fn first_line(s: &str) -> &str {
-    s.split('\n').next().unwrap_or("")
-}
-
-/// Splits `tag:a,tag:!b,<option>` into tag conditions and the option part.
-fn split_tags(name: &str) -> Result<(Vec<TagRef>, &str), Opt6Error> {
-    if !name.starts_with("tag:") {
-        return Ok((Vec::new(), name));
-    }
-    let Some(last_comma) = name.rfind(',') else {
-        return Ok((Vec::new(), name));
-    };
-    let (list, option) = (&name[..last_comma], &name[last_comma + 1..]);
-    let mut tags = Vec::new();
-    for piece in list.split(',').map(str::trim) {
-        let bare = piece
-            .strip_prefix("tag:")
-            .or_else(|| piece.strip_prefix("net:"))
-            .or_else(|| piece.strip_prefix("set:"))
-            .unwrap_or(piece);
-        let qualifier = ["vendor:", "encap:", "vi-encap:", "option:", "option6:"]
-            .iter()
-            .any(|q| piece.starts_with(q));
-        if qualifier || bare.is_empty() || bare.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(Opt6Error::UnsupportedQualifier(piece.to_owned()));
-        }
-        let (negated, name) = match bare.strip_prefix(['!', '#']) {
-            Some(rest) => (true, rest),
-            None => (false, bare),
-        };
-        tags.push(TagRef {
-            name: name.to_owned(),
-            negated,
-        });
-    }
-    Ok((tags, option.trim()))
 }
 
 /// Resolves `<number>`, `<name>` or `option6:<name|number>` to a DHCPv6 option code.
@@ -520,24 +484,6 @@ fn encode_names(value: &str, ntp: bool) -> Result<Encoded6, Opt6Error> {
         }
     }
     Ok(Encoded6 { data, addrs: false })
-}
-
-/// dnsmasq's `parse_hex` into exactly `len` bytes: colon-separated groups, two hex digits at a
-/// time from the left of each group; missing bytes stay zero.
-fn parse_hex_fixed(value: &str, len: usize) -> Vec<u8> {
-    let mut out = vec![0u8; len];
-    let mut i = 0;
-    for group in value.split(':') {
-        for chunk in group.as_bytes().chunks(2) {
-            if i == len {
-                return out;
-            }
-            let digits = std::str::from_utf8(chunk).unwrap_or("0");
-            out[i] = u8::from_str_radix(digits, 16).unwrap_or(0);
-            i += 1;
-        }
-    }
-    out
 }
 
 /// The domain-search value (option 24) Neutron configures from `dns_domain`.

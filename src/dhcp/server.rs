@@ -234,7 +234,15 @@ async fn serve(
         let span = tracing::debug_span!("request", %peer, len = n);
         shell.handle(&buf[..n], peer).instrument(span).await;
     }
+    close_off_worker((shell.udp, shell.raw));
     tracing::debug!("DHCPv4 task stopped");
+}
+
+/// Closing an `AF_PACKET` socket waits for an RCU grace period in the kernel (10–20 ms). Done
+/// on a tokio worker that serialises shutdown (200 networks took ~4 s); on the blocking pool
+/// the waits overlap.
+fn close_off_worker<T: Send + 'static>(sockets: T) {
+    drop(tokio::task::spawn_blocking(move || drop(sockets)));
 }
 
 /// The per-task state of the serving loop: sockets and the reusable reply buffers.
@@ -388,6 +396,7 @@ async fn serve6(
         let span = tracing::debug_span!("request", %peer, len = n);
         shell.handle(&buf[..n], peer).instrument(span).await;
     }
+    close_off_worker((shell.udp, shell.sniffer));
     tracing::debug!("DHCPv6 task stopped");
 }
 

@@ -9,7 +9,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
@@ -62,8 +62,8 @@ fn free_port() -> u16 {
 /// A RabbitMQ node owned by the test: own node name, AMQP and distribution ports, config,
 /// data and logs under a temp dir. Stopped (`rabbitmqctl -n NODE stop`) on drop.
 ///
-/// Same recipe as tests/rpc_broker.rs: the Debian `rabbitmq-server` wrapper switches to the
-/// `rabbitmq` user, so the temp dir is world-writable; `-detached`, then poll the port.
+/// The Debian `rabbitmq-server` wrapper switches to the `rabbitmq` user, so the temp dir is
+/// world-writable; `-detached`, then poll the port.
 pub struct OwnBroker {
     pub node: String,
     pub port: u16,
@@ -74,6 +74,12 @@ pub struct OwnBroker {
 impl OwnBroker {
     /// Boots a plain AMQP node on a free port of 127.0.0.1 (default vhost `/`, guest/guest).
     pub fn start() -> OwnBroker {
+        Self::start_with(|_, port| format!("listeners.tcp.local = 127.0.0.1:{port}\n"))
+    }
+
+    /// A node whose `rabbitmq.conf` is `conf(dir, port)` (`dir` is the node's temp dir, for
+    /// certificates and the like); its AMQP listener must use `port`.
+    pub fn start_with(conf: impl FnOnce(&Path, u16) -> String) -> OwnBroker {
         let dir = tempfile::Builder::new()
             .prefix("ndrs-broker-")
             .tempdir()
@@ -86,11 +92,7 @@ impl OwnBroker {
         let port = free_port();
         let node = format!("{}@localhost", unique_name("ndrsrs"));
         let p = |name: &str| dir.path().join(name).display().to_string();
-        std::fs::write(
-            p("rabbitmq.conf"),
-            format!("listeners.tcp.local = 127.0.0.1:{port}\n"),
-        )
-        .expect("rabbitmq.conf");
+        std::fs::write(p("rabbitmq.conf"), conf(dir.path(), port)).expect("rabbitmq.conf");
         std::fs::write(p("enabled_plugins"), "[].\n").expect("enabled_plugins");
         std::fs::write(p("rabbitmq-env.conf"), "").expect("rabbitmq-env.conf");
         let env = vec![
@@ -120,7 +122,7 @@ impl OwnBroker {
     }
 
     /// `rabbitmq-server -detached` (same node, port and data dir), then waits until the AMQP
-    /// port answers (at most 60 s).
+    /// port answers (at most 90 s).
     pub fn boot(&self) {
         let status = Command::new("rabbitmq-server")
             .arg("-detached")
@@ -134,7 +136,7 @@ impl OwnBroker {
             "rabbitmq-server -detached failed for {}: {status:?}",
             self.node
         );
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(90);
         while !port_open(self.port) {
             assert!(
                 Instant::now() < deadline,
@@ -164,6 +166,11 @@ impl OwnBroker {
             thread::sleep(Duration::from_millis(100));
         }
         true
+    }
+
+    /// The node's temp dir (config, data, logs, and whatever `start_with` put there).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     pub fn is_up(&self) -> bool {
@@ -213,34 +220,71 @@ impl Drop for OwnBroker {
 // A throw-away vhost and user on the shared broker
 // ---------------------------------------------------------------------------------------------
 
-/// A vhost of this test on 127.0.0.1:5672 with a user of its own (a real deployment's
-/// `openstack:<password>`), allowed everything there. Both deleted on drop.
+/// Panics (never skips) when the shared broker does not answer.
+pub fn require_shared_broker() {
+    let addr: SocketAddr = SHARED_BROKER.parse().expect("broker address");
+    if let Err(e) = TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
+        panic!(
+            "RabbitMQ is not reachable on {SHARED_BROKER} ({e}). These tests need a real broker \
+             with the default guest/guest user: start it with `rabbitmq-server -detached` \
+             (scripts/test.sh does), wait for `rabbitmqctl await_startup`, and run again."
+        );
+    }
+}
+
+/// A vhost of this test on 127.0.0.1:5672 with a user allowed everything there: one of its
+/// own ([`TestVhost::create`]) or `guest` ([`TestVhost::for_guest`]). The vhost, and a user of
+/// its own, are deleted on drop.
 pub struct TestVhost {
     pub name: String,
     pub user: String,
     pub password: String,
+    own_user: bool,
 }
 
 impl TestVhost {
+    /// A vhost with a user of its own (a real deployment's `openstack:<password>`).
     pub fn create() -> TestVhost {
-        let addr: SocketAddr = SHARED_BROKER.parse().expect("broker address");
-        assert!(
-            TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok(),
-            "RabbitMQ is not running on {SHARED_BROKER}: start it with \
-             `rabbitmq-server -detached` (scripts/test.sh does)"
-        );
+        require_shared_broker();
         let tag = unique_name("stk");
         let v = TestVhost {
             name: format!("ndrs-{tag}"),
             user: format!("ndrs-{tag}"),
             // Distinctive, so a leak into a log is found by a plain substring search.
             password: format!("Pw{}{}", tag, "Xq9Zr7Lk"),
+            own_user: true,
         };
         rabbitmqctl(&["add_vhost", &v.name]).unwrap_or_else(|e| panic!("{e}"));
         rabbitmqctl(&["add_user", &v.user, &v.password]).unwrap_or_else(|e| panic!("{e}"));
-        rabbitmqctl(&["set_permissions", "-p", &v.name, &v.user, ".*", ".*", ".*"])
-            .unwrap_or_else(|e| panic!("{e}"));
+        v.permit();
         v
+    }
+
+    /// A vhost `ndrs-rpc-<tag><unique>` for the default `guest` user.
+    pub fn for_guest(tag: &str) -> TestVhost {
+        require_shared_broker();
+        let v = TestVhost {
+            name: format!("ndrs-rpc-{tag}{}", unique_name("v")),
+            user: "guest".into(),
+            password: "guest".into(),
+            own_user: false,
+        };
+        rabbitmqctl(&["add_vhost", &v.name]).unwrap_or_else(|e| panic!("{e}"));
+        v.permit();
+        v
+    }
+
+    fn permit(&self) {
+        rabbitmqctl(&[
+            "set_permissions",
+            "-p",
+            &self.name,
+            &self.user,
+            ".*",
+            ".*",
+            ".*",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
     }
 
     pub fn url(&self) -> String {
@@ -256,8 +300,10 @@ impl Drop for TestVhost {
         if let Err(e) = rabbitmqctl(&["delete_vhost", &self.name]) {
             eprintln!("warning: {e}");
         }
-        if let Err(e) = rabbitmqctl(&["delete_user", &self.user]) {
-            eprintln!("warning: {e}");
+        if self.own_user {
+            if let Err(e) = rabbitmqctl(&["delete_user", &self.user]) {
+                eprintln!("warning: {e}");
+            }
         }
     }
 }
