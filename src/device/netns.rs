@@ -326,3 +326,19 @@ fn join<T>(ns: &str, res: Result<T, tokio::task::JoinError>) -> Result<T, Device
         reason: format!("blocking task failed: {e}"),
     })
 }
+
+/// Opens `/var/run/netns/<ns>` off the tokio workers (a blocking open).
+pub(crate) async fn open_netns(ns: &str) -> Result<NetNs, DeviceError> {
+    let owned = ns.to_owned();
+    tokio::task::spawn_blocking(move || NetNs::get(&owned).map_err(|e| (owned, e)))
+        .await
+        .map_err(|e| DeviceError::Thread {
+            namespace: ns.to_owned(),
+            reason: format!("blocking task failed: {e}"),
+        })?
+        .map_err(|(namespace, source)| DeviceError::Namespace {
+            namespace,
+            op: "open",
+            source,
+        })
+}

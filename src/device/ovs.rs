@@ -26,16 +26,16 @@
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use netns_rs::NetNs;
-use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
-use rtnetlink::{LinkUnspec, LinkVeth};
+use rtnetlink::packet_route::link::InfoKind;
+use rtnetlink::LinkUnspec;
 use tracing::{debug, info, warn};
 
-use super::netns::{in_netns, Netlink, ROOT_NS};
+use super::netns::{in_netns, open_netns, Netlink, ROOT_NS};
 use super::nl::{errno, Link};
 use super::ovsdb::vswitch::PortView;
 use super::ovsdb::{Ovsdb, Remote, Session};
 use super::plan::{ns_ifname, tap_name, PlumbPlan};
+use super::veth::create_pair;
 use super::{check_ifname, DeviceError};
 
 /// `[OVS]` options and `[DEFAULT] ovs_use_veth`, with Neutron's defaults.
@@ -697,21 +697,6 @@ async fn wait_link_gone(
     }
 }
 
-async fn open_netns(ns: &str) -> Result<NetNs, DeviceError> {
-    let owned = ns.to_owned();
-    tokio::task::spawn_blocking(move || NetNs::get(&owned).map_err(|e| (owned, e)))
-        .await
-        .map_err(|e| DeviceError::Thread {
-            namespace: ns.to_owned(),
-            reason: format!("blocking task failed: {e}"),
-        })?
-        .map_err(|(namespace, source)| DeviceError::Namespace {
-            namespace,
-            op: "open",
-            source,
-        })
-}
-
 /// `ip link set DEV netns NS`.
 async fn move_to_namespace(root: &Netlink, dev: &Link, ns: &str) -> Result<(), DeviceError> {
     let netns = open_netns(ns).await?;
@@ -747,37 +732,6 @@ async fn move_to_own_namespace(nsnl: &Netlink, dev: &Link) -> Result<(), DeviceE
         .await;
     drop(own);
     res
-}
-
-/// `ip link add TAP [mtu M] type veth peer name NS-IF address MAC [mtu M] netns NS`.
-async fn create_pair(
-    root: &Netlink,
-    nsnl: &Netlink,
-    tap: &str,
-    nsif: &str,
-    plan: &PlumbPlan,
-) -> Result<(), DeviceError> {
-    let netns = open_netns(&nsnl.ns).await?;
-    let mut peer = LinkUnspec::new_with_name(nsif)
-        .address(plan.mac.0.to_vec())
-        .setns_by_fd(netns.file().as_raw_fd());
-    let mut pair = LinkVeth::new(tap, nsif);
-    if let Some(mtu) = plan.mtu {
-        peer = peer.mtu(mtu.into());
-        pair = pair.mtu(mtu.into());
-    }
-    let msg = pair
-        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
-        .build();
-    info!(device = %tap, peer = %nsif, namespace = %nsnl.ns, mac = %plan.mac, "creating veth pair");
-    let res = root.handle.link().add(msg).execute().await;
-    drop(netns);
-    res.map_err(|source| DeviceError::Netlink {
-        namespace: ROOT_NS.into(),
-        device: tap.to_owned(),
-        op: format!("create veth pair {tap}/{nsif} into {}", nsnl.ns),
-        source: Box::new(source),
-    })
 }
 
 /// `net.ipv6.conf.<dev>.disable_ipv6=1` in the root namespace (Neutron's

@@ -5,12 +5,11 @@
 
 use std::os::fd::AsRawFd;
 
-use netns_rs::NetNs;
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
 use rtnetlink::{LinkBridge, LinkUnspec, LinkVeth};
 use tracing::{info, warn};
 
-use super::netns::{Netlink, ROOT_NS};
+use super::netns::{open_netns, Netlink, ROOT_NS};
 use super::nl::{errno, Link};
 use super::plan::{bridge_name, ns_ifname, tap_name, PlumbPlan};
 use super::{check_ifname, DeviceConfig, DeviceError};
@@ -95,27 +94,14 @@ pub(super) async fn plug(
 /// `ip link add tap… [mtu M] type veth peer name ns-… address MAC [mtu M] netns qdhcp-…`:
 /// the namespace end is born inside the namespace, so it inherits the namespace's
 /// `accept_ra=0` default and never exists under its name in the root namespace.
-async fn create_pair(
+pub(crate) async fn create_pair(
     root: &Netlink,
     nsnl: &Netlink,
     tap: &str,
     nsif: &str,
     plan: &PlumbPlan,
 ) -> Result<(), DeviceError> {
-    let netns = {
-        let ns = nsnl.ns.clone();
-        tokio::task::spawn_blocking(move || NetNs::get(&ns).map_err(|e| (ns, e)))
-            .await
-            .map_err(|e| DeviceError::Thread {
-                namespace: nsnl.ns.clone(),
-                reason: format!("blocking task failed: {e}"),
-            })?
-            .map_err(|(namespace, source)| DeviceError::Namespace {
-                namespace,
-                op: "open",
-                source,
-            })?
-    };
+    let netns = open_netns(&nsnl.ns).await?;
     let mut peer = LinkUnspec::new_with_name(nsif)
         .address(plan.mac.0.to_vec())
         .setns_by_fd(netns.file().as_raw_fd());
