@@ -3,8 +3,6 @@
 //! what Neutron's dnsmasq would send. Expected option values come from Neutron's
 //! `neutron/tests/unit/agent/linux/test_dhcp.py` opts-file expectations.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::Ipv4Addr;
 
 use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, OptionCode};
@@ -15,35 +13,11 @@ use neutron_dhcp::model::{MacAddr, Network};
 use neutron_dhcp::view::NetworkView;
 use serde_json::{json, Value};
 
-// ---------------------------------------------------------------------------------------------
-// Allocation counter: proves respond() does not allocate with a pre-sized buffer.
-
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.with(|a| a.set(a.get() + 1));
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.with(|a| a.set(a.get() + 1));
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocations() -> usize {
-    ALLOCS.with(Cell::get)
-}
+// Allocation counter (the test binary's global allocator): proves respond() does not
+// allocate with a pre-sized buffer.
+#[path = "common/alloc_count.rs"]
+mod alloc_count;
+use alloc_count::allocations;
 
 // ---------------------------------------------------------------------------------------------
 // Neutron fixtures (shapes and values of test_dhcp.py's fakes).

@@ -3,8 +3,6 @@
 //! decoder) and checked against what Neutron's dnsmasq sends (reference §9.3, §9.6, §9.7 and
 //! dnsmasq's `rfc3315.c`), with static, MAC-keyed bindings.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::Ipv6Addr;
 
 use dhcproto::v6::{DhcpOption, Message, MessageType, Status, IANA};
@@ -16,35 +14,11 @@ use neutron_dhcp::view::NetworkView;
 use neutron_dhcp::view6::NetworkView6;
 use serde_json::{json, Value};
 
-// ---------------------------------------------------------------------------------------------
-// Allocation counter: proves respond() does not allocate with a pre-sized buffer.
-
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.with(|a| a.set(a.get() + 1));
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.with(|a| a.set(a.get() + 1));
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocations() -> usize {
-    ALLOCS.with(Cell::get)
-}
+// Allocation counter (the test binary's global allocator): proves respond() does not
+// allocate with a pre-sized buffer.
+#[path = "common/alloc_count.rs"]
+mod alloc_count;
+use alloc_count::allocations;
 
 // ---------------------------------------------------------------------------------------------
 // Fixture: one network with every kind of IPv6 subnet and port.

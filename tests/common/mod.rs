@@ -1148,23 +1148,28 @@ pub type HookRecord = Vec<(String, String)>;
 
 /// Parses every record in the hook's output.
 pub fn parse_hook_records(text: &str) -> Vec<HookRecord> {
+    parse_records(text, "DHCP-HOOK-BEGIN", "DHCP-HOOK-END")
+}
+
+/// Parses every `key=value` record between `begin` and `end` marker lines (the v4 and v6
+/// hooks use different markers).
+pub fn parse_records(text: &str, begin: &str, end: &str) -> Vec<HookRecord> {
     let mut out = Vec::new();
     let mut cur: Option<HookRecord> = None;
     for line in text.lines() {
-        match line {
-            "DHCP-HOOK-BEGIN" => cur = Some(Vec::new()),
-            "DHCP-HOOK-END" => out.extend(cur.take()),
-            _ => {
-                if let (Some(rec), Some((k, v))) = (cur.as_mut(), line.split_once('=')) {
-                    rec.push((k.to_string(), v.trim().to_string()));
-                }
-            }
+        if line == begin {
+            cur = Some(Vec::new());
+        } else if line == end {
+            out.extend(cur.take());
+        } else if let (Some(rec), Some((k, v))) = (cur.as_mut(), line.split_once('=')) {
+            rec.push((k.to_string(), v.trim().to_string()));
         }
     }
     out
 }
 
-fn field<'a>(rec: &'a HookRecord, key: &str) -> Option<&'a str> {
+/// A record's non-empty value for `key`.
+pub fn field<'a>(rec: &'a HookRecord, key: &str) -> Option<&'a str> {
     rec.iter()
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.as_str())

@@ -247,30 +247,14 @@ pub struct Lease6 {
 }
 
 /// One hook record: the client's environment at one script call.
-pub type Record6 = Vec<(String, String)>;
+pub type Record6 = crate::common::HookRecord;
 
 pub fn parse_records6(text: &str) -> Vec<Record6> {
-    let mut out = Vec::new();
-    let mut cur: Option<Record6> = None;
-    for line in text.lines() {
-        match line {
-            "DHCP6-HOOK-BEGIN" => cur = Some(Vec::new()),
-            "DHCP6-HOOK-END" => out.extend(cur.take()),
-            _ => {
-                if let (Some(rec), Some((k, v))) = (cur.as_mut(), line.split_once('=')) {
-                    rec.push((k.to_string(), v.trim().to_string()));
-                }
-            }
-        }
-    }
-    out
+    crate::common::parse_records(text, "DHCP6-HOOK-BEGIN", "DHCP6-HOOK-END")
 }
 
 pub fn field6<'a>(rec: &'a Record6, key: &str) -> Option<&'a str> {
-    rec.iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-        .filter(|v| !v.is_empty())
+    crate::common::field(rec, key)
 }
 
 /// Script calls that report configuration the client took.
