@@ -505,8 +505,55 @@ def event_trials(server, cli_ns, net, trials, hup_pid, stage):
 # ---------------------------------------------------------------------------------------------
 
 
-def section_throughput(res, args):
-    log("== throughput, CPU per DORA, event -> servable")
+def logged_event_trials(name, cli, n, trials, hup_pid, stage):
+    log(f"  {name}: event -> servable, {trials} trials, {len(n.ports)} ports")
+    e = event_trials(name, cli, n, trials, hup_pid, stage)
+    log(f"    p50 {e['p50_us']} µs, p99 {e['p99_us']} µs")
+    return e
+
+
+def agent_events(cli, big, small, args, reset_ports):
+    """Our agent's event -> servable trials: the 10- and the 1,000-port network each alone in
+    the networks file, then the 10-port one in a file that also holds the 1,000-port one."""
+    def events(name, n, hup_pid, stage):
+        return logged_event_trials(name, cli, n, args.trials, hup_pid, stage)
+
+    nets = (big, small)
+    out = {}
+    # Event -> servable with the networks file holding only the network under test (the
+    # standalone reload re-reads the whole file; see BENCHMARKS.md).
+    for key, n in (("10", small), ("1000", big)):
+        ag = Agent(WORK, [n], name=f"agent-event-{key}")
+        pid = ag.start()
+        ag.wait_serving(1)
+
+        def agent_stage(_n, ag=ag):
+            tmp = ag.nets_file + ".new"
+            ag.write_networks(tmp)
+            return [(tmp, ag.nets_file)]
+
+        out[key] = events("agent", n, pid, agent_stage)
+        ag.stop()
+    reset_ports()
+    # The same with both networks in one file: the 10-port event pays for parsing 1,000 ports.
+    ag = Agent(WORK, list(nets), name="agent-event-both")
+    pid = ag.start()
+    ag.wait_serving(2)
+
+    def both_stage(_n, ag=ag):
+        tmp = ag.nets_file + ".new"
+        ag.write_networks(tmp)
+        return [(tmp, ag.nets_file)]
+
+    out["10+1000"] = events("agent (file with both networks)", small, pid, both_stage)
+    ag.stop()
+    reset_ports()
+    return out
+
+
+def throughput_topology():
+    """The 1,000-port and the 10-port network, their bridges, and a client namespace with a leg
+    on each."""
     big = Net("10.90.0", 20, 1000, lambda k: (mac(0x90, k >> 8, k), f"10.90.{1 + k // 250}.{1 + k % 250}"),
               mac(0x90, 0xFF, 2), "10.90.15.250")
     small = Net("10.91.0", 24, 10, lambda k: (mac(0x91, k >> 8, k), f"10.91.0.{10 + k}"),
@@ -523,12 +570,32 @@ def section_throughput(res, args):
         f.write("\n".join(m for _, m, _ in big.ports) + "\n")
     with open(macs_small, "w") as f:
         f.write("\n".join(m for _, m, _ in small.ports) + "\n")
-    secs = args.step_secs
+    return big, small, cli, ifaces, macs_big, macs_small
+
+
+def port_resetter(nets):
+    """Undoes the ports event trials added."""
     base_counts = {n.id: len(n.ports) for n in nets}
 
     def reset_ports():
         for n in nets:
             del n.ports[base_counts[n.id]:]
+    return reset_ports
+
+
+def section_event(res, args):
+    """Only our agent's event -> servable trials (quick iteration on the reload path)."""
+    log("== event -> servable, our agent only")
+    big, small, cli, _, _, _ = throughput_topology()
+    res["event"] = agent_events(cli, big, small, args, port_resetter((big, small)))
+
+
+def section_throughput(res, args):
+    log("== throughput, CPU per DORA, event -> servable")
+    big, small, cli, ifaces, macs_big, macs_small = throughput_topology()
+    nets = (big, small)
+    secs = args.step_secs
+    reset_ports = port_resetter(nets)
 
     def load_tests(name, pid_of):
         r = {}
@@ -560,10 +627,7 @@ def section_throughput(res, args):
         return r
 
     def events(name, n, hup_pid, stage):
-        log(f"  {name}: event -> servable, {args.trials} trials, {len(n.ports)} ports")
-        e = event_trials(name, cli, n, args.trials, hup_pid, stage)
-        log(f"    p50 {e['p50_us']} µs, p99 {e['p99_us']} µs")
-        return e
+        return logged_event_trials(name, cli, n, args.trials, hup_pid, stage)
 
     out = {}
     # --- dnsmasq, one process per network; conf dirs on disk like Neutron's state_path (fsync
@@ -606,35 +670,7 @@ def section_throughput(res, args):
     r = load_tests("agent", lambda n: apid)
     r["rss_kb"] = mem_kb(apid)
     agent.stop()
-    # Event -> servable with the networks file holding only the network under test (the
-    # standalone reload re-reads the whole file; see BENCHMARKS.md).
-    r["event"] = {}
-    for key, n in (("10", small), ("1000", big)):
-        ag = Agent(WORK, [n], name=f"agent-event-{key}")
-        pid = ag.start()
-        ag.wait_serving(1)
-
-        def agent_stage(_n, ag=ag):
-            tmp = ag.nets_file + ".new"
-            ag.write_networks(tmp)
-            return [(tmp, ag.nets_file)]
-
-        r["event"][key] = events("agent", n, pid, agent_stage)
-        ag.stop()
-    reset_ports()
-    # The same with both networks in one file: the 10-port event pays for parsing 1,000 ports.
-    ag = Agent(WORK, list(nets), name="agent-event-both")
-    pid = ag.start()
-    ag.wait_serving(2)
-
-    def both_stage(_n, ag=ag):
-        tmp = ag.nets_file + ".new"
-        ag.write_networks(tmp)
-        return [(tmp, ag.nets_file)]
-
-    r["event"]["10+1000"] = events("agent (file with both networks)", small, pid, both_stage)
-    ag.stop()
-    reset_ports()
+    r["event"] = agent_events(cli, big, small, args, reset_ports)
     out["agent"] = r
     res["throughput"] = out
 
@@ -1095,7 +1131,7 @@ def targets(res):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", choices=["throughput", "restart", "scale"], action="append")
+    ap.add_argument("--only", choices=["throughput", "event", "restart", "scale"], action="append")
     ap.add_argument("--step-secs", type=int, default=5)
     ap.add_argument("--trials", type=int, default=100)
     ap.add_argument("--restart-networks", type=int, default=200)
@@ -1129,6 +1165,9 @@ def main():
     try:
         if "throughput" in sections:
             section_throughput(res, args)
+            cleanup()
+        if "event" in sections:
+            section_event(res, args)
             cleanup()
         if "restart" in sections:
             section_restart(res, args)
