@@ -14,11 +14,12 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use futures_util::StreamExt;
 use tracing::Instrument;
 
 use crate::cache::NetworkCache;
 use crate::device::{DeviceManager, PlumbPlan};
-use crate::dhcp::server::{DhcpServer, Endpoint};
+use crate::dhcp::server::{DhcpServer, Endpoint, Sockets};
 use crate::model::MacAddr;
 use crate::standalone::DesiredNetwork;
 
@@ -41,7 +42,16 @@ pub enum AgentError {
 struct Served {
     plan: PlumbPlan,
     server: DhcpServer,
+    /// The plumbing was made or checked by this run. False while a network is served on what a
+    /// previous run left behind ([`Agent::adopt`]) until [`Agent::configure`] has verified it.
+    verified: bool,
 }
+
+/// `$state_path/dhcp/<network>/plumbing`: fingerprint of the plan the recorded device was
+/// plumbed for.
+const PLUMBING_FILE: &str = "plumbing";
+/// `$state_path/dhcp/<network>/interface`: the DHCP device's name inside the namespace.
+const INTERFACE_FILE: &str = "interface";
 
 /// What one `apply` did, for the log line operators (and tests) read.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -73,7 +83,13 @@ pub struct Agent {
     /// `$state_path/dhcp`: one directory per served network, like the Python agent's
     /// `dhcp_confs`, so a restarted agent can find and remove networks it no longer serves.
     state_dir: PathBuf,
+    /// How many networks [`Agent::apply`] configures at once.
+    parallel: usize,
 }
+
+/// Networks configured at once by [`Agent::apply`] unless [`Agent::with_parallelism`] says
+/// otherwise.
+pub const DEFAULT_PARALLELISM: usize = 32;
 
 impl Agent {
     pub fn new(cache: Arc<NetworkCache>, devices: DeviceManager, state_path: PathBuf) -> Agent {
@@ -82,7 +98,14 @@ impl Agent {
             devices,
             served: Mutex::new(HashMap::new()),
             state_dir: state_path.join("dhcp"),
+            parallel: DEFAULT_PARALLELISM,
         }
+    }
+
+    /// Sets how many networks [`Agent::apply`] configures concurrently (at least one).
+    pub fn with_parallelism(mut self, parallel: usize) -> Agent {
+        self.parallel = parallel.max(1);
+        self
     }
 
     pub fn cache(&self) -> &Arc<NetworkCache> {
@@ -115,17 +138,42 @@ impl Agent {
             self.disable(&id).await;
             summary.removed += 1;
         }
+        let mut changed = Vec::new();
         for d in desired {
-            let id = d.network.id.clone();
-            let same = self.is_served(&id)
-                && self.cache.get(&id).is_some_and(|n| *n == d.network)
-                && self.cache.own_port_id(&id).as_deref() == Some(d.own_port_id.as_str());
+            let id = &d.network.id;
+            let same = self.is_served(id)
+                && self.cache.get(id).is_some_and(|n| *n == d.network)
+                && self.cache.own_port_id(id).as_deref() == Some(d.own_port_id.as_str());
             if same {
                 summary.unchanged += 1;
-                continue;
+            } else {
+                changed.push(d);
             }
-            let existed = self.is_served(&id);
-            match self.configure(d).await {
+        }
+        let existed: HashSet<String> = changed
+            .iter()
+            .filter(|d| self.is_served(&d.network.id))
+            .map(|d| d.network.id.clone())
+            .collect();
+        // First serve what a previous run left plumbed for exactly these plans, then verify
+        // (or make) the plumbing of everything: after a restart every network answers again
+        // before the slower netlink checks start.
+        futures_util::stream::iter(changed.iter().filter(|d| !existed.contains(&d.network.id)))
+            .for_each_concurrent(self.parallel, |d| async move {
+                self.adopt(d).await;
+            })
+            .await;
+        // Networks are independent: configuring several at once overlaps their kernel round
+        // trips.
+        let existed = &existed;
+        let mut results = futures_util::stream::iter(changed.into_iter().map(|d| async move {
+            let id = d.network.id.clone();
+            let existed = existed.contains(&id);
+            (id, existed, self.configure(d).await)
+        }))
+        .buffer_unordered(self.parallel);
+        while let Some((id, existed, result)) = results.next().await {
+            match result {
                 Ok(_) if existed => summary.changed += 1,
                 Ok(_) => summary.added += 1,
                 Err(e) => {
@@ -134,6 +182,7 @@ impl Agent {
                 }
             }
         }
+        summary.failed.sort();
         summary
     }
 
@@ -157,7 +206,10 @@ impl Agent {
             port: d.own_port_id.clone(),
         })?;
         let plan = PlumbPlan::for_network(&d.network, port, self.devices.config());
-        let same_plan = self.served().get(&id).is_some_and(|s| s.plan == plan);
+        let same_plan = self
+            .served()
+            .get(&id)
+            .is_some_and(|s| s.plan == plan && s.verified);
         if same_plan {
             // Only ports/options changed: a view swap is all it takes.
             let view = self.cache.upsert(d.network, &d.own_port_id);
@@ -176,7 +228,7 @@ impl Agent {
                 network: id.clone(),
                 source,
             })?;
-        self.remember(&id, &plugged.ifname);
+        self.remember(&id, &plugged.ifname, &self.plumbing_fingerprint(&plan));
         let view = self.cache.upsert(d.network, &d.own_port_id);
         let endpoint = Endpoint {
             network_id: id.clone(),
@@ -188,8 +240,14 @@ impl Agent {
         let replumb = previous.is_some();
         if let Some(mut served) = previous {
             if served.server.endpoint == endpoint {
+                let adopted = !served.verified;
                 served.plan = plan;
+                served.verified = true;
                 self.served().insert(id.clone(), served);
+                if adopted {
+                    tracing::info!(network_id = %id, "plumbing left by the previous run verified");
+                    return Ok(Configured::Started);
+                }
                 tracing::info!(network_id = %id, "network replumbed in place");
                 return Ok(Configured::Replumbed);
             }
@@ -208,12 +266,87 @@ impl Agent {
             interface = %plugged.ifname,
             "serving network"
         );
-        self.served().insert(id, Served { plan, server });
+        self.served().insert(
+            id,
+            Served {
+                plan,
+                server,
+                verified: true,
+            },
+        );
         Ok(if replumb {
             Configured::Replumbed
         } else {
             Configured::Started
         })
+    }
+
+    /// Serves a network at once on the namespace and device a previous run of this agent left
+    /// for exactly this plumbing (recorded under `$state_path`), before [`Agent::configure`]
+    /// verifies them: a restarted agent answers again within milliseconds instead of after a
+    /// netlink check of every namespace. Anything unexpected (no record, another plan, the
+    /// device gone) just leaves the network to `configure`. Returns whether it now serves.
+    pub async fn adopt(&self, d: &DesiredNetwork) -> bool {
+        let id = &d.network.id;
+        if self.is_served(id)
+            || !d.network.admin_state_up
+            || !d.network.subnets.iter().any(|s| s.enable_dhcp)
+        {
+            return false;
+        }
+        let Some(port) = d.own_port() else {
+            return false;
+        };
+        let plan = PlumbPlan::for_network(&d.network, port, self.devices.config());
+        let dir = self.state_dir.join(id);
+        let recorded = |file: &str| std::fs::read_to_string(dir.join(file)).ok();
+        let (Some(ifname), Some(fingerprint)) = (recorded(INTERFACE_FILE), recorded(PLUMBING_FILE))
+        else {
+            return false;
+        };
+        if fingerprint.trim() != self.plumbing_fingerprint(&plan) {
+            return false;
+        }
+        let span = tracing::info_span!("adopt", network_id = %id);
+        async {
+            self.pin_server_duid(id, port.mac_address);
+            let view = self.cache.upsert(d.network.clone(), &d.own_port_id);
+            match DhcpServer::adopt(id, &plan.namespace(), ifname.trim(), view).await {
+                Ok(server) => {
+                    tracing::info!(
+                        network_id = %id,
+                        namespace = %server.endpoint.namespace,
+                        interface = %server.endpoint.ifname,
+                        "serving network (on the previous run's plumbing, to be verified)"
+                    );
+                    self.served().insert(
+                        id.clone(),
+                        Served {
+                            plan,
+                            server,
+                            verified: false,
+                        },
+                    );
+                    true
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "cannot reuse the previous run's plumbing; configuring it");
+                    false
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Identifies the plumbing a plan needs under this driver configuration.
+    fn plumbing_fingerprint(&self, plan: &PlumbPlan) -> String {
+        use std::hash::{Hash, Hasher};
+        // SipHash with fixed keys: the same text hashes alike in every run of this binary (a
+        // new build that hashes differently only costs one verification before serving).
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        format!("{plan:?}|{:?}", self.devices.config()).hash(&mut h);
+        format!("{:016x}", h.finish())
     }
 
     /// Stops serving a network and removes everything made for it on this host, including what
@@ -255,7 +388,11 @@ impl Agent {
             networks = servers.len(),
             "shutting down: namespaces and devices are left for the next start"
         );
-        futures_util::future::join_all(servers.into_iter().map(|s| s.server.stop())).await;
+        let sockets =
+            futures_util::future::join_all(servers.into_iter().map(|s| s.server.release())).await;
+        if let Err(e) = tokio::task::spawn_blocking(move || Sockets::close_all(sockets)).await {
+            tracing::warn!(error = %e, "closing the DHCP sockets failed");
+        }
     }
 
     /// Tears down every network we made.
@@ -297,7 +434,7 @@ impl Agent {
     /// is all a teardown needs.
     fn recorded_port_prefix(&self, network_id: &str) -> Option<String> {
         let ifname =
-            std::fs::read_to_string(self.state_dir.join(network_id).join("interface")).ok()?;
+            std::fs::read_to_string(self.state_dir.join(network_id).join(INTERFACE_FILE)).ok()?;
         let prefix = ifname
             .trim()
             .trim_start_matches("ns-")
@@ -319,10 +456,13 @@ impl Agent {
         }
     }
 
-    fn remember(&self, network_id: &str, ifname: &str) {
+    /// Records the served network, its device and the plan it was plumbed for.
+    fn remember(&self, network_id: &str, ifname: &str, fingerprint: &str) {
         let dir = self.state_dir.join(network_id);
-        let res = std::fs::create_dir_all(&dir)
-            .and_then(|()| std::fs::write(dir.join("interface"), ifname));
+        let res = std::fs::create_dir_all(&dir).and_then(|()| {
+            write_if_changed(&dir.join(INTERFACE_FILE), ifname)?;
+            write_if_changed(&dir.join(PLUMBING_FILE), fingerprint)
+        });
         if let Err(e) = res {
             tracing::warn!(%network_id, dir = %dir.display(), error = %e, "cannot record served network");
         }
@@ -336,6 +476,15 @@ impl Agent {
             }
         }
     }
+}
+
+/// A restart finds its records already there: rewriting one would make ext4 flush the
+/// truncated file to disk on close (its replace-by-truncate heuristic), once per network.
+fn write_if_changed(path: &Path, content: &str) -> std::io::Result<()> {
+    if std::fs::read_to_string(path).is_ok_and(|cur| cur == content) {
+        return Ok(());
+    }
+    std::fs::write(path, content)
 }
 
 /// `oslo_utils.uuidutils.is_uuid_like`, as the Python agent filters `dhcp_confs` entries:

@@ -325,15 +325,24 @@ fn restart_adopts_the_plumbing_left_by_sigterm() {
     let _bridge = LinkGuard::bridge(&net.bridge_name());
     let client = ClientNs::new(&net.bridge_name(), &port.mac);
     let tap = net.dhcp_port.tap_name();
+    // Both runs share one state_path, as on a host.
+    let state = tempfile::tempdir().unwrap();
+    let ini = with_state_path(state.path());
 
-    let first = Agent::start_keeping_plumbing(&test_ini(), &networks_json(&[&net]));
+    let first = Agent::start_keeping_plumbing(&ini, &networks_json(&[&net]));
     first.wait_serving(&net.id);
     let before = root_ifindex(&tap);
     let log = first.stop_keeping_plumbing();
     assert!(log.contains("left for the next start"), "{log}");
     assert_eq!(root_ifindex(&tap), before, "tap recreated on SIGTERM");
 
-    let second = Agent::start_serving(&test_ini(), &[&net]);
+    let second = Agent::start_serving(&ini, &[&net]);
+    // Served at once on what the first run left for the same plan, then verified.
+    second.wait_for_log(
+        "serving network (on the previous run's plumbing",
+        AGENT_TIMEOUT,
+    );
+    second.wait_for_log("plumbing left by the previous run verified", AGENT_TIMEOUT);
     assert_eq!(root_ifindex(&tap), before, "tap re-plugged on restart");
     assert_eq!(
         client
@@ -341,5 +350,44 @@ fn restart_adopts_the_plumbing_left_by_sigterm() {
             .expect_lease("after restart"),
         net.expected_lease(&port)
     );
+    second.stop();
+}
+
+/// The test config with a `state_path` of the test's own, to be shared by two runs.
+fn with_state_path(state: &std::path::Path) -> String {
+    format!(
+        "{}\n[DEFAULT]\nstate_path = {}\n",
+        test_ini(),
+        state.display()
+    )
+}
+
+/// A network whose plumbing changed while the agent was down (here its MTU) is not served on
+/// the old plumbing first: the start plumbs it for the new plan, then serves.
+#[test]
+fn restart_with_a_changed_plan_replumbs_before_serving() {
+    require_privileged_env();
+    let mut net = rich_network(10);
+    let port = net.add_port(PortSpec::vm(ip("10.61.10.10")));
+    let _bridge = LinkGuard::bridge(&net.bridge_name());
+    let client = ClientNs::new(&net.bridge_name(), &port.mac);
+
+    let state = tempfile::tempdir().unwrap();
+    let ini = with_state_path(state.path());
+
+    let first = Agent::start_keeping_plumbing(&ini, &networks_json(&[&net]));
+    first.wait_serving(&net.id);
+    first.stop_keeping_plumbing();
+
+    net.mtu = 1300;
+    let second = Agent::start_serving(&ini, &[&net]);
+    second.wait_for_log("initial networks applied", AGENT_TIMEOUT);
+    let log = second.log_text();
+    assert!(!log.contains("previous run's plumbing"), "{log}");
+    let lease = client
+        .run_client(Client::Udhcpc, LEASE_TIMEOUT)
+        .expect_lease("after restart with a new MTU");
+    assert_eq!(lease.mtu, Some(1300));
+    assert_eq!(lease, net.expected_lease(&port));
     second.stop();
 }

@@ -554,6 +554,29 @@ async fn in_netns_runs_the_closure_inside_the_namespace() {
     let missing = format!("{ns}-missing");
     let err = in_netns(&missing, || ()).await.unwrap_err().to_string();
     assert!(err.contains(&missing), "{err}");
+
+    // A panicking job is reported, and the worker pool keeps working.
+    let err = in_netns(&ns, || -> () { panic!("job panics") })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("panicked"), "{err}");
+    let again = in_netns(&ns, || {
+        std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino()
+    })
+    .await
+    .unwrap();
+    assert_eq!(again, expected);
+
+    // The workers went back home after their jobs: no thread of ours keeps the namespace (and
+    // whatever devices are in it) alive once it is deleted.
+    let home = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let path = task.unwrap().path().join("ns/net");
+        if let Ok(m) = std::fs::metadata(&path) {
+            assert_eq!(m.ino(), home, "{} is still in {ns}", path.display());
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

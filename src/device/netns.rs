@@ -8,7 +8,8 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use netns_rs::NetNs;
 use tokio::sync::oneshot;
@@ -24,8 +25,8 @@ const NSFS_MAGIC: i64 = 0x6e73_6673;
 /// at once could stack two bind mounts. One create at a time within this process.
 static CREATE_LOCK: Mutex<()> = Mutex::new(());
 
-/// Runs `f` on a fresh thread that has entered the named network namespace and returns what it
-/// returns. Sockets `f` creates belong to that namespace for their whole life.
+/// Runs `f` on a namespace worker thread that has entered the named network namespace and
+/// returns what it returns. Sockets `f` creates belong to that namespace for their whole life.
 ///
 /// To create a tokio-registered socket inside `f`, capture `tokio::runtime::Handle::current()`
 /// before the call and `enter()` it inside `f`.
@@ -37,23 +38,31 @@ where
     check_namespace_name(ns)?;
     let (tx, rx) = oneshot::channel();
     let name = ns.to_owned();
-    std::thread::Builder::new()
-        .name("netns-worker".into())
-        .spawn(move || {
-            let entered = NetNs::get(&name)
-                .map_err(|e| (e, "open"))
-                .and_then(|netns| netns.enter().map_err(|e| (e, "enter (setns)")));
-            let result = match entered {
-                Ok(()) => Ok(f()),
-                Err((source, op)) => Err(DeviceError::Namespace {
+    let job: Job = Box::new(move || {
+        let entered = NetNs::get(&name)
+            .map_err(|e| (e, "open"))
+            .and_then(|netns| netns.enter().map_err(|e| (e, "enter (setns)")));
+        let result = match entered {
+            Ok(()) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+                Ok(v) => Ok(v),
+                Err(_) => Err(DeviceError::Thread {
                     namespace: name,
-                    op,
-                    source,
+                    reason: "the closure panicked".into(),
                 }),
-            };
-            // The receiver only disappears if the caller was cancelled; nothing to do then.
-            let _ = tx.send(result);
-        })
+            },
+            Err((source, op)) => Err(DeviceError::Namespace {
+                namespace: name,
+                op,
+                source,
+            }),
+        };
+        // Delivered once the worker is back home. The receiver only disappears if the caller
+        // was cancelled; nothing to do then.
+        let deliver: Deliver = Box::new(move || drop(tx.send(result)));
+        deliver
+    });
+    workers()
+        .and_then(|w| w.submit(job))
         .map_err(|source| DeviceError::Io {
             namespace: ns.to_owned(),
             op: "spawn namespace worker thread".into(),
@@ -61,8 +70,118 @@ where
         })?;
     rx.await.map_err(|_| DeviceError::Thread {
         namespace: ns.to_owned(),
-        reason: "the closure panicked".into(),
+        reason: "the namespace worker stopped".into(),
     })?
+}
+
+/// A job runs inside its namespace and returns how to hand its result to the caller, which the
+/// worker does after returning to the agent's namespace: when a caller has its result, no
+/// worker is left inside that namespace.
+type Job = Box<dyn FnOnce() -> Deliver + Send>;
+type Deliver = Box<dyn FnOnce() + Send>;
+
+/// Long-lived threads that run [`in_netns`] jobs. A thread per job cost ~4 thread spawns per
+/// network at start (hundreds of networks at a restart); `setns` itself is cheap. After each
+/// job a worker returns to the agent's own namespace, so it never keeps a deleted namespace
+/// (and the devices in it) alive.
+struct Workers {
+    queue: std::sync::mpsc::Sender<Job>,
+    jobs: Arc<Mutex<std::sync::mpsc::Receiver<Job>>>,
+    /// The agent's own network namespace, opened once.
+    home: Arc<std::fs::File>,
+    live: Arc<AtomicUsize>,
+}
+
+/// Namespace jobs are short (socket creation, sysctl writes, netlink sockets); a few workers
+/// let the configuration of several networks overlap.
+const WORKERS: usize = 8;
+
+static WORKERS_POOL: std::sync::OnceLock<Result<Workers, String>> = std::sync::OnceLock::new();
+
+/// The pool. Creating it only fails without `/proc`; every job then fails with that reason.
+fn workers() -> io::Result<&'static Workers> {
+    WORKERS_POOL
+        .get_or_init(Workers::new)
+        .as_ref()
+        .map_err(|e| io::Error::other(e.clone()))
+}
+
+impl Workers {
+    fn new() -> Result<Workers, String> {
+        let home = std::fs::File::open("/proc/self/ns/net")
+            .map_err(|e| format!("open /proc/self/ns/net: {e}"))?;
+        let (queue, rx) = std::sync::mpsc::channel::<Job>();
+        Ok(Workers {
+            queue,
+            jobs: Arc::new(Mutex::new(rx)),
+            home: Arc::new(home),
+            live: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// Queues a job, first starting workers up to [`WORKERS`]. Workers are started here, by
+    /// callers that never leave the agent's namespace, because a thread starts in the namespace
+    /// of the thread that created it.
+    fn submit(&self, job: Job) -> io::Result<()> {
+        loop {
+            let n = self.live.load(Ordering::Acquire);
+            if n >= WORKERS {
+                break;
+            }
+            if self
+                .live
+                .compare_exchange(n, n + 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                continue;
+            }
+            if let Err(e) = self.spawn_worker() {
+                // Without any worker the job would wait forever; with some, it just waits longer.
+                if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    return Err(e);
+                }
+                break;
+            }
+        }
+        self.queue
+            .send(job)
+            .map_err(|_| io::Error::other("namespace workers unavailable"))
+    }
+
+    fn spawn_worker(&self) -> io::Result<()> {
+        let jobs = self.jobs.clone();
+        let home = self.home.clone();
+        let live = self.live.clone();
+        std::thread::Builder::new()
+            .name("netns-worker".into())
+            .spawn(move || loop {
+                let job = {
+                    let rx = jobs.lock().unwrap_or_else(|p| p.into_inner());
+                    rx.recv()
+                };
+                let Ok(job) = job else { return };
+                let deliver = job();
+                let home_result = go_home(&home);
+                deliver();
+                if let Err(e) = home_result {
+                    // Staying would pin whatever namespace the job entered; the next job
+                    // submitted starts a replacement.
+                    live.fetch_sub(1, Ordering::AcqRel);
+                    tracing::error!(error = %e, "namespace worker cannot return to the agent's namespace; ending it");
+                    return;
+                }
+            })
+            .map(drop)
+    }
+}
+
+fn go_home(home: &std::fs::File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setns with a valid namespace fd only changes this thread's namespace.
+    if unsafe { libc::setns(home.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Path of a named namespace.

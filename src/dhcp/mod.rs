@@ -1,5 +1,5 @@
 //! DHCP: the pure responder cores (`packet`, `options`, `v4`; `packet6`, `options6`, `v6`) and
-//! their I/O shell (`netio`, `server`).
+//! their I/O shell (`netio`, `server`, `threads`).
 
 pub mod netio;
 pub mod options;
@@ -7,5 +7,6 @@ pub mod options6;
 pub mod packet;
 pub mod packet6;
 pub mod server;
+pub mod threads;
 pub mod v4;
 pub mod v6;

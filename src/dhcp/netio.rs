@@ -15,7 +15,8 @@
 //! MAC. dnsmasq asks the neighbour table (soliciting the client first, since a multicast request
 //! creates no entry). We instead listen with a filtered `AF_PACKET` socket that copies the
 //! headers of each DHCPv6 datagram arriving on the interface, so the source MAC of the very frame
-//! being answered is known without any wait or extra traffic ([`dhcp6_sniffer`]).
+//! being answered is known without any wait or extra traffic ([`sniff_dhcp6`]; the same socket
+//! sends the DHCPv4 replies).
 //!
 //! All sockets are created by the caller on a thread that has entered the namespace; this module
 //! only configures them.
@@ -46,6 +47,17 @@ pub fn bind_udp4(ifname: &str) -> io::Result<std::net::UdpSocket> {
     s.set_nonblocking(true)?;
     enlarge_recv_buffer(&s);
     Ok(s.into())
+}
+
+/// Index of the device called `ifname` in the calling thread's namespace.
+pub fn ifindex(ifname: &str) -> io::Result<u32> {
+    let name = std::ffi::CString::new(ifname)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "device name contains NUL"))?;
+    // SAFETY: `name` is a valid NUL-terminated string.
+    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
+        0 => Err(io::Error::last_os_error()),
+        i => Ok(i),
+    }
 }
 
 /// Receive buffer for a boot storm: every drop measured under load (BENCHMARKS.md) was a UDP
@@ -104,15 +116,16 @@ const DHCP6_FILTER: [SockFilter; 6] = [
     SockFilter::new(0x06, 0, 0, 0),   // ret #0             drop
 ];
 
-/// `AF_PACKET` socket receiving the headers of DHCPv6 datagrams that arrive on `ifindex`, to
-/// learn each client's MAC (see the module comment). Never blocks a reader: read it with
+/// Makes the namespace's [`packet_socket`] also receive the headers of DHCPv6 datagrams that
+/// arrive on `ifindex`, to learn each client's MAC (see the module comment); sending through it
+/// is unaffected. One `AF_PACKET` socket per namespace instead of two halves what closing them
+/// costs (each close waits for an RCU grace period in the kernel). Read it with
 /// [`recv_sniffed`]. Must be called inside the namespace.
-pub fn dhcp6_sniffer(ifindex: u32) -> io::Result<OwnedFd> {
-    // Protocol 0: nothing is queued until the filter is in place and the socket is bound.
-    let s = Socket::new(Domain::PACKET, Type::DGRAM, None)?;
+pub fn sniff_dhcp6(fd: &OwnedFd, ifindex: u32) -> io::Result<()> {
+    // The socket was created with protocol 0: nothing is queued until the filter is in place
+    // and the socket is bound to IPv6 on the device.
+    let s = socket2::SockRef::from(fd);
     s.attach_filter(&DHCP6_FILTER)?;
-    s.set_nonblocking(true)?;
-    let fd: OwnedFd = s.into();
     // SAFETY: sockaddr_ll is plain old data; all-zero is a valid starting value.
     let mut addr: libc::sockaddr_ll = unsafe { mem::zeroed() };
     addr.sll_family = libc::AF_PACKET as u16;
@@ -129,13 +142,13 @@ pub fn dhcp6_sniffer(ifindex: u32) -> io::Result<OwnedFd> {
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(fd)
+    Ok(())
 }
 
 /// `PACKET_OUTGOING`: a copy of a frame we sent.
 const PACKET_OUTGOING: u8 = 4;
 
-/// Reads one queued frame from a [`dhcp6_sniffer`] without blocking: `Ok(Some((source address,
+/// Reads one queued frame from a [`sniff_dhcp6`] socket without blocking: `Ok(Some((source address,
 /// source MAC)))` for a DHCPv6 datagram received from an Ethernet neighbour, `Ok(None)` for
 /// anything else, `Err(WouldBlock)` when the queue is empty.
 pub fn recv_sniffed(fd: &OwnedFd) -> io::Result<Option<(Ipv6Addr, [u8; 6])>> {
@@ -176,7 +189,8 @@ fn parse_sniffed(pkt: &[u8], from: &libc::sockaddr_ll) -> Option<(Ipv6Addr, [u8;
 }
 
 /// `AF_PACKET`/`SOCK_DGRAM` socket for sending: the kernel adds the Ethernet header. Protocol 0
-/// means it receives nothing, so it costs nothing on the receive path.
+/// means it receives nothing (until [`sniff_dhcp6`] binds it), so it costs nothing on the
+/// receive path.
 pub fn packet_socket() -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2) call; the returned fd is checked and owned immediately.
     let fd = unsafe {

@@ -1,7 +1,8 @@
 //! The DHCP I/O shell of one namespace: receive, ask the pure responder, send.
 //!
-//! Two tokio tasks per `qdhcp-<network>` namespace, one for DHCPv4 and one for DHCPv6, reading
-//! the same lock-free [`ViewHandle`], so control-plane work never delays a reply. Each loop does
+//! Two tokio tasks per `qdhcp-<network>` namespace, one for DHCPv4 and one for DHCPv6, on one
+//! of the DHCP threads ([`threads`]), reading the same lock-free [`ViewHandle`], so
+//! control-plane work never delays a reply. Each loop does
 //! one `recv` and one `send` per packet; replies are built into buffers allocated once per task.
 //! The DHCPv6 task runs whenever IPv6 works in the namespace, also on networks without IPv6
 //! subnets today: a subnet added later is served as soon as the view has it.
@@ -21,10 +22,10 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::cache::ViewHandle;
-use crate::dhcp::netio;
 use crate::dhcp::packet6::msg as msg6;
 use crate::dhcp::v4::{self, Delivery, Ignore, Outcome};
 use crate::dhcp::v6;
+use crate::dhcp::{netio, threads};
 use crate::model::MacAddr;
 
 /// Where a network is served: the DHCP port's device inside its namespace.
@@ -74,25 +75,86 @@ pub struct DhcpServer {
     /// DHCPv6 packet counters (all zero when IPv6 is unavailable in the namespace).
     pub counters6: Arc<Counters>,
     stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
+    task: JoinHandle<Sockets>,
     stop6: Option<oneshot::Sender<()>>,
-    task6: Option<JoinHandle<()>>,
+    task6: Option<JoinHandle<Sockets>>,
+}
+
+/// The sockets of a stopped server, to be closed off the DHCP threads: closing the
+/// `AF_PACKET` socket waits for an RCU grace period in the kernel (8–16 ms here).
+#[derive(Default)]
+pub struct Sockets {
+    udp: Vec<OwnedFd>,
+    packet: Option<Arc<OwnedFd>>,
+}
+
+impl Sockets {
+    fn merge(&mut self, other: Sockets) {
+        self.udp.extend(other.udp);
+        if self.packet.is_none() {
+            self.packet = other.packet;
+        }
+    }
+
+    /// Closes the sockets of many servers at once: the grace periods the `AF_PACKET` closes
+    /// wait for overlap (one thread each) instead of adding up, which is what a stop of
+    /// hundreds of networks costs. Blocks until every socket is closed.
+    pub fn close_all(all: Vec<Sockets>) {
+        let mut waiting = Vec::new();
+        for s in all {
+            drop(s.udp);
+            let Some(packet) = s.packet else { continue };
+            match std::thread::Builder::new()
+                .name("socket-close".into())
+                .spawn(move || drop(packet))
+            {
+                Ok(t) => waiting.push(t),
+                // Dropped with the failed spawn's closure: closed here, serially.
+                Err(e) => tracing::debug!(error = %e, "closing a packet socket inline"),
+            }
+        }
+        for t in waiting {
+            let _ = t.join();
+        }
+    }
 }
 
 impl DhcpServer {
-    /// Opens the sockets inside the namespace (on a dedicated thread: `setns` must never run on
-    /// a tokio worker) and spawns the serving task.
+    /// Opens the sockets inside the namespace and spawns the serving tasks on a DHCP thread.
     pub async fn start(endpoint: Endpoint, view: ViewHandle) -> Result<DhcpServer, ServerError> {
-        let ifname = endpoint.ifname.clone();
-        let ifindex = endpoint.ifindex;
-        let opened = crate::device::in_netns(&endpoint.namespace, move || {
-            // IPv6 may be disabled on the host or the device: then DHCPv4 only.
-            let v6 =
-                netio::bind_udp6(&ifname, ifindex).map(|udp| (udp, netio::dhcp6_sniffer(ifindex)));
-            Ok::<_, io::Error>((netio::bind_udp4(&ifname)?, netio::packet_socket()?, v6))
-        })
-        .await
-        .map_err(|source| ServerError::Namespace {
+        let (ifname, ifindex) = (endpoint.ifname.clone(), endpoint.ifindex);
+        let opened = open_sockets(&endpoint.namespace, ifname, Some(ifindex)).await;
+        Self::serve_on(endpoint, view, opened)
+    }
+
+    /// Like [`DhcpServer::start`] for a device known only by name (what a previous run
+    /// recorded): its index is looked up inside the namespace while the sockets are opened.
+    pub async fn adopt(
+        network_id: &str,
+        namespace: &str,
+        ifname: &str,
+        view: ViewHandle,
+    ) -> Result<DhcpServer, ServerError> {
+        let opened = open_sockets(namespace, ifname.to_owned(), None).await;
+        let ifindex = match &opened {
+            Ok(Ok(o)) => o.ifindex,
+            _ => 0,
+        };
+        let endpoint = Endpoint {
+            network_id: network_id.to_owned(),
+            namespace: namespace.to_owned(),
+            ifname: ifname.to_owned(),
+            ifindex,
+        };
+        Self::serve_on(endpoint, view, opened)
+    }
+
+    fn serve_on(
+        endpoint: Endpoint,
+        view: ViewHandle,
+        opened: Result<io::Result<Opened>, crate::device::DeviceError>,
+    ) -> Result<DhcpServer, ServerError> {
+        let opened = opened.map_err(|source| ServerError::Namespace {
             namespace: endpoint.namespace.clone(),
             source,
         })?;
@@ -101,15 +163,25 @@ impl DhcpServer {
             ifname: endpoint.ifname.clone(),
             source,
         };
-        let (udp, raw, v6_sockets) = opened.map_err(socket_err)?;
+        let Opened {
+            udp,
+            packet,
+            v6: v6_sockets,
+            ..
+        } = opened.map_err(socket_err)?;
+        let packet = Arc::new(packet);
+        let rt = threads::next().map_err(socket_err)?;
+        // Registered with the reactor of the DHCP thread that will run the tasks.
+        let _in_dhcp_runtime = rt.enter();
         let udp = UdpSocket::from_std(udp).map_err(socket_err)?;
-        // SAFETY: an OwnedFd stays open and refers to the same socket until the AsyncFd drops it.
-        let raw = unsafe { AsyncFd::register_with_interest(raw, Interest::WRITABLE) }
+        // SAFETY: the Arc keeps the socket open, and refers to the same socket, until the
+        // AsyncFd is dropped or unwrapped.
+        let raw = unsafe { AsyncFd::register_with_interest(packet.clone(), Interest::WRITABLE) }
             .map_err(|e| socket_err(e.into()))?;
         let counters = Arc::new(Counters::default());
         let (stop_tx, stop_rx) = oneshot::channel();
         let span = tracing::info_span!("dhcp4", network_id = %endpoint.network_id);
-        let task = tokio::spawn(
+        let task = rt.spawn(
             serve(
                 udp,
                 raw,
@@ -121,33 +193,35 @@ impl DhcpServer {
             .instrument(span),
         );
         let counters6 = Arc::new(Counters::default());
-        let (stop6, task6) =
-            match v6_sockets.and_then(|(udp, sniffer)| Ok((UdpSocket::from_std(udp)?, sniffer))) {
-                Ok((udp6, sniffer)) => {
-                    let sniffer = sniffer
-                        .map_err(|e| {
-                            tracing::warn!(
-                                network_id = %endpoint.network_id, error = %e,
-                                "cannot see DHCPv6 clients' MACs at layer 2; identifying them by \
-                                 DUID and EUI-64 address only"
-                            );
-                        })
-                        .ok();
-                    let (tx, rx) = oneshot::channel();
-                    let span = tracing::info_span!("dhcp6", network_id = %endpoint.network_id);
-                    let task = tokio::spawn(
-                        serve6(udp6, sniffer, view, counters6.clone(), rx).instrument(span),
-                    );
-                    (Some(tx), Some(task))
-                }
-                Err(e) => {
-                    tracing::info!(
-                        network_id = %endpoint.network_id, interface = %endpoint.ifname, error = %e,
-                        "DHCPv6 not served: cannot open its socket (IPv6 disabled?)"
-                    );
-                    (None, None)
-                }
-            };
+        let (stop6, task6) = match v6_sockets
+            .and_then(|(udp, sniffing)| Ok((UdpSocket::from_std(udp)?, sniffing)))
+        {
+            Ok((udp6, sniffing)) => {
+                let sniffer = match sniffing {
+                    Ok(()) => Some(packet),
+                    Err(e) => {
+                        tracing::warn!(
+                            network_id = %endpoint.network_id, error = %e,
+                            "cannot see DHCPv6 clients' MACs at layer 2; identifying them by \
+                             DUID and EUI-64 address only"
+                        );
+                        None
+                    }
+                };
+                let (tx, rx) = oneshot::channel();
+                let span = tracing::info_span!("dhcp6", network_id = %endpoint.network_id);
+                let task =
+                    rt.spawn(serve6(udp6, sniffer, view, counters6.clone(), rx).instrument(span));
+                (Some(tx), Some(task))
+            }
+            Err(e) => {
+                tracing::info!(
+                    network_id = %endpoint.network_id, interface = %endpoint.ifname, error = %e,
+                    "DHCPv6 not served: cannot open its socket (IPv6 disabled?)"
+                );
+                (None, None)
+            }
+        };
         Ok(DhcpServer {
             endpoint,
             counters,
@@ -159,26 +233,37 @@ impl DhcpServer {
         })
     }
 
-    /// Stops the tasks and waits until their sockets are closed.
-    pub async fn stop(mut self) {
+    /// Stops the tasks; their sockets are closed in the background.
+    pub async fn stop(self) {
+        close_off_worker(self.release().await);
+    }
+
+    /// Stops the tasks and hands back their sockets, for [`Sockets::close_all`].
+    pub async fn release(mut self) -> Sockets {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
         if let Some(tx) = self.stop6.take() {
             let _ = tx.send(());
         }
-        if let Err(e) = (&mut self.task).await {
-            if e.is_panic() {
-                tracing::error!(network_id = %self.endpoint.network_id, "DHCP task panicked");
+        let mut sockets = Sockets::default();
+        match (&mut self.task).await {
+            Ok(s) => sockets.merge(s),
+            Err(e) if e.is_panic() => {
+                tracing::error!(network_id = %self.endpoint.network_id, "DHCP task panicked")
             }
+            Err(_) => {}
         }
         if let Some(task6) = self.task6.as_mut() {
-            if let Err(e) = task6.await {
-                if e.is_panic() {
-                    tracing::error!(network_id = %self.endpoint.network_id, "DHCPv6 task panicked");
+            match task6.await {
+                Ok(s) => sockets.merge(s),
+                Err(e) if e.is_panic() => {
+                    tracing::error!(network_id = %self.endpoint.network_id, "DHCPv6 task panicked")
                 }
+                Err(_) => {}
             }
         }
+        sockets
     }
 
     /// Whether the DHCPv6 task runs (IPv6 usable in the namespace).
@@ -196,6 +281,42 @@ impl Drop for DhcpServer {
     }
 }
 
+/// The sockets of one namespace, opened inside it.
+struct Opened {
+    ifindex: u32,
+    udp: std::net::UdpSocket,
+    packet: OwnedFd,
+    /// The DHCPv6 socket, and whether the packet socket also sniffs DHCPv6 clients' MACs.
+    v6: io::Result<(std::net::UdpSocket, io::Result<()>)>,
+}
+
+/// Opens the DHCP sockets on `ifname` inside the namespace (on a namespace worker: `setns` must
+/// never run on a tokio worker). `ifindex: None` looks the device up by name there.
+async fn open_sockets(
+    namespace: &str,
+    ifname: String,
+    ifindex: Option<u32>,
+) -> Result<io::Result<Opened>, crate::device::DeviceError> {
+    crate::device::in_netns(namespace, move || {
+        let ifindex = match ifindex {
+            Some(i) => i,
+            None => netio::ifindex(&ifname)?,
+        };
+        let packet = netio::packet_socket()?;
+        let udp = netio::bind_udp4(&ifname)?;
+        // IPv6 may be disabled on the host or the device: then DHCPv4 only.
+        let v6 = netio::bind_udp6(&ifname, ifindex)
+            .map(|udp| (udp, netio::sniff_dhcp6(&packet, ifindex)));
+        Ok(Opened {
+            ifindex,
+            udp,
+            packet,
+            v6,
+        })
+    })
+    .await
+}
+
 /// Largest datagram we accept; anything longer than an Ethernet MTU is not a DHCP request.
 const RECV_BUF: usize = 1536;
 /// Replies are at most this long (a 1500-byte MTU minus IP/UDP), so buffers never grow.
@@ -203,12 +324,12 @@ const REPLY_CAPACITY: usize = 1500;
 
 async fn serve(
     udp: UdpSocket,
-    raw: AsyncFd<OwnedFd>,
+    raw: AsyncFd<Arc<OwnedFd>>,
     ifindex: u32,
     view: ViewHandle,
     counters: Arc<Counters>,
     mut stop: oneshot::Receiver<()>,
-) {
+) -> Sockets {
     let mut buf = vec![0u8; RECV_BUF];
     let mut shell = Shell {
         udp,
@@ -234,21 +355,28 @@ async fn serve(
         let span = tracing::debug_span!("request", %peer, len = n);
         shell.handle(&buf[..n], peer).instrument(span).await;
     }
-    close_off_worker((shell.udp, shell.raw));
     tracing::debug!("DHCPv4 task stopped");
+    Sockets {
+        udp: shell
+            .udp
+            .into_std()
+            .map(OwnedFd::from)
+            .into_iter()
+            .collect(),
+        packet: Some(shell.raw.into_inner()),
+    }
 }
 
-/// Closing an `AF_PACKET` socket waits for an RCU grace period in the kernel (10–20 ms). Done
-/// on a tokio worker that serialises shutdown (200 networks took ~4 s); on the blocking pool
-/// the waits overlap.
-fn close_off_worker<T: Send + 'static>(sockets: T) {
+/// Closing an `AF_PACKET` socket waits for an RCU grace period in the kernel: never on a DHCP
+/// thread (every network it serves would wait) or a control-plane worker.
+fn close_off_worker(sockets: Sockets) {
     drop(tokio::task::spawn_blocking(move || drop(sockets)));
 }
 
 /// The per-task state of the serving loop: sockets and the reusable reply buffers.
 struct Shell {
     udp: UdpSocket,
-    raw: AsyncFd<OwnedFd>,
+    raw: AsyncFd<Arc<OwnedFd>>,
     ifindex: u32,
     view: ViewHandle,
     counters: Arc<Counters>,
@@ -366,11 +494,11 @@ impl MacCache {
 
 async fn serve6(
     udp: UdpSocket,
-    sniffer: Option<OwnedFd>,
+    sniffer: Option<Arc<OwnedFd>>,
     view: ViewHandle,
     counters: Arc<Counters>,
     mut stop: oneshot::Receiver<()>,
-) {
+) -> Sockets {
     let mut buf = vec![0u8; RECV_BUF];
     let mut shell = Shell6 {
         udp,
@@ -396,14 +524,22 @@ async fn serve6(
         let span = tracing::debug_span!("request", %peer, len = n);
         shell.handle(&buf[..n], peer).instrument(span).await;
     }
-    close_off_worker((shell.udp, shell.sniffer));
     tracing::debug!("DHCPv6 task stopped");
+    Sockets {
+        udp: shell
+            .udp
+            .into_std()
+            .map(OwnedFd::from)
+            .into_iter()
+            .collect(),
+        packet: shell.sniffer,
+    }
 }
 
 /// The per-task state of the DHCPv6 loop.
 struct Shell6 {
     udp: UdpSocket,
-    sniffer: Option<OwnedFd>,
+    sniffer: Option<Arc<OwnedFd>>,
     macs: MacCache,
     view: ViewHandle,
     counters: Arc<Counters>,

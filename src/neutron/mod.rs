@@ -590,14 +590,14 @@ impl Core {
         upsert_port(&mut network, port.clone());
         let port_ids: Vec<String> = network.ports.iter().map(|p| p.id.clone()).collect();
         let started = Instant::now();
-        match self
-            .agent
-            .configure(DesiredNetwork {
-                network,
-                own_port_id: port.id.clone(),
-            })
-            .await
-        {
+        let desired = DesiredNetwork {
+            network,
+            own_port_id: port.id.clone(),
+        };
+        // After a restart: answer on the plumbing the previous run left for this very plan
+        // while `configure` verifies it.
+        self.agent.adopt(&desired).await;
+        match self.agent.configure(desired).await {
             Ok(Configured::NotServed) => {}
             Ok(outcome) => {
                 tracing::info!(?outcome, dhcp_port = %port.id, port_source = ?source, took = ?started.elapsed(), "network configured");
