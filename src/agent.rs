@@ -6,9 +6,11 @@
 //! reload of one network never disturbs another.
 //!
 //! The agent is shared (`&self` everywhere): operations on *different* networks may run
-//! concurrently. Operations on the *same* network must be serialized by the caller (the
-//! standalone loop is sequential; the Neutron event processor runs one update per network at a
-//! time). Internal locks are only held for map lookups, never across an `.await`.
+//! concurrently, and [`Agent::apply`] itself configures (and tears down) networks several at a
+//! time. Operations on the *same* network must be serialized by the caller (the standalone loop
+//! applies one file at a time, in which a network appears once; the Neutron event processor
+//! runs one update per network at a time). Internal locks are only held for map lookups, never
+//! across an `.await`.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -134,10 +136,10 @@ impl Agent {
             .into_iter()
             .filter(|id| !wanted.contains(id))
             .collect();
-        for id in stale {
-            self.disable(&id).await;
-            summary.removed += 1;
-        }
+        summary.removed = stale.len();
+        futures_util::stream::iter(stale)
+            .for_each_concurrent(self.parallel, |id| async move { self.disable(&id).await })
+            .await;
         let mut changed = Vec::new();
         for d in desired {
             let id = &d.network.id;
@@ -399,9 +401,11 @@ impl Agent {
     pub async fn shutdown(&self) {
         let mut ids: HashSet<String> = self.cache.network_ids().into_iter().collect();
         ids.extend(self.served().keys().cloned());
-        for id in ids {
-            self.disable(&id).await;
-        }
+        // Each teardown mostly waits for the kernel (RCU grace periods when sockets and devices
+        // go): concurrent teardowns share those waits.
+        futures_util::stream::iter(ids)
+            .for_each_concurrent(self.parallel, |id| async move { self.disable(&id).await })
+            .await;
     }
 
     /// Ids of the networks recorded under `$state_path/dhcp` (served now or by a previous run).
@@ -421,13 +425,16 @@ impl Agent {
     /// Removes networks a previous run left behind (recorded under `$state_path/dhcp`) that are
     /// not in `keep`.
     pub async fn cleanup_leftovers(&self, keep: &HashSet<String>) {
-        for id in self.recorded_networks() {
-            if keep.contains(&id) || self.is_served(&id) {
-                continue;
-            }
-            tracing::info!(network_id = %id, "removing network left over from a previous run");
-            self.disable(&id).await;
-        }
+        let leftovers = self
+            .recorded_networks()
+            .into_iter()
+            .filter(|id| !keep.contains(id) && !self.is_served(id));
+        futures_util::stream::iter(leftovers)
+            .for_each_concurrent(self.parallel, |id| async move {
+                tracing::info!(network_id = %id, "removing network left over from a previous run");
+                self.disable(&id).await;
+            })
+            .await;
     }
 
     /// The DHCP device recorded for a network: `ns-<port_id[:11]>` → the port id prefix, which
