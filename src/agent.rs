@@ -89,9 +89,9 @@ pub struct Agent {
     parallel: usize,
 }
 
-/// Networks configured at once by [`Agent::apply`] unless [`Agent::with_parallelism`] says
-/// otherwise.
-pub const DEFAULT_PARALLELISM: usize = 32;
+/// Networks [`Agent::apply`] configures (or tears down) at once: enough to overlap the kernel
+/// round trips of a restart adopting hundreds of namespaces on a few cores.
+const PARALLELISM: usize = 32;
 
 impl Agent {
     pub fn new(cache: Arc<NetworkCache>, devices: DeviceManager, state_path: PathBuf) -> Agent {
@@ -100,14 +100,8 @@ impl Agent {
             devices,
             served: Mutex::new(HashMap::new()),
             state_dir: state_path.join("dhcp"),
-            parallel: DEFAULT_PARALLELISM,
+            parallel: PARALLELISM,
         }
-    }
-
-    /// Sets how many networks [`Agent::apply`] configures concurrently (at least one).
-    pub fn with_parallelism(mut self, parallel: usize) -> Agent {
-        self.parallel = parallel.max(1);
-        self
     }
 
     pub fn cache(&self) -> &Arc<NetworkCache> {
