@@ -85,8 +85,6 @@ pub struct Agent {
     /// `$state_path/dhcp`: one directory per served network, like the Python agent's
     /// `dhcp_confs`, so a restarted agent can find and remove networks it no longer serves.
     state_dir: PathBuf,
-    /// How many networks [`Agent::apply`] configures at once.
-    parallel: usize,
 }
 
 /// Networks [`Agent::apply`] configures (or tears down) at once: enough to overlap the kernel
@@ -100,7 +98,6 @@ impl Agent {
             devices,
             served: Mutex::new(HashMap::new()),
             state_dir: state_path.join("dhcp"),
-            parallel: PARALLELISM,
         }
     }
 
@@ -132,7 +129,7 @@ impl Agent {
             .collect();
         summary.removed = stale.len();
         futures_util::stream::iter(stale)
-            .for_each_concurrent(self.parallel, |id| async move { self.disable(&id).await })
+            .for_each_concurrent(PARALLELISM, |id| async move { self.disable(&id).await })
             .await;
         let mut changed = Vec::new();
         for d in desired {
@@ -155,7 +152,7 @@ impl Agent {
         // (or make) the plumbing of everything: after a restart every network answers again
         // before the slower netlink checks start.
         futures_util::stream::iter(changed.iter().filter(|d| !existed.contains(&d.network.id)))
-            .for_each_concurrent(self.parallel, |d| async move {
+            .for_each_concurrent(PARALLELISM, |d| async move {
                 self.adopt(d).await;
             })
             .await;
@@ -167,7 +164,7 @@ impl Agent {
             let existed = existed.contains(&id);
             (id, existed, self.configure(d).await)
         }))
-        .buffer_unordered(self.parallel);
+        .buffer_unordered(PARALLELISM);
         while let Some((id, existed, result)) = results.next().await {
             match result {
                 Ok(_) if existed => summary.changed += 1,
@@ -398,7 +395,7 @@ impl Agent {
         // Each teardown mostly waits for the kernel (RCU grace periods when sockets and devices
         // go): concurrent teardowns share those waits.
         futures_util::stream::iter(ids)
-            .for_each_concurrent(self.parallel, |id| async move { self.disable(&id).await })
+            .for_each_concurrent(PARALLELISM, |id| async move { self.disable(&id).await })
             .await;
     }
 
@@ -424,7 +421,7 @@ impl Agent {
             .into_iter()
             .filter(|id| !keep.contains(id) && !self.is_served(id));
         futures_util::stream::iter(leftovers)
-            .for_each_concurrent(self.parallel, |id| async move {
+            .for_each_concurrent(PARALLELISM, |id| async move {
                 tracing::info!(network_id = %id, "removing network left over from a previous run");
                 self.disable(&id).await;
             })
