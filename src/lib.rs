@@ -7,6 +7,7 @@ pub mod config;
 pub mod device;
 pub mod dhcp;
 pub mod dnsmasq;
+pub mod memory;
 pub mod model;
 pub mod neutron;
 pub mod plugin;

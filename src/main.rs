@@ -98,6 +98,7 @@ fn error_chain(e: &anyhow::Error) -> String {
 }
 
 fn start(logging_to_file: &mut bool) -> anyhow::Result<()> {
+    neutron_dhcp::memory::limit_arenas();
     let cli = Cli::parse();
     // The files first: oslo.log's `debug`, `log_file` and `log_dir` may be set there. Only
     // then is the rest of the configuration typed, so its debug logs (the ignored options)
@@ -310,6 +311,7 @@ async fn run(
     let mut current = desired.clone();
     let summary = agent.apply(desired).await;
     tracing::info!(?summary, "initial networks applied");
+    neutron_dhcp::memory::release_free_memory();
     let mut failed = summary.failed;
 
     let mut hup = signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?;

@@ -321,6 +321,9 @@ class Dnsmasq:
 class Agent:
     def __init__(self, workdir, nets, bridged=True, name="agent"):
         self.dir = os.path.join(workdir, name)
+        # A fresh state_path: records an interrupted earlier run left would make the start
+        # remove that run's networks first.
+        shutil.rmtree(self.dir, ignore_errors=True)
         os.makedirs(os.path.join(self.dir, "state"), exist_ok=True)
         self.ini = os.path.join(self.dir, "dhcp_agent.ini")
         with open(self.ini, "w") as f:

@@ -885,6 +885,10 @@ impl Core {
                 to_remove = removed,
                 "all active networks fetched; per-network work queued"
             );
+            // The parsed reply of a full sync (every network's JSON) has been freed.
+            drop(tokio::task::spawn_blocking(
+                crate::memory::release_free_memory,
+            ));
         }
         .instrument(span)
         .await
