@@ -2,8 +2,8 @@
 //!
 //! Two tokio tasks per `qdhcp-<network>` namespace, one for DHCPv4 and one for DHCPv6, on one
 //! of the DHCP threads ([`threads`]), reading the same lock-free [`ViewHandle`], so
-//! control-plane work never delays a reply. Each loop does
-//! one `recv` and one `send` per packet; replies are built into buffers allocated once per task.
+//! control-plane work never delays a reply. Each loop does one `recv` and one `send` per
+//! packet; replies are built into buffers allocated once per task.
 //! The DHCPv6 task runs whenever IPv6 works in the namespace, also on networks without IPv6
 //! subnets today: a subnet added later is served as soon as the view has it.
 
