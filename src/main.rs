@@ -15,11 +15,12 @@ use neutron_dhcp::agent::Agent;
 use neutron_dhcp::cache::NetworkCache;
 use neutron_dhcp::config::{AgentConfig, RawConfig};
 use neutron_dhcp::device::{DeviceConfig, DeviceManager, InterfaceDriver, OvsConfig};
+use neutron_dhcp::netfile::{NetworksFile, Reparsed};
 use neutron_dhcp::neutron::{heartbeat::StateTemplate, NeutronAgent, Settings};
 use neutron_dhcp::plugin::PluginApi;
 use neutron_dhcp::rpc::transport::{self, TransportConfig, TransportError};
 use neutron_dhcp::rpc::url::OptionError;
-use neutron_dhcp::standalone::{self, FileStamp};
+use neutron_dhcp::standalone::FileStamp;
 
 #[derive(Parser, Debug)]
 #[command(name = "neutron-dhcp-agent", version, about)]
@@ -276,20 +277,23 @@ async fn run(
              [standalone] networks_file or pass --networks-file"
         );
     };
-    let desired = standalone::load(&networks_file, &cfg.host)?;
+    let mut file = NetworksFile::load(&networks_file, &cfg.host)?;
     tracing::info!(
         file = %networks_file.display(),
-        networks = desired.len(),
+        networks = file.networks().len(),
         host = %cfg.host,
         "starting in standalone mode"
     );
     let cache = Arc::new(NetworkCache::new(cfg.serve.clone()));
     let agent = Agent::new(cache, devices, cfg.state_path.clone());
-    let keep: HashSet<String> = desired.iter().map(|d| d.network.id.clone()).collect();
+    let keep: HashSet<String> = file
+        .networks()
+        .iter()
+        .map(|d| d.network.id.clone())
+        .collect();
     agent.cleanup_leftovers(&keep).await;
     let mut stamp = FileStamp::of(&networks_file);
-    let mut current = desired.clone();
-    let summary = agent.apply(desired).await;
+    let summary = agent.apply(file.networks().to_vec()).await;
     tracing::info!(?summary, "initial networks applied");
     let mut failed = summary.failed;
 
@@ -314,17 +318,18 @@ async fn run(
             }
         };
         stamp = FileStamp::of(&networks_file);
-        match standalone::load(&networks_file, &cfg.host) {
-            Ok(desired) => current = desired,
+        let reparsed = match file.reload() {
+            Ok(how) => how,
             Err(e) if reason != "retrying failed networks" => {
                 tracing::error!(error = %e, "networks file not applied; keeping the running configuration");
                 continue;
             }
-            Err(_) => {}
-        }
-        let summary = agent.apply(current.clone()).await;
+            Err(_) => Reparsed::Unchanged,
+        };
+        let summary = agent.apply(file.networks().to_vec()).await;
         tracing::info!(
             %reason,
+            ?reparsed,
             added = summary.added,
             changed = summary.changed,
             removed = summary.removed,

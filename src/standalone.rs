@@ -99,13 +99,15 @@ pub fn parse(text: &str, path: &Path, host: &str) -> Result<Vec<DesiredNetwork>,
 
 /// Several agents may serve one network, each with its own DHCP port: ours is the one bound to
 /// this host, or else the first DHCP port listed.
-fn pick_own_port<'a>(network: &'a Network, host: &str) -> Option<&'a Port> {
+pub(crate) fn pick_own_port<'a>(network: &'a Network, host: &str) -> Option<&'a Port> {
     let mut dhcp = network
         .ports
         .iter()
         .filter(|p| p.device_owner == OWNER_DHCP);
     let first = dhcp.clone().next();
-    dhcp.find(|p| p.binding_host_id == host).or(first)
+    dhcp.find(|p| p.binding_host_id == host)
+        .or(first)
+        .map(|p| &**p)
 }
 
 /// Cheap change detection for the networks file (polled; no inotify dependency).

@@ -669,7 +669,7 @@ impl Core {
         }
         if let Some(cached) = self.agent.cache().get(&network.id) {
             for p in &mut network.ports {
-                if let Some(c) = cached.port(&p.id) {
+                if let Some(c) = cached.ports.iter().find(|c| c.id == p.id) {
                     if is_older_revision(c.revision_number, p.revision_number) {
                         *p = c.clone();
                     }
@@ -894,8 +894,8 @@ impl Core {
 /// `NetworkCache.put_port`: replaces the port with the same id, or appends it.
 fn upsert_port(network: &mut Network, port: Port) {
     match network.ports.iter_mut().find(|p| p.id == port.id) {
-        Some(p) => *p = port,
-        None => network.ports.push(port),
+        Some(p) => *p = Arc::new(port),
+        None => network.ports.push(Arc::new(port)),
     }
 }
 

@@ -1,0 +1,401 @@
+//! The standalone networks file, kept parsed between reloads so that a reload re-parses only
+//! what an edit touched.
+//!
+//! A reload compares the new text with the last accepted one: everything before the first and
+//! after the last differing byte is unchanged, so only the networks (or, when the edit lies
+//! inside one network's `ports` list, only the ports) overlapping the difference are parsed
+//! again; the others, and their `Arc<Port>`s, are reused as they are. Whenever the edit cannot
+//! be confined to whole elements of one array, or anything at all fails, the whole file is
+//! parsed instead, so the result (networks or error) is always exactly that of a full parse.
+//!
+//! A full parse types the text directly (serde derive); only when that fails is the file parsed
+//! again through `serde_json::Value` by [`standalone::parse`], whose errors name the file, the
+//! network, the object and the field.
+
+use std::collections::HashSet;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::jsonscan;
+use crate::model::{Network, NetworkHead, Port};
+use crate::standalone::{self, DesiredNetwork, StandaloneError};
+
+/// Where one network lies in the text.
+#[derive(Clone, Debug)]
+struct NetSpan {
+    span: Range<usize>,
+    /// The `ports` list, relative to `span.start`; `None` when it is absent or `null` (an edit
+    /// there re-parses the whole network).
+    ports: Option<PortsSpan>,
+}
+
+#[derive(Clone, Debug)]
+struct PortsSpan {
+    /// Between the brackets.
+    content: Range<usize>,
+    items: Vec<Range<usize>>,
+}
+
+/// Where the networks lie in the text; `None` after a parse that needed the slow path.
+#[derive(Clone, Debug)]
+struct Layout {
+    /// Between the brackets of the top-level list.
+    content: Range<usize>,
+    nets: Vec<NetSpan>,
+}
+
+/// The parsed networks file and what is needed to re-parse an edited version cheaply.
+pub struct NetworksFile {
+    path: PathBuf,
+    host: String,
+    text: String,
+    layout: Option<Layout>,
+    networks: Vec<DesiredNetwork>,
+}
+
+/// How a reload went, for logs and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reparsed {
+    /// The text did not change.
+    Unchanged,
+    /// Only these many ports of one network were parsed.
+    Ports(usize),
+    /// Only these many networks were parsed.
+    Networks(usize),
+    /// The whole file was parsed.
+    Full,
+}
+
+struct Parsed {
+    layout: Option<Layout>,
+    networks: Vec<DesiredNetwork>,
+}
+
+impl NetworksFile {
+    /// Reads and parses the whole file.
+    pub fn load(path: &Path, host: &str) -> Result<NetworksFile, StandaloneError> {
+        let text = read(path)?;
+        NetworksFile::parse(text, path, host)
+    }
+
+    /// Parses `text` as the content of `path` (which only names the file in errors).
+    pub fn parse(text: String, path: &Path, host: &str) -> Result<NetworksFile, StandaloneError> {
+        let parsed = full_parse(&text, path, host)?;
+        Ok(NetworksFile {
+            path: path.to_owned(),
+            host: host.to_owned(),
+            text,
+            layout: parsed.layout,
+            networks: parsed.networks,
+        })
+    }
+
+    pub fn networks(&self) -> &[DesiredNetwork] {
+        &self.networks
+    }
+
+    /// Re-reads the file; on error the previous content is kept.
+    pub fn reload(&mut self) -> Result<Reparsed, StandaloneError> {
+        let text = read(&self.path)?;
+        self.update(text)
+    }
+
+    /// Replaces the content with `text`, parsing only what changed; on error nothing changes.
+    pub fn update(&mut self, text: String) -> Result<Reparsed, StandaloneError> {
+        if text == self.text {
+            return Ok(Reparsed::Unchanged);
+        }
+        let (parsed, how) = match self.incremental(&text) {
+            Some(done) => done,
+            None => (full_parse(&text, &self.path, &self.host)?, Reparsed::Full),
+        };
+        self.text = text;
+        self.layout = parsed.layout;
+        self.networks = parsed.networks;
+        Ok(how)
+    }
+
+    /// The new content parsed from the old one, or `None` when a full parse must decide.
+    fn incremental(&self, new: &str) -> Option<(Parsed, Reparsed)> {
+        let layout = self.layout.as_ref()?;
+        let (old_b, new_b) = (self.text.as_bytes(), new.as_bytes());
+        let p = jsonscan::common_prefix(old_b, new_b);
+        let max_suffix = old_b.len().min(new_b.len()) - p;
+        let old_end = old_b.len() - jsonscan::common_suffix(old_b, new_b, max_suffix);
+        let delta = new_b.len() as isize - old_b.len() as isize;
+        if p < layout.content.start || old_end > layout.content.end {
+            return None;
+        }
+        let nets = &layout.nets;
+        let first = nets.partition_point(|n| n.span.end <= p);
+        let last = nets.partition_point(|n| n.span.start < old_end);
+        if last == first + 1 {
+            let n = &nets[first];
+            if let (Some(ports), Some(pr)) = (&n.ports, p.checked_sub(n.span.start)) {
+                let er = old_end - n.span.start;
+                if pr >= ports.content.start && er <= ports.content.end {
+                    return self.reparse_ports(new, first, pr, er, delta);
+                }
+            }
+        }
+        self.reparse_networks(new, first, last, delta)
+    }
+
+    /// The edit lies inside the `ports` list of network `k`, between `pr` and `er` (relative to
+    /// the network's start in the old text).
+    fn reparse_ports(
+        &self,
+        new: &str,
+        k: usize,
+        pr: usize,
+        er: usize,
+        delta: isize,
+    ) -> Option<(Parsed, Reparsed)> {
+        let layout = self.layout.as_ref()?;
+        let net = &layout.nets[k];
+        let ports = net.ports.as_ref()?;
+        let items = &ports.items;
+        let a = items.partition_point(|r| r.end <= pr);
+        let b = items.partition_point(|r| r.start < er);
+        let seg_start = if a > 0 {
+            items[a - 1].end
+        } else {
+            ports.content.start
+        };
+        let seg_end = shift(
+            if b < items.len() {
+                items[b].start
+            } else {
+                ports.content.end
+            },
+            delta,
+        )?;
+        let base = net.span.start;
+        let ranges = jsonscan::elements(
+            new.as_bytes(),
+            base + seg_start..base + seg_end,
+            a > 0,
+            b < items.len(),
+        )?;
+        let parsed: Vec<Arc<Port>> = ranges
+            .iter()
+            .map(|r| parse_port(&new[r.clone()]))
+            .collect::<Option<_>>()?;
+        let old = &self.networks[k];
+        if old.network.ports.len() != items.len() {
+            return None;
+        }
+        let count = parsed.len();
+        let mut port_list = Vec::with_capacity(a + count + items.len() - b);
+        port_list.extend_from_slice(&old.network.ports[..a]);
+        port_list.extend(parsed);
+        port_list.extend_from_slice(&old.network.ports[b..]);
+        let network = Network {
+            id: old.network.id.clone(),
+            admin_state_up: old.network.admin_state_up,
+            mtu: old.network.mtu,
+            subnets: old.network.subnets.clone(),
+            non_local_subnets: old.network.non_local_subnets.clone(),
+            ports: port_list,
+        };
+        let own_port_id = standalone::pick_own_port(&network, &self.host)?.id.clone();
+
+        let mut new_items = Vec::with_capacity(a + count + items.len() - b);
+        new_items.extend_from_slice(&items[..a]);
+        new_items.extend(ranges.iter().map(|r| r.start - base..r.end - base));
+        for r in &items[b..] {
+            new_items.push(shift(r.start, delta)?..shift(r.end, delta)?);
+        }
+        let mut nets = layout.nets.clone();
+        nets[k] = NetSpan {
+            span: net.span.start..shift(net.span.end, delta)?,
+            ports: Some(PortsSpan {
+                content: ports.content.start..shift(ports.content.end, delta)?,
+                items: new_items,
+            }),
+        };
+        for n in &mut nets[k + 1..] {
+            n.span = shift(n.span.start, delta)?..shift(n.span.end, delta)?;
+        }
+        let mut networks = self.networks.clone();
+        networks[k] = DesiredNetwork {
+            network,
+            own_port_id,
+        };
+        let layout = Layout {
+            content: layout.content.start..shift(layout.content.end, delta)?,
+            nets,
+        };
+        Some((
+            Parsed {
+                layout: Some(layout),
+                networks,
+            },
+            Reparsed::Ports(count),
+        ))
+    }
+
+    /// The edit spans networks `first..last` of the old text (none: it lies between two).
+    fn reparse_networks(
+        &self,
+        new: &str,
+        first: usize,
+        last: usize,
+        delta: isize,
+    ) -> Option<(Parsed, Reparsed)> {
+        let layout = self.layout.as_ref()?;
+        let nets = &layout.nets;
+        let seg_start = if first > 0 {
+            nets[first - 1].span.end
+        } else {
+            layout.content.start
+        };
+        let seg_end = shift(
+            if last < nets.len() {
+                nets[last].span.start
+            } else {
+                layout.content.end
+            },
+            delta,
+        )?;
+        let ranges = jsonscan::elements(
+            new.as_bytes(),
+            seg_start..seg_end,
+            first > 0,
+            last < nets.len(),
+        )?;
+        let mut fresh = Vec::with_capacity(ranges.len());
+        let mut spans = Vec::with_capacity(ranges.len());
+        for r in &ranges {
+            let (desired, span) = parse_network(new, r.clone(), &self.host)?;
+            fresh.push(desired);
+            spans.push(span);
+        }
+        let count = fresh.len();
+        let mut networks = Vec::with_capacity(first + count + nets.len() - last);
+        networks.extend_from_slice(&self.networks[..first]);
+        networks.extend(fresh);
+        networks.extend_from_slice(&self.networks[last..]);
+        let mut seen = HashSet::with_capacity(networks.len());
+        if !networks.iter().all(|d| seen.insert(d.network.id.as_str())) {
+            return None;
+        }
+        let mut new_nets = Vec::with_capacity(networks.len());
+        new_nets.extend_from_slice(&nets[..first]);
+        new_nets.extend(spans);
+        for n in &nets[last..] {
+            new_nets.push(NetSpan {
+                span: shift(n.span.start, delta)?..shift(n.span.end, delta)?,
+                ports: n.ports.clone(),
+            });
+        }
+        let layout = Layout {
+            content: layout.content.start..shift(layout.content.end, delta)?,
+            nets: new_nets,
+        };
+        Some((
+            Parsed {
+                layout: Some(layout),
+                networks,
+            },
+            Reparsed::Networks(count),
+        ))
+    }
+}
+
+fn read(path: &Path) -> Result<String, StandaloneError> {
+    std::fs::read_to_string(path).map_err(|source| StandaloneError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn shift(at: usize, delta: isize) -> Option<usize> {
+    at.checked_add_signed(delta)
+}
+
+/// The typed parse of the whole file, or the slow one for its error (or for what only the slow
+/// one accepts, such as a repeated key).
+fn full_parse(text: &str, path: &Path, host: &str) -> Result<Parsed, StandaloneError> {
+    if let Some(parsed) = fast_parse(text, host) {
+        return Ok(parsed);
+    }
+    let networks = standalone::parse(text, path, host)?;
+    Ok(Parsed {
+        layout: None,
+        networks,
+    })
+}
+
+fn fast_parse(text: &str, host: &str) -> Option<Parsed> {
+    let b = text.as_bytes();
+    let open = jsonscan::skip_ws(b, 0);
+    let (content, items) = jsonscan::array(b, open)?;
+    if jsonscan::skip_ws(b, content.end + 1) != b.len() {
+        return None;
+    }
+    let mut networks = Vec::with_capacity(items.len());
+    let mut nets = Vec::with_capacity(items.len());
+    let mut seen = HashSet::with_capacity(items.len());
+    for r in items {
+        let (desired, span) = parse_network(text, r, host)?;
+        if !seen.insert(desired.network.id.clone()) {
+            return None;
+        }
+        networks.push(desired);
+        nets.push(span);
+    }
+    Some(Parsed {
+        layout: Some(Layout { content, nets }),
+        networks,
+    })
+}
+
+/// One network element, typed; `None` when anything is off (the full parse then decides).
+fn parse_network(text: &str, r: Range<usize>, host: &str) -> Option<(DesiredNetwork, NetSpan)> {
+    let s = &text[r.clone()];
+    if jsonscan::needs_full_parser(s) {
+        return None;
+    }
+    let head: NetworkHead = serde_json::from_str(s).ok()?;
+    let b = text.as_bytes();
+    let (ports, span) = match jsonscan::member(b, r.clone(), "ports")? {
+        Some(v) if &b[v.clone()] != b"null" => {
+            let (content, items) = jsonscan::array(b, v.start)?;
+            let ports = items
+                .iter()
+                .map(|i| parse_port(&text[i.clone()]))
+                .collect::<Option<Vec<_>>>()?;
+            let rel = |x: &Range<usize>| x.start - r.start..x.end - r.start;
+            let span = PortsSpan {
+                content: rel(&content),
+                items: items.iter().map(rel).collect(),
+            };
+            (ports, Some(span))
+        }
+        _ => (Vec::new(), None),
+    };
+    let network = Network::from_head(head, ports)?;
+    let own_port_id = standalone::pick_own_port(&network, host)?.id.clone();
+    Some((
+        DesiredNetwork {
+            network,
+            own_port_id,
+        },
+        NetSpan {
+            span: r,
+            ports: span,
+        },
+    ))
+}
+
+fn parse_port(s: &str) -> Option<Arc<Port>> {
+    if jsonscan::needs_full_parser(s) {
+        return None;
+    }
+    serde_json::from_str::<Port>(s).ok().map(Arc::new)
+}
+
+#[cfg(test)]
+mod tests;
