@@ -55,7 +55,17 @@ impl NetworkCache {
     /// `Arc` for the whole life of the network in the cache, so a running DHCP task keeps
     /// reading the newest view without being restarted.
     pub fn upsert(&self, network: Network, own_port_id: &str) -> ViewHandle {
-        let mut view = NetworkView::build(&network, own_port_id, &self.serve);
+        let previous = self.lock().get(&network.id).and_then(|e| {
+            (e.own_port_id == own_port_id).then(|| (e.network.clone(), e.view.load_full()))
+        });
+        // A port change copies the current view and patches it; anything else, or a patch the
+        // view cannot take, builds it afresh.
+        let updated =
+            previous.and_then(|(old, view)| view.update(&old, &network, own_port_id, &self.serve));
+        let incremental = updated.is_some();
+        let mut view =
+            updated.unwrap_or_else(|| NetworkView::build(&network, own_port_id, &self.serve));
+        tracing::debug!(network_id = %network.id, incremental, "view rebuilt");
         let pinned = relock(&self.duids).get(&network.id).copied();
         if let Some(duid) = pinned {
             view.pin_server_duid(duid);

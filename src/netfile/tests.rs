@@ -65,7 +65,7 @@ fn edit(rng: &mut Rng, nets: &mut Vec<Value>, serial: &mut usize) {
     let n = rng.below(nets.len());
     let net_no = nets.len() + 100 + *serial % 100;
     match rng.below(10) {
-        0 | 1 | 2 => {
+        0..=2 => {
             let p = port(rng, n, 1000 + *serial);
             let ports = nets[n]["ports"].as_array_mut().unwrap();
             let at = if rng.chance(50) {
