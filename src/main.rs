@@ -108,7 +108,14 @@ fn start(logging_to_file: &mut bool) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    runtime.block_on(run(cfg, devices, transport))
+    // On a worker, not on this thread: a signal wakes the worker that polls the I/O driver,
+    // which then runs the loop itself instead of waking this thread (a hop that costs 0.1 ms
+    // and more on a busy host, in the SIGHUP -> servable path).
+    runtime.block_on(async {
+        tokio::spawn(run(cfg, devices, transport))
+            .await
+            .context("the agent's main task failed")?
+    })
 }
 
 /// Where and how much to log: the command line wins over `[DEFAULT]` in the files.
@@ -302,12 +309,19 @@ async fn run(
     let mut int = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
     let mut poll = tokio::time::interval(POLL);
     let mut retry = tokio::time::interval(RETRY);
+    let mut retired: Vec<std::fs::File> = Vec::new();
     loop {
         let reason = tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => "SIGHUP",
             _ = poll.tick() => {
+                if !retired.is_empty() {
+                    // Closing the last handle of a replaced file frees its pages: off this
+                    // loop, and not right after a reload, when the change is being served.
+                    let files = std::mem::take(&mut retired);
+                    drop(tokio::task::spawn_blocking(move || drop(files)));
+                }
                 let now = FileStamp::of(&networks_file);
                 if now == stamp { continue; }
                 "file changed"
@@ -338,6 +352,7 @@ async fn run(
             "reloaded networks file"
         );
         failed = summary.failed;
+        retired.extend(file.take_replaced());
     }
     agent.exit(cfg.teardown_on_exit).await;
     Ok(())

@@ -12,7 +12,7 @@
 //! leading zero byte), and only then by MAC; a port with a client-id is therefore still found
 //! by its MAC when the client sends another client-id or none.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
@@ -24,7 +24,9 @@ use crate::model::{
     IpVersion, MacAddr, Network, Port, Subnet, OWNER_DHCP, ROUTER_INTERFACE_OWNERS,
 };
 use crate::view6::NetworkView6;
+use multimap::Multimap;
 
+pub(crate) mod multimap;
 #[cfg(test)]
 mod tests_update;
 pub(crate) mod update;
@@ -114,10 +116,10 @@ pub struct NetworkView {
     /// Also holds the bindings of ports removed by updates (unreachable from the maps).
     bindings: Vec<Binding>,
     /// Every list is in the order of the network's ports, as a full build makes it.
-    by_mac: HashMap<MacAddr, Vec<u32>>,
-    by_client_id: HashMap<Box<[u8]>, Vec<u32>>,
+    by_mac: Multimap<MacAddr>,
+    by_client_id: Multimap<Box<[u8]>>,
     /// The first binding of the list owns the address.
-    by_ip: HashMap<Ipv4Addr, Vec<u32>>,
+    by_ip: Multimap<Ipv4Addr>,
     server_ids: Vec<Ipv4Addr>,
     sets: Vec<OptionSet>,
     entries: Vec<OptEntry>,
@@ -265,7 +267,7 @@ impl NetworkView {
         client_id: Option<&[u8]>,
         accept: impl Fn(&Binding) -> bool,
     ) -> Option<u32> {
-        let pick = |list: Option<&Vec<u32>>| -> Option<u32> {
+        let pick = |list: Option<&[u32]>| -> Option<u32> {
             list?
                 .iter()
                 .rev()
@@ -313,9 +315,9 @@ impl<'a> Builder<'a> {
             network_id: net.id.clone(),
             subnets: Vec::new(),
             bindings: Vec::new(),
-            by_mac: HashMap::new(),
-            by_client_id: HashMap::new(),
-            by_ip: HashMap::new(),
+            by_mac: Multimap::default(),
+            by_client_id: Multimap::default(),
+            by_ip: Multimap::default(),
             server_ids: Vec::new(),
             sets: Vec::new(),
             entries: Vec::new(),
@@ -649,19 +651,11 @@ impl<'a> Builder<'a> {
                 sets,
                 hostname,
             });
-            self.view
-                .by_mac
-                .entry(port.mac_address)
-                .or_default()
-                .push(idx);
+            self.view.by_mac.push(port.mac_address, idx);
             if let Some(id) = &client_id {
-                self.view
-                    .by_client_id
-                    .entry(id.clone())
-                    .or_default()
-                    .push(idx);
+                self.view.by_client_id.push(id.clone(), idx);
             }
-            self.view.by_ip.entry(ip).or_default().push(idx);
+            self.view.by_ip.push(ip, idx);
         }
         self.view.slots.push(PortSlot {
             port: port.clone(),

@@ -20,7 +20,7 @@
 //! keeps that port (and its MAC) across agent restarts, so the DUID is stable without any state
 //! on disk, and two agents serving one network have different DUIDs, as two dnsmasqs would.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
@@ -30,6 +30,7 @@ use crate::config::ServeConfig;
 use crate::dhcp::options::{self, TagRef};
 use crate::dhcp::options6::{self, code6, Encoded6, ParsedOpt6};
 use crate::model::{IpVersion, Ipv6Mode, MacAddr, Network, Port, Subnet, OWNER_DHCP};
+use crate::view::multimap::Multimap;
 use crate::view::{lease_secs, port_client_id, INFINITE};
 
 mod update;
@@ -119,8 +120,8 @@ pub struct NetworkView6 {
     clients: Vec<Client6>,
     bindings: Vec<Binding6>,
     client_subnets: Vec<ClientSubnet>,
-    by_mac: HashMap<MacAddr, Vec<u32>>,
-    by_duid: HashMap<Box<[u8]>, Vec<u32>>,
+    by_mac: Multimap<MacAddr>,
+    by_duid: Multimap<Box<[u8]>>,
     sets: Vec<OptionSet6>,
     entries: Vec<OptEntry6>,
     arena: Vec<u8>,
@@ -277,7 +278,7 @@ impl NetworkView6 {
         macs: &[MacAddr],
         accept: impl Fn(&Client6) -> bool,
     ) -> Option<u32> {
-        let pick = |list: Option<&Vec<u32>>| -> Option<u32> {
+        let pick = |list: Option<&[u32]>| -> Option<u32> {
             list?
                 .iter()
                 .copied()
@@ -541,13 +542,9 @@ impl<'a> Builder6<'a> {
             ),
             subnets: (subnets_start, subnets_len),
         });
-        self.view
-            .by_mac
-            .entry(port.mac_address)
-            .or_default()
-            .push(idx);
+        self.view.by_mac.push(port.mac_address, idx);
         if let Some(id) = &client_id {
-            self.view.by_duid.entry(id.clone()).or_default().push(idx);
+            self.view.by_duid.push(id.clone(), idx);
         }
         self.view.slots.push(Slot6 {
             port: port.clone(),

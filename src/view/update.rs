@@ -7,8 +7,6 @@
 //! differently falls back to it (see [`NetworkView::update`]); `tests_update` checks the two
 //! against each other on random change sequences.
 
-use std::collections::HashMap;
-use std::hash::Hash;
 use std::sync::Arc;
 
 use super::{v4, Builder, NetworkView};
@@ -103,10 +101,10 @@ impl NetworkView {
         let (start, len) = slot.bindings;
         for idx in start..start + len {
             let ip = self.bindings[idx as usize].ip;
-            unlist(&mut self.by_mac, &port.mac_address, idx);
-            unlist(&mut self.by_ip, &ip, idx);
+            self.by_mac.remove(&port.mac_address, idx);
+            self.by_ip.remove(&ip, idx);
             if let Some(id) = &slot.client_id {
-                unlist(&mut self.by_client_id, id, idx);
+                self.by_client_id.remove(id, idx);
             }
         }
         self.dead += len;
@@ -143,18 +141,4 @@ pub(crate) fn quiet_client_id(port: &Port) -> Option<Vec<u8>> {
     options::parse_client_id(opt.opt_value.as_deref().unwrap_or(""))
         .ok()
         .flatten()
-}
-
-/// Removes `idx` from the list of `key`, and the key once its list is empty.
-pub(crate) fn unlist<K, Q>(map: &mut HashMap<K, Vec<u32>>, key: &Q, idx: u32)
-where
-    K: Eq + Hash + std::borrow::Borrow<Q>,
-    Q: Eq + Hash + ?Sized,
-{
-    if let Some(list) = map.get_mut(key) {
-        list.retain(|&i| i != idx);
-        if list.is_empty() {
-            map.remove(key);
-        }
-    }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{Builder6, NetworkView6};
 use crate::config::ServeConfig;
 use crate::model::{Network, Port};
-use crate::view::update::{quiet_client_id, unlist};
+use crate::view::update::quiet_client_id;
 
 /// Garbage (clients of removed ports) tolerated before a full build.
 const MAX_DEAD: usize = 64;
@@ -24,9 +24,9 @@ impl NetworkView6 {
         };
         let slot = self.slots.swap_remove(at);
         let client = self.clients[slot.client as usize];
-        unlist(&mut self.by_mac, &client.mac, slot.client);
+        self.by_mac.remove(&client.mac, slot.client);
         if let Some(id) = &slot.duid {
-            unlist(&mut self.by_duid, id, slot.client);
+            self.by_duid.remove(id, slot.client);
         }
         self.dead_clients += 1;
         self.dead_bindings += client.bindings.1;
