@@ -102,7 +102,10 @@ impl Agent {
     /// Makes the served set equal to `desired`. Networks whose data did not change are not
     /// touched at all; a network that fails is reported in the summary and left for a retry,
     /// the others still converge.
-    pub async fn apply(&self, desired: Vec<DesiredNetwork>) -> ApplySummary {
+    ///
+    /// Only the networks that differ are copied (for `configure`): a copy touches every port's
+    /// reference count, and the unchanged networks may hold most of the ports.
+    pub async fn apply(&self, desired: &[DesiredNetwork]) -> ApplySummary {
         let mut summary = ApplySummary::default();
         let wanted: HashSet<String> = desired.iter().map(|d| d.network.id.clone()).collect();
         let stale: Vec<String> = self
@@ -140,12 +143,12 @@ impl Agent {
     /// Configures (or reconfigures) one network: plumbing first, then the view swap, then the
     /// server, so a client is never answered from a namespace that lacks the addresses it names.
     /// When only ports or options changed, this is a view swap and nothing else.
-    pub async fn configure(&self, d: DesiredNetwork) -> Result<Configured, AgentError> {
+    pub async fn configure(&self, d: &DesiredNetwork) -> Result<Configured, AgentError> {
         let span = tracing::info_span!("configure", network_id = %d.network.id);
         self.configure_inner(d).instrument(span).await
     }
 
-    async fn configure_inner(&self, d: DesiredNetwork) -> Result<Configured, AgentError> {
+    async fn configure_inner(&self, d: &DesiredNetwork) -> Result<Configured, AgentError> {
         let id = d.network.id.clone();
         if !d.network.admin_state_up || !d.network.subnets.iter().any(|s| s.enable_dhcp) {
             tracing::info!("network is admin down or has no DHCP-enabled subnet; not serving it");
@@ -160,7 +163,7 @@ impl Agent {
         let same_plan = self.served().get(&id).is_some_and(|s| s.plan == plan);
         if same_plan {
             // Only ports/options changed: a view swap is all it takes.
-            let view = self.cache.upsert(d.network, &d.own_port_id);
+            let view = self.cache.upsert_borrowed(&d.network, &d.own_port_id);
             tracing::info!(
                 bindings = view.load().v4_binding_count(),
                 "network updated in place"
@@ -177,7 +180,7 @@ impl Agent {
                 source,
             })?;
         self.remember(&id, &plugged.ifname);
-        let view = self.cache.upsert(d.network, &d.own_port_id);
+        let view = self.cache.upsert_borrowed(&d.network, &d.own_port_id);
         let endpoint = Endpoint {
             network_id: id.clone(),
             namespace: plugged.namespace.clone(),

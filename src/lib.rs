@@ -13,6 +13,7 @@ pub mod netfile;
 pub mod neutron;
 pub mod plugin;
 pub mod rpc;
+pub mod signals;
 pub mod standalone;
 pub mod view;
 pub mod view6;

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::jsonscan;
-use crate::model::{Network, NetworkHead, Port};
+use crate::model::{Network, NetworkHead, Port, OWNER_DHCP};
 use crate::standalone::{self, DesiredNetwork, StandaloneError};
 
 /// Where one network lies in the text.
@@ -55,9 +55,11 @@ pub struct NetworksFile {
     open: Option<File>,
     /// The ones read before, until the caller takes them.
     replaced: Vec<File>,
-    text: String,
+    /// Bytes, not `String`: only the changed part of a new text needs checking for UTF-8
+    /// (the rest is known good), which saves a pass over a large file.
+    text: Vec<u8>,
     /// The buffer of the text before, to read the next one into.
-    spare: String,
+    spare: Vec<u8>,
     layout: Option<Layout>,
     networks: Vec<DesiredNetwork>,
 }
@@ -83,7 +85,7 @@ struct Parsed {
 impl NetworksFile {
     /// Reads and parses the whole file.
     pub fn load(path: &Path, host: &str) -> Result<NetworksFile, StandaloneError> {
-        let mut text = String::new();
+        let mut text = Vec::new();
         let open = read(path, &mut text)?;
         let mut file = NetworksFile::parse(text, path, host)?;
         file.open = Some(open);
@@ -91,7 +93,12 @@ impl NetworksFile {
     }
 
     /// Parses `text` as the content of `path` (which only names the file in errors).
-    pub fn parse(text: String, path: &Path, host: &str) -> Result<NetworksFile, StandaloneError> {
+    pub fn parse(
+        text: impl Into<Vec<u8>>,
+        path: &Path,
+        host: &str,
+    ) -> Result<NetworksFile, StandaloneError> {
+        let text = text.into();
         let parsed = full_parse(&text, path, host)?;
         Ok(NetworksFile {
             path: path.to_owned(),
@@ -99,7 +106,7 @@ impl NetworksFile {
             open: None,
             replaced: Vec::new(),
             text,
-            spare: String::new(),
+            spare: Vec::new(),
             layout: parsed.layout,
             networks: parsed.networks,
         })
@@ -114,8 +121,7 @@ impl NetworksFile {
         let mut text = std::mem::take(&mut self.spare);
         let open = read(&self.path, &mut text)?;
         let how = self.update(text)?;
-        self.replaced
-            .extend(std::mem::replace(&mut self.open, Some(open)));
+        self.replaced.extend(self.open.replace(open));
         Ok(how)
     }
 
@@ -128,8 +134,9 @@ impl NetworksFile {
     }
 
     /// Replaces the content with `text`, parsing only what changed; on error nothing changes.
-    pub fn update(&mut self, text: String) -> Result<Reparsed, StandaloneError> {
-        let p = jsonscan::common_prefix(self.text.as_bytes(), text.as_bytes());
+    pub fn update(&mut self, text: impl Into<Vec<u8>>) -> Result<Reparsed, StandaloneError> {
+        let text = text.into();
+        let p = jsonscan::common_prefix(&self.text, &text);
         if p == text.len() && p == self.text.len() {
             return Ok(Reparsed::Unchanged);
         }
@@ -149,12 +156,15 @@ impl NetworksFile {
 
     /// Parses the new content from the old one, the texts sharing their first `p` bytes, and
     /// updates the networks and layout; `None` (nothing changed) when a full parse must decide.
-    fn incremental(&mut self, new: &str, p: usize) -> Option<Reparsed> {
+    fn incremental(&mut self, new: &[u8], p: usize) -> Option<Reparsed> {
         let layout = self.layout.as_ref()?;
-        let (old_b, new_b) = (self.text.as_bytes(), new.as_bytes());
-        let max_suffix = old_b.len().min(new_b.len()) - p;
-        let old_end = old_b.len() - jsonscan::common_suffix(old_b, new_b, max_suffix);
-        let delta = new_b.len() as isize - old_b.len() as isize;
+        let old = &self.text[..];
+        let max_suffix = old.len().min(new.len()) - p;
+        let old_end = old.len() - jsonscan::common_suffix(old, new, max_suffix);
+        let delta = new.len() as isize - old.len() as isize;
+        if !changed_part_is_utf8(old, new, p, shift(old_end, delta)) {
+            return None;
+        }
         if p < layout.content.start || old_end > layout.content.end {
             return None;
         }
@@ -182,7 +192,7 @@ impl NetworksFile {
     /// stay where they are.
     fn reparse_ports(
         &mut self,
-        new: &str,
+        new: &[u8],
         k: usize,
         pr: usize,
         er: usize,
@@ -209,7 +219,7 @@ impl NetworksFile {
             delta,
         );
         let ranges = jsonscan::elements(
-            new.as_bytes(),
+            new,
             base + seg_start..base + seg_end,
             a > 0,
             b < items.len(),
@@ -222,10 +232,19 @@ impl NetworksFile {
         if old.len() != items.len() {
             return None;
         }
-        let kept = old[..a].iter().chain(&parsed).chain(&old[b..]);
-        let own_port_id = standalone::pick_own_port_in(kept.map(|p| &**p), &self.host)?
-            .id
-            .clone();
+        // Our port is chosen among the DHCP ports: unless one came or went, it stays.
+        let dhcp_changed = old[a..b]
+            .iter()
+            .chain(&parsed)
+            .any(|p| p.device_owner == OWNER_DHCP);
+        let own_port_id = if dhcp_changed {
+            let kept = old[..a].iter().chain(&parsed).chain(&old[b..]);
+            standalone::pick_own_port_in(kept.map(|p| &**p), &self.host)?
+                .id
+                .clone()
+        } else {
+            self.networks[k].own_port_id.clone()
+        };
         // Nothing can fail from here on.
         let count = parsed.len();
         ports
@@ -249,7 +268,7 @@ impl NetworksFile {
     /// The edit spans networks `first..last` of the old text (none: it lies between two).
     fn reparse_networks(
         &self,
-        new: &str,
+        new: &[u8],
         first: usize,
         last: usize,
         delta: isize,
@@ -269,12 +288,7 @@ impl NetworksFile {
             },
             delta,
         );
-        let ranges = jsonscan::elements(
-            new.as_bytes(),
-            seg_start..seg_end,
-            first > 0,
-            last < nets.len(),
-        )?;
+        let ranges = jsonscan::elements(new, seg_start..seg_end, first > 0, last < nets.len())?;
         let mut fresh = Vec::with_capacity(ranges.len());
         let mut spans = Vec::with_capacity(ranges.len());
         for r in &ranges {
@@ -311,14 +325,18 @@ impl NetworksFile {
 }
 
 /// Reads the file into `text` (cleared first), returning it still open.
-fn read(path: &Path, text: &mut String) -> Result<File, StandaloneError> {
+fn read(path: &Path, text: &mut Vec<u8>) -> Result<File, StandaloneError> {
     let err = |source| StandaloneError::Read {
         path: path.to_owned(),
         source,
     };
     text.clear();
     let mut file = File::open(path).map_err(err)?;
-    file.read_to_string(text).map_err(err)?;
+    // Room to grow, so that the buffers a reload alternates between are not reallocated (and
+    // their pages faulted in afresh) each time the file grows by a port.
+    let size = file.metadata().map_err(err)?.len() as usize;
+    text.reserve(size + size / 8 + 4096);
+    file.read_to_end(text).map_err(err)?;
     Ok(file)
 }
 
@@ -329,8 +347,16 @@ fn shift(at: usize, delta: isize) -> usize {
 
 /// The typed parse of the whole file, or the slow one for its error (or for what only the slow
 /// one accepts, such as a repeated key).
-fn full_parse(text: &str, path: &Path, host: &str) -> Result<Parsed, StandaloneError> {
-    if let Some(parsed) = fast_parse(text, host) {
+fn full_parse(text: &[u8], path: &Path, host: &str) -> Result<Parsed, StandaloneError> {
+    // The error `std::fs::read_to_string` gives.
+    let text = std::str::from_utf8(text).map_err(|_| StandaloneError::Read {
+        path: path.to_owned(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        ),
+    })?;
+    if let Some(parsed) = fast_parse(text.as_bytes(), host) {
         return Ok(parsed);
     }
     let networks = standalone::parse(text, path, host)?;
@@ -340,8 +366,8 @@ fn full_parse(text: &str, path: &Path, host: &str) -> Result<Parsed, StandaloneE
     })
 }
 
-fn fast_parse(text: &str, host: &str) -> Option<Parsed> {
-    let b = text.as_bytes();
+fn fast_parse(text: &[u8], host: &str) -> Option<Parsed> {
+    let b = text;
     let open = jsonscan::skip_ws(b, 0);
     let (content, items) = jsonscan::array(b, open)?;
     if jsonscan::skip_ws(b, content.end + 1) != b.len() {
@@ -365,13 +391,13 @@ fn fast_parse(text: &str, host: &str) -> Option<Parsed> {
 }
 
 /// One network element, typed; `None` when anything is off (the full parse then decides).
-fn parse_network(text: &str, r: Range<usize>, host: &str) -> Option<(DesiredNetwork, NetSpan)> {
-    let s = &text[r.clone()];
+fn parse_network(text: &[u8], r: Range<usize>, host: &str) -> Option<(DesiredNetwork, NetSpan)> {
+    let s = std::str::from_utf8(&text[r.clone()]).ok()?;
     if jsonscan::needs_full_parser(s) {
         return None;
     }
     let head: NetworkHead = serde_json::from_str(s).ok()?;
-    let b = text.as_bytes();
+    let b = text;
     let (ports, span) = match jsonscan::member(b, r.clone(), "ports")? {
         Some(v) if &b[v.clone()] != b"null" => {
             let (content, items) = jsonscan::array(b, v.start)?;
@@ -402,7 +428,23 @@ fn parse_network(text: &str, r: Range<usize>, host: &str) -> Option<(DesiredNetw
     ))
 }
 
-fn parse_port(s: &str) -> Option<Arc<Port>> {
+/// Whether `new`, which shares its first `p` and its bytes from `new_end` on with `old` (valid
+/// UTF-8), is valid UTF-8: whether the part between, widened to whole characters, is.
+fn changed_part_is_utf8(old: &[u8], new: &[u8], p: usize, new_end: usize) -> bool {
+    let continuation = |b: u8| b & 0xc0 == 0x80;
+    let mut a = p;
+    while a > 0 && a < old.len() && continuation(old[a]) {
+        a -= 1;
+    }
+    let mut b = new_end;
+    while b < new.len() && continuation(new[b]) {
+        b += 1;
+    }
+    std::str::from_utf8(&new[a..b]).is_ok()
+}
+
+fn parse_port(s: &[u8]) -> Option<Arc<Port>> {
+    let s = std::str::from_utf8(s).ok()?;
     if jsonscan::needs_full_parser(s) {
         return None;
     }

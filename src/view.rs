@@ -101,7 +101,10 @@ pub(crate) struct Binding {
 /// The bindings one port contributed, so that an update can take them out again.
 #[derive(Clone, Debug)]
 struct PortSlot {
-    port: Arc<Port>,
+    /// The address of the port's `Arc` in the network the view was made for (which the cache
+    /// keeps alive with the view): an identity that costs no reference count when a view is
+    /// copied, or dropped.
+    port: usize,
     /// Consecutive in `bindings`.
     bindings: (u32, u32),
     client_id: Option<Box<[u8]>>,
@@ -339,17 +342,13 @@ impl<'a> Builder<'a> {
     }
 
     /// A builder adding ports of `net` to `view`, a copy of a view built for the same network
-    /// apart from those ports.
-    fn resume(
-        net: &'a Network,
-        own_dhcp_port_id: &str,
-        cfg: &'a ServeConfig,
-        view: NetworkView,
-    ) -> Self {
+    /// apart from those ports. Adding a port needs nothing of our own port (our addresses are
+    /// already in the subnets), so it is not looked up among the network's ports.
+    fn resume(net: &'a Network, cfg: &'a ServeConfig, view: NetworkView) -> Self {
         Builder {
             net,
             cfg,
-            own_ips: own_ips(net, own_dhcp_port_id).unwrap_or_default(),
+            own_ips: Vec::new(),
             view,
         }
     }
@@ -658,7 +657,7 @@ impl<'a> Builder<'a> {
             self.view.by_ip.push(ip, idx);
         }
         self.view.slots.push(PortSlot {
-            port: port.clone(),
+            port: Arc::as_ptr(port) as usize,
             bindings: (start, self.view.bindings.len() as u32 - start),
             client_id,
         });

@@ -106,7 +106,8 @@ pub(crate) struct Client6 {
 /// The client a port contributed, so that an update can take it out again.
 #[derive(Clone, Debug)]
 struct Slot6 {
-    port: Arc<Port>,
+    /// As `PortSlot::port` in [`crate::view`]: the address of the port's `Arc`.
+    port: usize,
     client: u32,
     duid: Option<Box<[u8]>>,
 }
@@ -350,17 +351,12 @@ impl<'a> Builder6<'a> {
     }
 
     /// A builder adding ports of `net` to `view`, a copy of a view built for the same network
-    /// apart from those ports.
-    fn resume(
-        net: &'a Network,
-        own_dhcp_port_id: &str,
-        cfg: &'a ServeConfig,
-        view: NetworkView6,
-    ) -> Self {
+    /// apart from those ports (which needs nothing of our own port).
+    fn resume(net: &'a Network, cfg: &'a ServeConfig, view: NetworkView6) -> Self {
         Builder6 {
             net,
             cfg,
-            own_ips: own_ips6(net, own_dhcp_port_id),
+            own_ips: Vec::new(),
             view,
         }
     }
@@ -547,7 +543,7 @@ impl<'a> Builder6<'a> {
             self.view.by_duid.push(id.clone(), idx);
         }
         self.view.slots.push(Slot6 {
-            port: port.clone(),
+            port: Arc::as_ptr(port) as usize,
             client: idx,
             duid: client_id,
         });

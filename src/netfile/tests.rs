@@ -85,7 +85,13 @@ fn edit(rng: &mut Rng, nets: &mut Vec<Value>, serial: &mut usize) {
         4 => {
             let ports = nets[n]["ports"].as_array_mut().unwrap();
             let at = rng.below(ports.len());
-            ports[at]["binding:host_id"] = json!(format!("h{serial}"));
+            if rng.chance(50) {
+                ports[at]["binding:host_id"] = json!(format!("h{serial}"));
+            } else {
+                // Another DHCP port, maybe ours (bound to this host).
+                ports[at]["device_owner"] = json!("network:dhcp");
+                ports[at]["binding:host_id"] = json!(if rng.chance(50) { "me" } else { "x" });
+            }
         }
         5 => nets[n]["mtu"] = json!(1400 + rng.below(100)),
         6 => {
@@ -129,11 +135,22 @@ fn render(rng: &mut Rng, nets: &[Value]) -> String {
     }
 }
 
-/// Byte-level damage or whitespace: mostly invalid JSON, sometimes a valid different value.
-fn mutate(rng: &mut Rng, text: &str) -> String {
+/// Byte-level damage or whitespace: mostly invalid JSON (or UTF-8), sometimes a valid
+/// different value.
+fn mutate(rng: &mut Rng, text: &str) -> Vec<u8> {
     let mut b = text.as_bytes().to_vec();
     let at = rng.below(b.len());
-    match rng.below(5) {
+    match rng.below(7) {
+        5 => {
+            // "é", whole or cut, inside a string or not.
+            let cut = rng.below(3);
+            b.splice(at..at, "é".bytes().skip(cut % 2).take(2 - cut / 2));
+        }
+        6 => {
+            // A port id made of several multi-byte characters.
+            let text = text.replacen("\"p", "\"pé€", 1);
+            b = text.into_bytes();
+        }
         0 => {
             b.insert(at, b' ');
         }
@@ -153,27 +170,37 @@ fn mutate(rng: &mut Rng, text: &str) -> String {
             }
         }
     }
-    String::from_utf8(b).unwrap_or_else(|_| text.to_owned())
+    b
 }
 
-fn check(file: &mut NetworksFile, text: String, path: &Path) -> Option<Reparsed> {
+fn check(file: &mut NetworksFile, bytes: Vec<u8>, path: &Path) -> Option<Reparsed> {
     let before = file.networks().to_vec();
-    let full = NetworksFile::parse(text.clone(), path, "me").map(|f| f.networks().to_vec());
-    let slow = standalone::parse(&text, path, "me");
-    match (&full, &slow) {
-        (Ok(a), Ok(b)) => assert_eq!(a, b, "typed and Value parses differ"),
-        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
-        _ => panic!(
-            "typed {:?} vs Value {:?} for {text}",
-            full.is_ok(),
-            slow.is_ok()
-        ),
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let full = NetworksFile::parse(bytes.clone(), path, "me").map(|f| f.networks().to_vec());
+    match std::str::from_utf8(&bytes) {
+        Ok(valid) => {
+            let slow = standalone::parse(valid, path, "me");
+            match (&full, &slow) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "typed and Value parses differ"),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+                _ => panic!(
+                    "typed {:?} vs Value {:?} for {text}",
+                    full.is_ok(),
+                    slow.is_ok()
+                ),
+            }
+        }
+        Err(_) => {
+            let e = full.as_ref().err().map(ToString::to_string);
+            let want = "cannot read networks file nets.json: stream did not contain valid UTF-8";
+            assert_eq!(e.as_deref(), Some(want));
+        }
     }
-    let inc = file.update(text.clone());
+    let inc = file.update(bytes.clone());
     match (inc, full) {
         (Ok(how), Ok(nets)) => {
             assert_eq!(file.networks(), &nets[..], "incremental differs for {text}");
-            assert_eq!(file.text, text);
+            assert_eq!(file.text, bytes);
             Some(how)
         }
         (Err(a), Err(b)) => {
@@ -211,9 +238,9 @@ fn incremental_reload_equals_full_parse() {
         for _ in 0..60 {
             let mut next = nets.clone();
             edit(&mut rng, &mut next, &mut serial);
-            let mut text = render(&mut rng, &next);
+            let mut text = render(&mut rng, &next).into_bytes();
             if rng.chance(25) {
-                text = mutate(&mut rng, &text);
+                text = mutate(&mut rng, std::str::from_utf8(&text).unwrap());
             }
             match check(&mut file, text, path) {
                 Some(Reparsed::Ports(_)) => ports += 1,

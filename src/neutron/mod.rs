@@ -592,7 +592,7 @@ impl Core {
         let started = Instant::now();
         match self
             .agent
-            .configure(DesiredNetwork {
+            .configure(&DesiredNetwork {
                 network,
                 own_port_id: port.id.clone(),
             })
@@ -765,7 +765,7 @@ impl Core {
         upsert_port(&mut network, port);
         match self
             .agent
-            .configure(DesiredNetwork {
+            .configure(&DesiredNetwork {
                 network,
                 own_port_id,
             })
@@ -813,7 +813,7 @@ impl Core {
             .unwrap_or_default();
         match self
             .agent
-            .configure(DesiredNetwork {
+            .configure(&DesiredNetwork {
                 network,
                 own_port_id,
             })

@@ -346,7 +346,7 @@ fn updated_views_answer_like_fresh_ones() {
                 ..net.clone()
             };
             let fresh = NetworkView::build(&next, "dhcp", &cfg);
-            view = match view.update(&net, &next, "dhcp", &cfg) {
+            view = match view.update(&net, &next, &cfg) {
                 Some(v) => {
                     patched += 1;
                     v
@@ -376,7 +376,7 @@ fn network_level_changes_are_never_patched() {
         mtu: Some(1400),
         ..net.clone()
     };
-    assert!(view.update(&net, &mtu, "dhcp", &cfg).is_none());
+    assert!(view.update(&net, &mtu, &cfg).is_none());
     let mut ports = net.ports.clone();
     let mut own = (*ports[0]).clone();
     own.fixed_ips.pop();
@@ -385,5 +385,5 @@ fn network_level_changes_are_never_patched() {
         ports,
         ..net.clone()
     };
-    assert!(view.update(&net, &own_changed, "dhcp", &cfg).is_none());
+    assert!(view.update(&net, &own_changed, &cfg).is_none());
 }

@@ -20,7 +20,8 @@ const MAX_CHANGED: usize = 64;
 const MAX_DEAD: usize = 64;
 
 impl NetworkView {
-    /// The view of `new`, made from this view (of `old`) by taking out the ports that are not
+    /// The view of `new`, made from this view (of `old`, with the same own DHCP port, and which
+    /// `old` outlives: ports are known by address) by taking out the ports that are not
     /// in `new` and adding those that are not in `old`; ports are compared by pointer, as a
     /// reload or an event shares the unchanged `Arc<Port>`s. `None` when only a full build
     /// answers right:
@@ -30,13 +31,7 @@ impl NetworkView {
     /// - an added port that is not at the end of the list shares a MAC, client-id or address
     ///   with another port (lookups depend on port order, and additions go last);
     /// - too many ports changed, or too much garbage accumulated.
-    pub fn update(
-        &self,
-        old: &Network,
-        new: &Network,
-        own_dhcp_port_id: &str,
-        cfg: &ServeConfig,
-    ) -> Option<NetworkView> {
+    pub fn update(&self, old: &Network, new: &Network, cfg: &ServeConfig) -> Option<NetworkView> {
         let same_network = old.id == new.id
             && old.admin_state_up == new.admin_state_up
             && old.mtu == new.mtu
@@ -80,10 +75,10 @@ impl NetworkView {
                 return None;
             }
             let v6 = std::mem::take(&mut view.v6);
-            let mut builder = Builder::resume(new, own_dhcp_port_id, cfg, view);
+            let mut builder = Builder::resume(new, cfg, view);
             builder.add_port(p);
             view = builder.view;
-            view.v6 = crate::view6::add_port(v6, new, own_dhcp_port_id, cfg, p);
+            view.v6 = crate::view6::add_port(v6, new, cfg, p);
         }
         Some(view)
     }
@@ -96,7 +91,8 @@ impl NetworkView {
     /// Takes a port's bindings out of the maps; `None` if the port is unknown (the view does
     /// not match the old network: build it afresh).
     fn remove_port(&mut self, port: &Arc<Port>) -> Option<()> {
-        let at = self.slots.iter().position(|s| Arc::ptr_eq(&s.port, port))?;
+        let addr = Arc::as_ptr(port) as usize;
+        let at = self.slots.iter().position(|s| s.port == addr)?;
         let slot = self.slots.swap_remove(at);
         let (start, len) = slot.bindings;
         for idx in start..start + len {

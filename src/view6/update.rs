@@ -19,7 +19,8 @@ impl NetworkView6 {
 
     /// Takes a port's client out of the maps (nothing if the port had none).
     pub(crate) fn remove_port(&mut self, port: &Arc<Port>) {
-        let Some(at) = self.slots.iter().position(|s| Arc::ptr_eq(&s.port, port)) else {
+        let addr = Arc::as_ptr(port) as usize;
+        let Some(at) = self.slots.iter().position(|s| s.port == addr) else {
             return;
         };
         let slot = self.slots.swap_remove(at);
@@ -43,14 +44,13 @@ impl NetworkView6 {
 pub(crate) fn add_port(
     view: NetworkView6,
     net: &Network,
-    own_dhcp_port_id: &str,
     cfg: &ServeConfig,
     port: &Arc<Port>,
 ) -> NetworkView6 {
     if view.subnets.is_empty() {
         return view;
     }
-    let mut builder = Builder6::resume(net, own_dhcp_port_id, cfg, view);
+    let mut builder = Builder6::resume(net, cfg, view);
     builder.add_port(port);
     builder.view
 }
