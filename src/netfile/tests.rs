@@ -317,3 +317,33 @@ fn errors_keep_the_state_and_match_the_full_parse() {
         Err(StandaloneError::Json { .. })
     ));
 }
+
+#[test]
+fn reload_reads_the_file_and_finds_the_change_across_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nets.json");
+    let mut rng = Rng(11);
+    // Over 64 KB, so the change lies in a later block than the first.
+    let mut nets = vec![network(&mut rng, 1, 1200), network(&mut rng, 2, 3)];
+    std::fs::write(&path, serde_json::to_string(&nets).unwrap()).unwrap();
+    let mut file = NetworksFile::load(&path, "me").unwrap();
+    assert!(file.text.len() > 3 * (64 << 10));
+    assert_eq!(file.reload().unwrap(), Reparsed::Unchanged);
+    for round in 0..4 {
+        match round {
+            0 => nets[1]["ports"].as_array_mut().unwrap().push(port(&mut rng, 2, 50)),
+            1 => nets[0]["ports"].as_array_mut().unwrap().insert(900, port(&mut rng, 1, 9000)),
+            2 => {
+                nets[0]["ports"].as_array_mut().unwrap().truncate(100);
+            }
+            _ => nets[0]["mtu"] = json!(1300),
+        }
+        let text = serde_json::to_string(&nets).unwrap();
+        std::fs::write(&path, &text).unwrap();
+        file.reload().unwrap();
+        let full = NetworksFile::parse(text.clone(), &path, "me").unwrap();
+        assert_eq!(file.networks(), full.networks(), "round {round}");
+        assert_eq!(file.text, text.as_bytes());
+    }
+    assert_eq!(file.take_replaced().len(), 5);
+}
