@@ -331,8 +331,14 @@ fn reload_reads_the_file_and_finds_the_change_across_blocks() {
     assert_eq!(file.reload().unwrap(), Reparsed::Unchanged);
     for round in 0..4 {
         match round {
-            0 => nets[1]["ports"].as_array_mut().unwrap().push(port(&mut rng, 2, 50)),
-            1 => nets[0]["ports"].as_array_mut().unwrap().insert(900, port(&mut rng, 1, 9000)),
+            0 => nets[1]["ports"]
+                .as_array_mut()
+                .unwrap()
+                .push(port(&mut rng, 2, 50)),
+            1 => nets[0]["ports"]
+                .as_array_mut()
+                .unwrap()
+                .insert(900, port(&mut rng, 1, 9000)),
             2 => {
                 nets[0]["ports"].as_array_mut().unwrap().truncate(100);
             }
