@@ -17,6 +17,7 @@ use neutron_dhcp::device::{DeviceConfig, DeviceManager, InterfaceDriver, OvsConf
 use neutron_dhcp::netfile::{NetworksFile, Reparsed};
 use neutron_dhcp::neutron::{heartbeat::StateTemplate, NeutronAgent, Settings};
 use neutron_dhcp::plugin::PluginApi;
+use neutron_dhcp::reaper::Reaper;
 use neutron_dhcp::rpc::transport::{self, TransportConfig, TransportError};
 use neutron_dhcp::rpc::url::OptionError;
 use neutron_dhcp::signals::{self, Signal, Signals};
@@ -327,7 +328,7 @@ async fn run(
     let signals = Signals::open().context("cannot open a signalfd")?;
     let mut poll = tokio::time::interval(POLL);
     let mut retry = tokio::time::interval(RETRY);
-    let mut retired: Vec<std::fs::File> = Vec::new();
+    let reaper = Reaper::start("file-reaper");
     loop {
         let reason = tokio::select! {
             sig = signals.recv() => match sig.context("cannot read signals")? {
@@ -335,12 +336,6 @@ async fn run(
                 Signal::Terminate | Signal::Interrupt => break,
             },
             _ = poll.tick() => {
-                if !retired.is_empty() {
-                    // Closing the last handle of a replaced file frees its pages: off this
-                    // loop, and not right after a reload, when the change is being served.
-                    let files = std::mem::take(&mut retired);
-                    drop(tokio::task::spawn_blocking(move || drop(files)));
-                }
                 let now = FileStamp::of(&networks_file);
                 if now == stamp { continue; }
                 "file changed"
@@ -371,7 +366,8 @@ async fn run(
             "reloaded networks file"
         );
         failed = summary.failed;
-        retired.extend(file.take_replaced());
+        // Closing the last handle of a replaced file frees its pages: not on this loop.
+        reaper.drop_later(file.take_replaced());
     }
     agent.exit(cfg.teardown_on_exit).await;
     Ok(())
