@@ -329,6 +329,7 @@ async fn run(
     let mut poll = tokio::time::interval(POLL);
     let mut retry = tokio::time::interval(RETRY);
     let reaper = Reaper::start("file-reaper");
+    let mut retired: Vec<std::fs::File> = Vec::new();
     loop {
         let reason = tokio::select! {
             sig = signals.recv() => match sig.context("cannot read signals")? {
@@ -336,6 +337,8 @@ async fn run(
                 Signal::Terminate | Signal::Interrupt => break,
             },
             _ = poll.tick() => {
+                // Not right after a reload, while the change is being served.
+                reaper.drop_later(std::mem::take(&mut retired));
                 let now = FileStamp::of(&networks_file);
                 if now == stamp { continue; }
                 "file changed"
@@ -367,7 +370,7 @@ async fn run(
         );
         failed = summary.failed;
         // Closing the last handle of a replaced file frees its pages: not on this loop.
-        reaper.drop_later(file.take_replaced());
+        retired.extend(file.take_replaced());
     }
     agent.exit(cfg.teardown_on_exit).await;
     Ok(())
