@@ -222,13 +222,15 @@ pub fn needs_full_parser(s: &str) -> bool {
     false
 }
 
-/// Length of the common prefix of `a` and `b`, compared a block at a time (memcmp speed).
+/// Length of the common prefix of `a` and `b`: large blocks first (one `memcmp` call each),
+/// then the first differing block in small ones, then bytes.
 pub fn common_prefix(a: &[u8], b: &[u8]) -> usize {
-    const BLOCK: usize = 64;
     let n = a.len().min(b.len());
     let mut i = 0;
-    while i + BLOCK <= n && a[i..i + BLOCK] == b[i..i + BLOCK] {
-        i += BLOCK;
+    for block in [4096, 64] {
+        while i + block <= n && a[i..i + block] == b[i..i + block] {
+            i += block;
+        }
     }
     while i < n && a[i] == b[i] {
         i += 1;
@@ -238,11 +240,12 @@ pub fn common_prefix(a: &[u8], b: &[u8]) -> usize {
 
 /// Length of the common suffix of `a` and `b`, at most `max`.
 pub fn common_suffix(a: &[u8], b: &[u8], max: usize) -> usize {
-    const BLOCK: usize = 64;
     let (la, lb) = (a.len(), b.len());
     let mut i = 0;
-    while i + BLOCK <= max && a[la - i - BLOCK..la - i] == b[lb - i - BLOCK..lb - i] {
-        i += BLOCK;
+    for block in [4096, 64] {
+        while i + block <= max && a[la - i - block..la - i] == b[lb - i - block..lb - i] {
+            i += block;
+        }
     }
     while i < max && a[la - i - 1] == b[lb - i - 1] {
         i += 1;
@@ -305,6 +308,12 @@ mod tests {
         b.insert(200, 7);
         assert_eq!(common_prefix(&a, &b), 200);
         assert_eq!(common_suffix(&a, &b, 100), 100);
+        let big: Vec<u8> = (0..20_000u32).map(|i| (i % 241) as u8).collect();
+        let mut other = big.clone();
+        other[9_000] ^= 1;
+        assert_eq!(common_prefix(&big, &other), 9_000);
+        assert_eq!(common_suffix(&big, &other, 20_000), 20_000 - 9_001);
+        assert_eq!(common_suffix(&big, &other, 5_000), 5_000);
         assert_eq!(common_prefix(&a, &a), 300);
         assert_eq!(common_suffix(&a, &b[..1], 1), 0);
     }
