@@ -12,7 +12,6 @@ pub mod model;
 pub mod netfile;
 pub mod neutron;
 pub mod plugin;
-pub mod reaper;
 pub mod rpc;
 pub mod signals;
 pub mod standalone;

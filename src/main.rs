@@ -17,7 +17,6 @@ use neutron_dhcp::device::{DeviceConfig, DeviceManager, InterfaceDriver, OvsConf
 use neutron_dhcp::netfile::{NetworksFile, Reparsed};
 use neutron_dhcp::neutron::{heartbeat::StateTemplate, NeutronAgent, Settings};
 use neutron_dhcp::plugin::PluginApi;
-use neutron_dhcp::reaper::Reaper;
 use neutron_dhcp::rpc::transport::{self, TransportConfig, TransportError};
 use neutron_dhcp::rpc::url::OptionError;
 use neutron_dhcp::signals::{self, Signal, Signals};
@@ -328,7 +327,6 @@ async fn run(
     let signals = Signals::open().context("cannot open a signalfd")?;
     let mut poll = tokio::time::interval(POLL);
     let mut retry = tokio::time::interval(RETRY);
-    let reaper = Reaper::start("file-reaper");
     let mut retired: Vec<std::fs::File> = Vec::new();
     loop {
         let reason = tokio::select! {
@@ -337,8 +335,12 @@ async fn run(
                 Signal::Terminate | Signal::Interrupt => break,
             },
             _ = poll.tick() => {
-                // Not right after a reload, while the change is being served.
-                reaper.drop_later(std::mem::take(&mut retired));
+                if !retired.is_empty() {
+                    // Closing the last handle of a replaced file frees its pages: off this
+                    // loop, and not right after a reload, when the change is being served.
+                    let files = std::mem::take(&mut retired);
+                    drop(tokio::task::spawn_blocking(move || drop(files)));
+                }
                 let now = FileStamp::of(&networks_file);
                 if now == stamp { continue; }
                 "file changed"
@@ -369,7 +371,6 @@ async fn run(
             "reloaded networks file"
         );
         failed = summary.failed;
-        // Closing the last handle of a replaced file frees its pages: not on this loop.
         retired.extend(file.take_replaced());
     }
     agent.exit(cfg.teardown_on_exit).await;
