@@ -327,7 +327,6 @@ async fn run(
     let signals = Signals::open().context("cannot open a signalfd")?;
     let mut poll = tokio::time::interval(POLL);
     let mut retry = tokio::time::interval(RETRY);
-    let mut retired: Vec<std::fs::File> = Vec::new();
     loop {
         let reason = tokio::select! {
             sig = signals.recv() => match sig.context("cannot read signals")? {
@@ -335,12 +334,6 @@ async fn run(
                 Signal::Terminate | Signal::Interrupt => break,
             },
             _ = poll.tick() => {
-                if !retired.is_empty() {
-                    // Closing the last handle of a replaced file frees its pages: off this
-                    // loop, and not right after a reload, when the change is being served.
-                    let files = std::mem::take(&mut retired);
-                    drop(tokio::task::spawn_blocking(move || drop(files)));
-                }
                 let now = FileStamp::of(&networks_file);
                 if now == stamp { continue; }
                 "file changed"
@@ -371,10 +364,24 @@ async fn run(
             "reloaded networks file"
         );
         failed = summary.failed;
-        retired.extend(file.take_replaced());
+        close_later(file.take_replaced());
     }
     agent.exit(cfg.teardown_on_exit).await;
     Ok(())
+}
+
+/// Closing the last handle of a replaced networks file frees its page cache (about 0.5 ms per
+/// 500 KB): on the blocking pool, and a little after the reload, once the change is served,
+/// so that it competes neither with the DHCP answers to the change nor with the next reload.
+fn close_later(files: Vec<std::fs::File>) {
+    const CLOSE_DELAY: Duration = Duration::from_millis(5);
+    if files.is_empty() {
+        return;
+    }
+    drop(tokio::spawn(async move {
+        tokio::time::sleep(CLOSE_DELAY).await;
+        drop(tokio::task::spawn_blocking(move || drop(files)));
+    }));
 }
 
 /// Neutron RPC mode: the agent as neutron-server knows it (`DhcpAgentWithStateReport`).
