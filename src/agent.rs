@@ -118,7 +118,10 @@ impl Agent {
     /// Makes the served set equal to `desired`. Networks whose data did not change are not
     /// touched at all; a network that fails is reported in the summary and left for a retry,
     /// the others still converge.
-    pub async fn apply(&self, desired: Vec<DesiredNetwork>) -> ApplySummary {
+    ///
+    /// Only the networks that differ are copied (for `configure`): a copy touches every port's
+    /// reference count, and the unchanged networks may hold most of the ports.
+    pub async fn apply(&self, desired: &[DesiredNetwork]) -> ApplySummary {
         let mut summary = ApplySummary::default();
         let wanted: HashSet<String> = desired.iter().map(|d| d.network.id.clone()).collect();
         let stale: Vec<String> = self
@@ -151,27 +154,33 @@ impl Agent {
         // First serve what a previous run left plumbed for exactly these plans, then verify
         // (or make) the plumbing of everything: after a restart every network answers again
         // before the slower netlink checks start.
-        futures_util::stream::iter(changed.iter().filter(|d| !existed.contains(&d.network.id)))
-            .for_each_concurrent(PARALLELISM, |d| async move {
-                self.adopt(d).await;
-            })
+        // (Futures are collected in loops rather than built by closures over references: the
+        // compiler cannot prove such closures `Send` inside a spawned task.)
+        let mut adopts = Vec::new();
+        for d in &changed {
+            if !existed.contains(&d.network.id) {
+                adopts.push(self.adopt(d));
+            }
+        }
+        futures_util::stream::iter(adopts)
+            .buffer_unordered(PARALLELISM)
+            .for_each(|_| async {})
             .await;
         // Networks are independent: configuring several at once overlaps their kernel round
         // trips.
-        let existed = &existed;
-        let mut results = futures_util::stream::iter(changed.into_iter().map(|d| async move {
-            let id = d.network.id.clone();
-            let existed = existed.contains(&id);
-            (id, existed, self.configure(d).await)
-        }))
-        .buffer_unordered(PARALLELISM);
+        let mut configures = Vec::with_capacity(changed.len());
+        for d in changed {
+            let was_served = existed.contains(&d.network.id);
+            configures.push(async move { (&d.network.id, was_served, self.configure(d).await) });
+        }
+        let mut results = futures_util::stream::iter(configures).buffer_unordered(PARALLELISM);
         while let Some((id, existed, result)) = results.next().await {
             match result {
                 Ok(_) if existed => summary.changed += 1,
                 Ok(_) => summary.added += 1,
                 Err(e) => {
                     tracing::error!(network_id = %id, error = %e, "cannot configure network");
-                    summary.failed.push(id);
+                    summary.failed.push(id.clone());
                 }
             }
         }
@@ -182,12 +191,12 @@ impl Agent {
     /// Configures (or reconfigures) one network: plumbing first, then the view swap, then the
     /// server, so a client is never answered from a namespace that lacks the addresses it names.
     /// When only ports or options changed, this is a view swap and nothing else.
-    pub async fn configure(&self, d: DesiredNetwork) -> Result<Configured, AgentError> {
+    pub async fn configure(&self, d: &DesiredNetwork) -> Result<Configured, AgentError> {
         let span = tracing::info_span!("configure", network_id = %d.network.id);
         self.configure_inner(d).instrument(span).await
     }
 
-    async fn configure_inner(&self, d: DesiredNetwork) -> Result<Configured, AgentError> {
+    async fn configure_inner(&self, d: &DesiredNetwork) -> Result<Configured, AgentError> {
         let id = d.network.id.clone();
         if !d.network.admin_state_up || !d.network.subnets.iter().any(|s| s.enable_dhcp) {
             tracing::info!("network is admin down or has no DHCP-enabled subnet; not serving it");
@@ -205,7 +214,7 @@ impl Agent {
             .is_some_and(|s| s.plan == plan && s.verified);
         if same_plan {
             // Only ports/options changed: a view swap is all it takes.
-            let view = self.cache.upsert(d.network, &d.own_port_id);
+            let view = self.cache.upsert_borrowed(&d.network, &d.own_port_id);
             tracing::info!(
                 bindings = view.load().v4_binding_count(),
                 "network updated in place"
@@ -222,7 +231,7 @@ impl Agent {
                 source,
             })?;
         self.remember(&id, &plugged.ifname, &self.plumbing_fingerprint(&plan));
-        let view = self.cache.upsert(d.network, &d.own_port_id);
+        let view = self.cache.upsert_borrowed(&d.network, &d.own_port_id);
         let endpoint = Endpoint {
             network_id: id.clone(),
             namespace: plugged.namespace.clone(),

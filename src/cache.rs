@@ -5,6 +5,7 @@
 //! it in atomically; DHCP tasks hold a [`ViewHandle`] and `load()` the current view per packet.
 //! Readers therefore never wait for writers and see a change as soon as the swap happens.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -55,7 +56,27 @@ impl NetworkCache {
     /// `Arc` for the whole life of the network in the cache, so a running DHCP task keeps
     /// reading the newest view without being restarted.
     pub fn upsert(&self, network: Network, own_port_id: &str) -> ViewHandle {
-        let mut view = NetworkView::build(&network, own_port_id, &self.serve);
+        self.put(Cow::Owned(network), own_port_id)
+    }
+
+    /// [`NetworkCache::upsert`] of a network the caller keeps: it is copied (every port's
+    /// reference count touched) only once the new view is in place, so that the copy does not
+    /// delay the change.
+    pub fn upsert_borrowed(&self, network: &Network, own_port_id: &str) -> ViewHandle {
+        self.put(Cow::Borrowed(network), own_port_id)
+    }
+
+    fn put(&self, network: Cow<'_, Network>, own_port_id: &str) -> ViewHandle {
+        let previous = self.lock().get(&network.id).and_then(|e| {
+            (e.own_port_id == own_port_id).then(|| (e.network.clone(), e.view.load_full()))
+        });
+        // A port change copies the current view and patches it; anything else, or a patch the
+        // view cannot take, builds it afresh.
+        let updated = previous.and_then(|(old, view)| view.update(&old, &network, &self.serve));
+        let incremental = updated.is_some();
+        let mut view =
+            updated.unwrap_or_else(|| NetworkView::build(&network, own_port_id, &self.serve));
+        tracing::debug!(network_id = %network.id, incremental, "view rebuilt");
         let pinned = relock(&self.duids).get(&network.id).copied();
         if let Some(duid) = pinned {
             view.pin_server_duid(duid);
@@ -65,7 +86,7 @@ impl NetworkCache {
         match entries.get_mut(&network.id) {
             Some(e) => {
                 e.view.store(view);
-                e.network = Arc::new(network);
+                e.network = Arc::new(network.into_owned());
                 e.own_port_id = own_port_id.to_owned();
                 e.view.clone()
             }
@@ -74,7 +95,7 @@ impl NetworkCache {
                 entries.insert(
                     network.id.clone(),
                     Entry {
-                        network: Arc::new(network),
+                        network: Arc::new(network.into_owned()),
                         own_port_id: own_port_id.to_owned(),
                         view: handle.clone(),
                     },

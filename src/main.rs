@@ -9,17 +9,18 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use tokio::signal::unix::{signal, SignalKind};
 
 use neutron_dhcp::agent::Agent;
 use neutron_dhcp::cache::NetworkCache;
 use neutron_dhcp::config::{AgentConfig, RawConfig};
 use neutron_dhcp::device::{DeviceConfig, DeviceManager, InterfaceDriver, OvsConfig};
+use neutron_dhcp::netfile::{NetworksFile, Reparsed};
 use neutron_dhcp::neutron::{heartbeat::StateTemplate, NeutronAgent, Settings};
 use neutron_dhcp::plugin::PluginApi;
 use neutron_dhcp::rpc::transport::{self, TransportConfig, TransportError};
 use neutron_dhcp::rpc::url::OptionError;
-use neutron_dhcp::standalone::{self, FileStamp};
+use neutron_dhcp::signals::{self, Signal, Signals};
+use neutron_dhcp::standalone::FileStamp;
 
 #[derive(Parser, Debug)]
 #[command(name = "neutron-dhcp-agent", version, about)]
@@ -98,7 +99,7 @@ fn error_chain(e: &anyhow::Error) -> String {
 }
 
 fn start(logging_to_file: &mut bool) -> anyhow::Result<()> {
-    neutron_dhcp::memory::limit_arenas();
+    neutron_dhcp::memory::tune_allocator();
     let cli = Cli::parse();
     // The files first: oslo.log's `debug`, `log_file` and `log_dir` may be set there. Only
     // then is the rest of the configuration typed, so its debug logs (the ignored options)
@@ -122,12 +123,21 @@ fn start(logging_to_file: &mut bool) -> anyhow::Result<()> {
         Some(url) => Some(transport_config(&cfg, url, &raw)?),
         None => None,
     };
+    // Before any thread starts: see neutron_dhcp::signals.
+    signals::block().context("cannot block SIGHUP/SIGTERM/SIGINT")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    runtime.block_on(run(cfg, devices, transport))
+    // On a worker, not on this thread: a signal wakes the worker that polls the I/O driver,
+    // which then runs the loop itself instead of waking this thread (a hop that costs 0.1 ms
+    // and more on a busy host, in the SIGHUP -> servable path).
+    runtime.block_on(async {
+        tokio::spawn(run(cfg, devices, transport))
+            .await
+            .context("the agent's main task failed")?
+    })
 }
 
 /// Where and how much to log: the command line wins over `[DEFAULT]` in the files.
@@ -296,34 +306,36 @@ async fn run(
              [standalone] networks_file or pass --networks-file"
         );
     };
-    let desired = standalone::load(&networks_file, &cfg.host)?;
+    let mut file = NetworksFile::load(&networks_file, &cfg.host)?;
     tracing::info!(
         file = %networks_file.display(),
-        networks = desired.len(),
+        networks = file.networks().len(),
         host = %cfg.host,
         "starting in standalone mode"
     );
     let cache = Arc::new(NetworkCache::new(cfg.serve.clone()));
     let agent = Agent::new(cache, devices, cfg.state_path.clone());
-    let keep: HashSet<String> = desired.iter().map(|d| d.network.id.clone()).collect();
+    let keep: HashSet<String> = file
+        .networks()
+        .iter()
+        .map(|d| d.network.id.clone())
+        .collect();
     agent.cleanup_leftovers(&keep).await;
     let mut stamp = FileStamp::of(&networks_file);
-    let mut current = desired.clone();
-    let summary = agent.apply(desired).await;
+    let summary = agent.apply(file.networks()).await;
     tracing::info!(?summary, "initial networks applied");
     neutron_dhcp::memory::release_free_memory();
     let mut failed = summary.failed;
 
-    let mut hup = signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?;
-    let mut term = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
+    let signals = Signals::open().context("cannot open a signalfd")?;
     let mut poll = tokio::time::interval(POLL);
     let mut retry = tokio::time::interval(RETRY);
     loop {
         let reason = tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = hup.recv() => "SIGHUP",
+            sig = signals.recv() => match sig.context("cannot read signals")? {
+                Signal::Hangup => "SIGHUP",
+                Signal::Terminate | Signal::Interrupt => break,
+            },
             _ = poll.tick() => {
                 let now = FileStamp::of(&networks_file);
                 if now == stamp { continue; }
@@ -335,17 +347,18 @@ async fn run(
             }
         };
         stamp = FileStamp::of(&networks_file);
-        match standalone::load(&networks_file, &cfg.host) {
-            Ok(desired) => current = desired,
+        let reparsed = match file.reload() {
+            Ok(how) => how,
             Err(e) if reason != "retrying failed networks" => {
                 tracing::error!(error = %e, "networks file not applied; keeping the running configuration");
                 continue;
             }
-            Err(_) => {}
-        }
-        let summary = agent.apply(current.clone()).await;
+            Err(_) => Reparsed::Unchanged,
+        };
+        let summary = agent.apply(file.networks()).await;
         tracing::info!(
             %reason,
+            ?reparsed,
             added = summary.added,
             changed = summary.changed,
             removed = summary.removed,
@@ -354,9 +367,24 @@ async fn run(
             "reloaded networks file"
         );
         failed = summary.failed;
+        close_later(file.take_replaced());
     }
     agent.exit(cfg.teardown_on_exit).await;
     Ok(())
+}
+
+/// Closing the last handle of a replaced networks file frees its page cache (about 0.5 ms per
+/// 500 KB): on the blocking pool, and a little after the reload, once the change is served,
+/// so that it competes neither with the DHCP answers to the change nor with the next reload.
+fn close_later(files: Vec<std::fs::File>) {
+    const CLOSE_DELAY: Duration = Duration::from_millis(5);
+    if files.is_empty() {
+        return;
+    }
+    drop(tokio::spawn(async move {
+        tokio::time::sleep(CLOSE_DELAY).await;
+        drop(tokio::task::spawn_blocking(move || drop(files)));
+    }));
 }
 
 /// Neutron RPC mode: the agent as neutron-server knows it (`DhcpAgentWithStateReport`).
@@ -409,14 +437,11 @@ async fn run_rpc(
     };
     let neutron = NeutronAgent::start(settings, plugin, agent.clone(), events);
 
-    let mut hup = signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?;
-    let mut term = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
+    let signals = Signals::open().context("cannot open a signalfd")?;
     loop {
-        tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = hup.recv() => {
+        match signals.recv().await.context("cannot read signals")? {
+            Signal::Terminate | Signal::Interrupt => break,
+            Signal::Hangup => {
                 tracing::info!("SIGHUP: scheduling a full sync");
                 neutron.resync_all("SIGHUP");
             }

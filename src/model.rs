@@ -8,6 +8,7 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Deserializer};
@@ -204,7 +205,9 @@ pub struct Network {
     /// Subnets sorted by id, as neutron-server sends them.
     pub subnets: Vec<Subnet>,
     pub non_local_subnets: Vec<Subnet>,
-    pub ports: Vec<Port>,
+    /// Shared so that a reload or an event that touches one port copies and compares pointers,
+    /// not every other port of the network (`Arc<Port>` equality checks the pointer first).
+    pub ports: Vec<Arc<Port>>,
 }
 
 impl Network {
@@ -220,7 +223,7 @@ impl Network {
     }
 
     pub fn port(&self, id: &str) -> Option<&Port> {
-        self.ports.iter().find(|p| p.id == id)
+        self.ports.iter().find(|p| p.id == id).map(Arc::as_ref)
     }
 }
 
@@ -249,7 +252,53 @@ struct RawNetwork {
     ports: Vec<serde_json::Value>,
 }
 
+/// A network dict typed straight from JSON text, ports left to the caller (which parses them
+/// one by one to know where each lies in the text).
+#[derive(Deserialize)]
+pub(crate) struct NetworkHead {
+    id: String,
+    #[serde(default = "yes")]
+    admin_state_up: bool,
+    #[serde(default)]
+    mtu: Option<u32>,
+    #[serde(default, deserialize_with = "nullable_vec")]
+    subnets: Vec<Subnet>,
+    #[serde(default, deserialize_with = "nullable_vec")]
+    non_local_subnets: Vec<Subnet>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    ports: serde::de::IgnoredAny,
+}
+
 impl Network {
+    /// The fast path of [`Network::from_json`]: `None` whenever anything is off, and the caller
+    /// then asks `from_json` for the precise error (or the verdict on what serde's derive
+    /// rejects but `from_json` accepts, such as a repeated key).
+    pub(crate) fn from_head(head: NetworkHead, ports: Vec<Arc<Port>>) -> Option<Network> {
+        if head.id.is_empty() {
+            return None;
+        }
+        let mtu = match head.mtu {
+            None | Some(0) => None,
+            Some(m) => Some(u16::try_from(m).ok().filter(|m| *m >= 68)?),
+        };
+        let sorted = |mut list: Vec<Subnet>| {
+            if list.iter().any(|s| s.validate().is_err()) {
+                return None;
+            }
+            list.sort_by(|a, b| a.id.cmp(&b.id));
+            Some(list)
+        };
+        Some(Network {
+            id: head.id,
+            admin_state_up: head.admin_state_up,
+            mtu,
+            subnets: sorted(head.subnets)?,
+            non_local_subnets: sorted(head.non_local_subnets)?,
+            ports,
+        })
+    }
+
     /// Parses one network dict, validating every field the agent uses.
     ///
     /// Each subnet and port is parsed separately so the error can say which one is broken.
@@ -310,6 +359,7 @@ impl Network {
             .iter()
             .map(|v| {
                 serde_path_to_error::deserialize::<_, Port>(v)
+                    .map(Arc::new)
                     .map_err(|e| err(object_name("port", v), e))
             })
             .collect::<Result<Vec<_>, _>>()?;

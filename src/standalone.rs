@@ -99,11 +99,16 @@ pub fn parse(text: &str, path: &Path, host: &str) -> Result<Vec<DesiredNetwork>,
 
 /// Several agents may serve one network, each with its own DHCP port: ours is the one bound to
 /// this host, or else the first DHCP port listed.
-fn pick_own_port<'a>(network: &'a Network, host: &str) -> Option<&'a Port> {
-    let mut dhcp = network
-        .ports
-        .iter()
-        .filter(|p| p.device_owner == OWNER_DHCP);
+pub(crate) fn pick_own_port<'a>(network: &'a Network, host: &str) -> Option<&'a Port> {
+    pick_own_port_in(network.ports.iter().map(|p| &**p), host)
+}
+
+/// [`pick_own_port`] among a network's ports.
+pub(crate) fn pick_own_port_in<'a>(
+    ports: impl Iterator<Item = &'a Port> + Clone,
+    host: &str,
+) -> Option<&'a Port> {
+    let mut dhcp = ports.filter(|p| p.device_owner == OWNER_DHCP);
     let first = dhcp.clone().next();
     dhcp.find(|p| p.binding_host_id == host).or(first)
 }

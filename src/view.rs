@@ -12,8 +12,9 @@
 //! leading zero byte), and only then by MAC; a port with a client-id is therefore still found
 //! by its MAC when the client sends another client-id or none.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 use ipnetwork::IpNetwork;
 
@@ -23,6 +24,12 @@ use crate::model::{
     IpVersion, MacAddr, Network, Port, Subnet, OWNER_DHCP, ROUTER_INTERFACE_OWNERS,
 };
 use crate::view6::NetworkView6;
+use multimap::Multimap;
+
+pub(crate) mod multimap;
+#[cfg(test)]
+mod tests_update;
+pub(crate) mod update;
 
 /// Lease time meaning "infinite" on the wire.
 pub const INFINITE: u32 = 0xffff_ffff;
@@ -91,15 +98,31 @@ pub(crate) struct Binding {
     hostname: Option<(u32, u8)>,
 }
 
-/// Everything needed to answer DHCPv4 packets for one network. Immutable once built.
-#[derive(Debug)]
+/// The bindings one port contributed, so that an update can take them out again.
+#[derive(Clone, Debug)]
+struct PortSlot {
+    /// The address of the port's `Arc` in the network the view was made for (which the cache
+    /// keeps alive with the view): an identity that costs no reference count when a view is
+    /// copied, or dropped.
+    port: usize,
+    /// Consecutive in `bindings`.
+    bindings: (u32, u32),
+    client_id: Option<Box<[u8]>>,
+}
+
+/// Everything needed to answer DHCPv4 packets for one network. Immutable once built; a
+/// port change makes a modified copy (see [`NetworkView::update`]).
+#[derive(Clone, Debug)]
 pub struct NetworkView {
     network_id: String,
     subnets: Vec<SubnetView>,
+    /// Also holds the bindings of ports removed by updates (unreachable from the maps).
     bindings: Vec<Binding>,
-    by_mac: HashMap<MacAddr, Vec<u32>>,
-    by_client_id: HashMap<Box<[u8]>, Vec<u32>>,
-    by_ip: HashMap<Ipv4Addr, u32>,
+    /// Every list is in the order of the network's ports, as a full build makes it.
+    by_mac: Multimap<MacAddr>,
+    by_client_id: Multimap<Box<[u8]>>,
+    /// The first binding of the list owns the address.
+    by_ip: Multimap<Ipv4Addr>,
     server_ids: Vec<Ipv4Addr>,
     sets: Vec<OptionSet>,
     entries: Vec<OptEntry>,
@@ -109,6 +132,11 @@ pub struct NetworkView {
     domain: Option<(u32, u8)>,
     /// The DHCPv6 side of the network, built from the same data (see [`crate::view6`]).
     v6: NetworkView6,
+    /// Per-subnet option layers (parallel to `subnets`), to merge an added port's options.
+    layers: Vec<Layer>,
+    slots: Vec<PortSlot>,
+    /// Bindings of removed ports still in `bindings`.
+    dead: u32,
 }
 
 /// A candidate option value while merging layers; `None` in a slot means "suppressed".
@@ -148,7 +176,7 @@ impl NetworkView {
 
     /// Number of (port, IPv4 DHCP subnet) bindings served; for logs/tests.
     pub fn v4_binding_count(&self) -> usize {
-        self.bindings.len()
+        self.bindings.len() - self.dead as usize
     }
 
     /// Whether a MAC is servable (has an IPv4 binding); for tests and the lead's reload logic.
@@ -220,7 +248,10 @@ impl NetworkView {
 
     /// The binding that owns `ip`, whoever the client is (hostname for unknown INFORMs).
     pub(crate) fn binding_by_ip(&self, ip: Ipv4Addr) -> Option<&Binding> {
-        self.by_ip.get(&ip).map(|&i| self.binding(i))
+        self.by_ip
+            .get(&ip)
+            .and_then(|list| list.first())
+            .map(|&i| self.binding(i))
     }
 
     /// Whether the client matches any host entry at all (by client-id or MAC).
@@ -239,7 +270,7 @@ impl NetworkView {
         client_id: Option<&[u8]>,
         accept: impl Fn(&Binding) -> bool,
     ) -> Option<u32> {
-        let pick = |list: Option<&Vec<u32>>| -> Option<u32> {
+        let pick = |list: Option<&[u32]>| -> Option<u32> {
             list?
                 .iter()
                 .rev()
@@ -259,13 +290,12 @@ impl NetworkView {
     }
 }
 
-/// Builds a `NetworkView`, keeping the per-subnet option layers until ports are merged in.
+/// Builds a `NetworkView`, or adds ports to a copy of one.
 struct Builder<'a> {
     net: &'a Network,
     cfg: &'a ServeConfig,
     own_ips: Vec<(&'a str, Ipv4Addr)>,
     view: NetworkView,
-    subnet_layers: Vec<Layer>,
 }
 
 fn v4(ip: &IpAddr) -> Option<Ipv4Addr> {
@@ -277,27 +307,20 @@ fn v4(ip: &IpAddr) -> Option<Ipv4Addr> {
 
 impl<'a> Builder<'a> {
     fn new(net: &'a Network, own_dhcp_port_id: &str, cfg: &'a ServeConfig) -> Self {
-        let own_ips: Vec<(&str, Ipv4Addr)> = match net.port(own_dhcp_port_id) {
-            Some(p) => p
-                .fixed_ips
-                .iter()
-                .filter_map(|f| Some((f.subnet_id.as_str(), v4(&f.ip_address)?)))
-                .collect(),
-            None => {
-                tracing::warn!(
-                    network = %net.id, port = own_dhcp_port_id,
-                    "own DHCP port not found in network: DHCPv4 will not be served"
-                );
-                Vec::new()
-            }
-        };
+        let own_ips = own_ips(net, own_dhcp_port_id).unwrap_or_else(|| {
+            tracing::warn!(
+                network = %net.id, port = own_dhcp_port_id,
+                "own DHCP port not found in network: DHCPv4 will not be served"
+            );
+            Vec::new()
+        });
         let view = NetworkView {
             network_id: net.id.clone(),
             subnets: Vec::new(),
             bindings: Vec::new(),
-            by_mac: HashMap::new(),
-            by_client_id: HashMap::new(),
-            by_ip: HashMap::new(),
+            by_mac: Multimap::default(),
+            by_client_id: Multimap::default(),
+            by_ip: Multimap::default(),
             server_ids: Vec::new(),
             sets: Vec::new(),
             entries: Vec::new(),
@@ -306,13 +329,27 @@ impl<'a> Builder<'a> {
             broadcast_reply: cfg.dhcp_broadcast_reply,
             domain: None,
             v6: NetworkView6::default(),
+            layers: Vec::new(),
+            slots: Vec::new(),
+            dead: 0,
         };
         Builder {
             net,
             cfg,
             own_ips,
             view,
-            subnet_layers: Vec::new(),
+        }
+    }
+
+    /// A builder adding ports of `net` to `view`, a copy of a view built for the same network
+    /// apart from those ports. Adding a port needs nothing of our own port (our addresses are
+    /// already in the subnets), so it is not looked up among the network's ports.
+    fn resume(net: &'a Network, cfg: &'a ServeConfig, view: NetworkView) -> Self {
+        Builder {
+            net,
+            cfg,
+            own_ips: Vec::new(),
+            view,
         }
     }
 
@@ -403,7 +440,7 @@ impl<'a> Builder<'a> {
             direct,
             set,
         });
-        self.subnet_layers.push(layer);
+        self.view.layers.push(layer);
     }
 
     /// Global and per-subnet options: dnsmasq's defaults, its command-line forced options and
@@ -588,9 +625,10 @@ impl<'a> Builder<'a> {
         })
     }
 
-    fn add_port(&mut self, port: &Port) {
-        let client_id = port_client_id(self.net, port);
+    fn add_port(&mut self, port: &Arc<Port>) {
+        let client_id = port_client_id(self.net, port).map(Vec::into_boxed_slice);
         let opts = self.port_options(port);
+        let start = self.view.bindings.len() as u32;
         for fixed in &port.fixed_ips {
             let Some(ip) = v4(&fixed.ip_address) else {
                 continue;
@@ -612,20 +650,17 @@ impl<'a> Builder<'a> {
                 sets,
                 hostname,
             });
-            self.view
-                .by_mac
-                .entry(port.mac_address)
-                .or_default()
-                .push(idx);
+            self.view.by_mac.push(port.mac_address, idx);
             if let Some(id) = &client_id {
-                self.view
-                    .by_client_id
-                    .entry(id.clone().into_boxed_slice())
-                    .or_default()
-                    .push(idx);
+                self.view.by_client_id.push(id.clone(), idx);
             }
-            self.view.by_ip.entry(ip).or_insert(idx);
+            self.view.by_ip.push(ip, idx);
         }
+        self.view.slots.push(PortSlot {
+            port: Arc::as_ptr(port) as usize,
+            bindings: (start, self.view.bindings.len() as u32 - start),
+            client_id,
+        });
     }
 
     /// The port's IPv4 extra options, parsed; invalid ones are logged and dropped.
@@ -656,7 +691,7 @@ impl<'a> Builder<'a> {
         let server_ip = self.view.subnets[subnet].server_ip;
         let subnet_id = self.view.subnets[subnet].id.clone();
         let layers = [false, true].map(|ipxe| {
-            let mut layer = self.subnet_layers[subnet].clone();
+            let mut layer = self.view.layers[subnet].clone();
             for o in opts {
                 if tags_hold(o, &port.id, &subnet_id, ipxe) {
                     let slot = o.value.as_ref().map(|e: &Encoded| Cand {
@@ -718,6 +753,17 @@ impl<'a> Builder<'a> {
         self.view.sets.push(set);
         self.view.sets.len() as u32 - 1
     }
+}
+
+/// Our DHCP port's IPv4 addresses by subnet id; `None` when the port is not in the network.
+fn own_ips<'a>(net: &'a Network, own_dhcp_port_id: &str) -> Option<Vec<(&'a str, Ipv4Addr)>> {
+    let p = net.port(own_dhcp_port_id)?;
+    Some(
+        p.fixed_ips
+            .iter()
+            .filter_map(|f| Some((f.subnet_id.as_str(), v4(&f.ip_address)?)))
+            .collect(),
+    )
 }
 
 /// Whether all tags of a port option are set for this client. Only tags dnsmasq would set in a

@@ -20,8 +20,9 @@
 //! keeps that port (and its MAC) across agent restarts, so the DUID is stable without any state
 //! on disk, and two agents serving one network have different DUIDs, as two dnsmasqs would.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
 
 use ipnetwork::IpNetwork;
 
@@ -29,7 +30,11 @@ use crate::config::ServeConfig;
 use crate::dhcp::options::{self, TagRef};
 use crate::dhcp::options6::{self, code6, Encoded6, ParsedOpt6};
 use crate::model::{IpVersion, Ipv6Mode, MacAddr, Network, Port, Subnet, OWNER_DHCP};
+use crate::view::multimap::Multimap;
 use crate::view::{lease_secs, port_client_id, INFINITE};
+
+mod update;
+pub(crate) use update::add_port;
 
 /// DUID type 3 (DUID-LL) with hardware type 1 (Ethernet), RFC 8415 §11.4.
 pub const DUID_LL_ETHERNET: [u8; 4] = [0, 3, 0, 1];
@@ -98,16 +103,26 @@ pub(crate) struct Client6 {
     subnets: (u32, u32),
 }
 
-/// Everything needed to answer DHCPv6 for one network. Immutable once built.
-#[derive(Debug, Default)]
+/// The client a port contributed, so that an update can take it out again.
+#[derive(Clone, Debug)]
+struct Slot6 {
+    /// As `PortSlot::port` in [`crate::view`]: the address of the port's `Arc`.
+    port: usize,
+    client: u32,
+    duid: Option<Box<[u8]>>,
+}
+
+/// Everything needed to answer DHCPv6 for one network. Immutable once built; a port change
+/// makes a modified copy (see [`crate::view::NetworkView::update`]).
+#[derive(Clone, Debug, Default)]
 pub struct NetworkView6 {
     server_duid: Option<[u8; 10]>,
     subnets: Vec<SubnetView6>,
     clients: Vec<Client6>,
     bindings: Vec<Binding6>,
     client_subnets: Vec<ClientSubnet>,
-    by_mac: HashMap<MacAddr, Vec<u32>>,
-    by_duid: HashMap<Box<[u8]>, Vec<u32>>,
+    by_mac: Multimap<MacAddr>,
+    by_duid: Multimap<Box<[u8]>>,
     sets: Vec<OptionSet6>,
     entries: Vec<OptEntry6>,
     arena: Vec<u8>,
@@ -117,6 +132,13 @@ pub struct NetworkView6 {
     rebinding_secs: Option<u32>,
     domain: Option<(u32, u8)>,
     fallback_ip: Option<Ipv6Addr>,
+    /// Per-subnet option layers (parallel to `subnets`), to merge an added port's options.
+    layers: Vec<Layer6>,
+    /// Ports that have a client, and the clients and bindings of removed ones (still in
+    /// `clients`/`bindings` but unreachable from the maps).
+    slots: Vec<Slot6>,
+    dead_clients: u32,
+    dead_bindings: u32,
 }
 
 impl NetworkView6 {
@@ -152,7 +174,7 @@ impl NetworkView6 {
 
     /// Number of (port, IPv6 address on a stateful subnet) bindings.
     pub fn binding_count(&self) -> usize {
-        self.bindings.len()
+        self.bindings.len() - self.dead_bindings as usize
     }
 
     /// Whether a MAC belongs to a port with an address on a served IPv6 subnet.
@@ -257,7 +279,7 @@ impl NetworkView6 {
         macs: &[MacAddr],
         accept: impl Fn(&Client6) -> bool,
     ) -> Option<u32> {
-        let pick = |list: Option<&Vec<u32>>| -> Option<u32> {
+        let pick = |list: Option<&[u32]>| -> Option<u32> {
             list?
                 .iter()
                 .copied()
@@ -279,7 +301,6 @@ struct Builder6<'a> {
     cfg: &'a ServeConfig,
     own_ips: Vec<(&'a str, Ipv6Addr)>,
     view: NetworkView6,
-    subnet_layers: Vec<Layer6>,
 }
 
 fn v6(ip: &IpAddr) -> Option<Ipv6Addr> {
@@ -305,14 +326,7 @@ pub(crate) fn dhcpv6_mode(s: &Subnet) -> Option<bool> {
 impl<'a> Builder6<'a> {
     fn new(net: &'a Network, own_dhcp_port_id: &str, cfg: &'a ServeConfig) -> Self {
         let own = net.port(own_dhcp_port_id);
-        let own_ips = own
-            .map(|p| {
-                p.fixed_ips
-                    .iter()
-                    .filter_map(|f| Some((f.subnet_id.as_str(), v6(&f.ip_address)?)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let own_ips = own_ips6(net, own_dhcp_port_id);
         let lease = lease_secs(cfg.dhcp_lease_duration);
         let configured = |v: u32| (v > 0).then_some(v);
         let view = NetworkView6 {
@@ -333,7 +347,17 @@ impl<'a> Builder6<'a> {
             cfg,
             own_ips,
             view,
-            subnet_layers: Vec::new(),
+        }
+    }
+
+    /// A builder adding ports of `net` to `view`, a copy of a view built for the same network
+    /// apart from those ports (which needs nothing of our own port).
+    fn resume(net: &'a Network, cfg: &'a ServeConfig, view: NetworkView6) -> Self {
+        Builder6 {
+            net,
+            cfg,
+            own_ips: Vec::new(),
+            view,
         }
     }
 
@@ -410,7 +434,7 @@ impl<'a> Builder6<'a> {
             stateful,
             set,
         });
-        self.subnet_layers.push(layer);
+        self.view.layers.push(layer);
     }
 
     /// The `tag:subnet-<id>` option6 lines Neutron writes for one IPv6 subnet.
@@ -464,8 +488,8 @@ impl<'a> Builder6<'a> {
         None
     }
 
-    fn add_port(&mut self, port: &Port) {
-        let client_id = port_client_id(self.net, port);
+    fn add_port(&mut self, port: &Arc<Port>) {
+        let client_id = port_client_id(self.net, port).map(Vec::into_boxed_slice);
         let opts = self.port_options(port);
         let bindings_start = self.view.bindings.len() as u32;
         let subnets_start = self.view.client_subnets.len() as u32;
@@ -514,18 +538,15 @@ impl<'a> Builder6<'a> {
             ),
             subnets: (subnets_start, subnets_len),
         });
-        self.view
-            .by_mac
-            .entry(port.mac_address)
-            .or_default()
-            .push(idx);
-        if let Some(id) = client_id {
-            self.view
-                .by_duid
-                .entry(id.into_boxed_slice())
-                .or_default()
-                .push(idx);
+        self.view.by_mac.push(port.mac_address, idx);
+        if let Some(id) = &client_id {
+            self.view.by_duid.push(id.clone(), idx);
         }
+        self.view.slots.push(Slot6 {
+            port: Arc::as_ptr(port) as usize,
+            client: idx,
+            duid: client_id,
+        });
     }
 
     /// The port's IPv6 extra options, parsed; Neutron only emits them when the port has an IPv6
@@ -562,7 +583,7 @@ impl<'a> Builder6<'a> {
             .or(self.view.fallback_ip);
         let subnet_id = self.view.subnets[subnet].id.clone();
         let layers = [false, true].map(|ipxe6| {
-            let mut layer = self.subnet_layers[subnet].clone();
+            let mut layer = self.view.layers[subnet].clone();
             for o in opts {
                 if tags_hold6(&o.tags, &port.id, &subnet_id, ipxe6) {
                     layer.insert(o.code, o.value.resolve(o.code, server));
@@ -590,6 +611,18 @@ impl<'a> Builder6<'a> {
         });
         self.view.sets.len() as u32 - 1
     }
+}
+
+/// Our DHCP port's IPv6 addresses by subnet id (none when the port is not in the network).
+fn own_ips6<'a>(net: &'a Network, own_dhcp_port_id: &str) -> Vec<(&'a str, Ipv6Addr)> {
+    net.port(own_dhcp_port_id)
+        .map(|p| {
+            p.fixed_ips
+                .iter()
+                .filter_map(|f| Some((f.subnet_id.as_str(), v6(&f.ip_address)?)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Whether all tags of a port option hold for a DHCPv6 client. dnsmasq sets `dhcpv6` on every

@@ -597,7 +597,7 @@ impl Core {
         // After a restart: answer on the plumbing the previous run left for this very plan
         // while `configure` verifies it.
         self.agent.adopt(&desired).await;
-        match self.agent.configure(desired).await {
+        match self.agent.configure(&desired).await {
             Ok(Configured::NotServed) => {}
             Ok(outcome) => {
                 tracing::info!(?outcome, dhcp_port = %port.id, port_source = ?source, took = ?started.elapsed(), "network configured");
@@ -669,7 +669,7 @@ impl Core {
         }
         if let Some(cached) = self.agent.cache().get(&network.id) {
             for p in &mut network.ports {
-                if let Some(c) = cached.port(&p.id) {
+                if let Some(c) = cached.ports.iter().find(|c| c.id == p.id) {
                     if is_older_revision(c.revision_number, p.revision_number) {
                         *p = c.clone();
                     }
@@ -765,7 +765,7 @@ impl Core {
         upsert_port(&mut network, port);
         match self
             .agent
-            .configure(DesiredNetwork {
+            .configure(&DesiredNetwork {
                 network,
                 own_port_id,
             })
@@ -813,7 +813,7 @@ impl Core {
             .unwrap_or_default();
         match self
             .agent
-            .configure(DesiredNetwork {
+            .configure(&DesiredNetwork {
                 network,
                 own_port_id,
             })
@@ -898,8 +898,8 @@ impl Core {
 /// `NetworkCache.put_port`: replaces the port with the same id, or appends it.
 fn upsert_port(network: &mut Network, port: Port) {
     match network.ports.iter_mut().find(|p| p.id == port.id) {
-        Some(p) => *p = port,
-        None => network.ports.push(port),
+        Some(p) => *p = Arc::new(port),
+        None => network.ports.push(Arc::new(port)),
     }
 }
 

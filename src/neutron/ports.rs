@@ -91,7 +91,7 @@ pub fn plan(info: &NetworkInfo, device_id: &str) -> PortStep {
             .map(|f| f.subnet_id.as_str())
             .collect();
         if have == wanted {
-            return PortStep::Ready(port.clone());
+            return PortStep::Ready(Port::clone(port));
         }
         let mut fixed_ips: Vec<Value> = port
             .fixed_ips
