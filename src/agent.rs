@@ -385,16 +385,25 @@ impl Agent {
             self.shutdown().await;
             return;
         }
+        let started = std::time::Instant::now();
         let servers: Vec<Served> = self.served().drain().map(|(_, s)| s).collect();
+        let networks = servers.len();
         tracing::info!(
-            networks = servers.len(),
+            networks,
             "shutting down: namespaces and devices are left for the next start"
         );
         let sockets =
             futures_util::future::join_all(servers.into_iter().map(|s| s.server.release())).await;
+        let stopped = started.elapsed();
         if let Err(e) = tokio::task::spawn_blocking(move || Sockets::close_all(sockets)).await {
             tracing::warn!(error = %e, "closing the DHCP sockets failed");
         }
+        tracing::info!(
+            networks,
+            tasks_stopped = ?stopped,
+            sockets_closed = ?started.elapsed(),
+            "stopped serving"
+        );
     }
 
     /// Tears down every network we made.
