@@ -1115,8 +1115,8 @@ and kernel: clean-rate figures moved by up to ±50 % between runs).
   `$state_path/dhcp/<net>/interface`) by just opening its sockets — one job per network on a
   pool of namespace threads, 32 networks at a time, ~40 ms for 200 on 2 vCPUs also answering
   the probe — and only then verifies (and repairs) each namespace over netlink. With the
-  probe's 20 ms cadence that is ~0.1 s against ~0.8 s for the dnsmasq set in these runs (1.1 s
-  in earlier ones): 8–9×, short of 10×. What remains is one grace period at stop (~20 ms), ~20
+  probe's 20 ms cadence that is 0.09–0.11 s against 0.74–0.78 s for the dnsmasq set in these
+  runs (1.1 s in earlier ones): 7–9×, short of 10×. What remains is one grace period at stop (~20 ms), ~20
   syscalls per namespace at start, and the probe's cadence (up to 20 ms).
 - **Memory.** By RSS, the issue's measure, one network costs us ~40–90 kB (1,000 → 200
   networks) against ~2.2 MB per dnsmasq process. By PSS, which charges dnsmasq only its share of
