@@ -353,6 +353,44 @@ fn restart_adopts_the_plumbing_left_by_sigterm() {
     second.stop();
 }
 
+/// After a reboot the records under `state_path` remain but the namespaces are gone: the start
+/// notices, plumbs the network again and serves it.
+#[test]
+fn records_without_their_namespace_are_replumbed() {
+    require_privileged_env();
+    let mut net = rich_network(11);
+    let port = net.add_port(PortSpec::vm(ip("10.61.11.10")));
+    let _bridge = LinkGuard::bridge(&net.bridge_name());
+    let client = ClientNs::new(&net.bridge_name(), &port.mac);
+    let state = tempfile::tempdir().unwrap();
+    let ini = with_state_path(state.path());
+
+    let first = Agent::start_keeping_plumbing(&ini, &networks_json(&[&net]));
+    first.wait_serving(&net.id);
+    first.stop_keeping_plumbing();
+    // What a reboot does to the namespace (and with it the veth pair).
+    run("ip", &["netns", "del", &net.namespace()]);
+
+    let second = Agent::start_serving(&ini, &[&net]);
+    second.wait_for_log("initial networks applied", AGENT_TIMEOUT);
+    let log = second.log_text();
+    assert!(
+        log.contains("cannot reuse the previous run's plumbing"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("serving network (on the previous run's plumbing"),
+        "{log}"
+    );
+    assert_eq!(
+        client
+            .run_client(Client::Udhcpc, LEASE_TIMEOUT)
+            .expect_lease("after the namespace was gone"),
+        net.expected_lease(&port)
+    );
+    second.stop();
+}
+
 /// The test config with a `state_path` of the test's own, to be shared by two runs.
 fn with_state_path(state: &std::path::Path) -> String {
     format!(
