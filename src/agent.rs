@@ -198,7 +198,7 @@ impl Agent {
 
     async fn configure_inner(&self, d: &DesiredNetwork) -> Result<Configured, AgentError> {
         let id = d.network.id.clone();
-        if !d.network.admin_state_up || !d.network.subnets.iter().any(|s| s.enable_dhcp) {
+        if !d.network.is_servable() {
             tracing::info!("network is admin down or has no DHCP-enabled subnet; not serving it");
             self.disable(&id).await;
             return Ok(Configured::NotServed);
@@ -290,10 +290,7 @@ impl Agent {
     /// device gone) just leaves the network to `configure`. Returns whether it now serves.
     pub async fn adopt(&self, d: &DesiredNetwork) -> bool {
         let id = &d.network.id;
-        if self.is_served(id)
-            || !d.network.admin_state_up
-            || !d.network.subnets.iter().any(|s| s.enable_dhcp)
-        {
+        if self.is_served(id) || !d.network.is_servable() {
             return false;
         }
         let Some(port) = d.own_port() else {

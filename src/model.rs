@@ -225,6 +225,26 @@ impl Network {
     pub fn port(&self, id: &str) -> Option<&Port> {
         self.ports.iter().find(|p| p.id == id).map(Arc::as_ref)
     }
+
+    /// Admin up with at least one DHCP-enabled subnet: a network the agent serves.
+    pub fn is_servable(&self) -> bool {
+        self.admin_state_up && self.subnets.iter().any(|s| s.enable_dhcp)
+    }
+}
+
+/// Neutron's network MTU: absent or 0 means unset; anything else must fit an interface.
+fn checked_mtu(raw: Option<u32>) -> Result<Option<u16>, String> {
+    match raw {
+        None | Some(0) => Ok(None),
+        Some(m) if (68..=65535).contains(&m) => Ok(Some(m as u16)),
+        Some(m) => Err(format!("{m} is outside 68..=65535")),
+    }
+}
+
+/// Subnets in id order, as neutron-server sends them.
+fn sort_subnets(mut list: Vec<Subnet>) -> Vec<Subnet> {
+    list.sort_by(|a, b| a.id.cmp(&b.id));
+    list
 }
 
 /// A Neutron payload that could not be turned into a [`Network`].
@@ -278,21 +298,13 @@ impl Network {
         if head.id.is_empty() {
             return None;
         }
-        let mtu = match head.mtu {
-            None | Some(0) => None,
-            Some(m) => Some(u16::try_from(m).ok().filter(|m| *m >= 68)?),
-        };
-        let sorted = |mut list: Vec<Subnet>| {
-            if list.iter().any(|s| s.validate().is_err()) {
-                return None;
-            }
-            list.sort_by(|a, b| a.id.cmp(&b.id));
-            Some(list)
+        let sorted = |list: Vec<Subnet>| {
+            (!list.iter().any(|s| s.validate().is_err())).then(|| sort_subnets(list))
         };
         Some(Network {
             id: head.id,
             admin_state_up: head.admin_state_up,
-            mtu,
+            mtu: checked_mtu(head.mtu).ok()?,
             subnets: sorted(head.subnets)?,
             non_local_subnets: sorted(head.non_local_subnets)?,
             ports,
@@ -322,20 +334,14 @@ impl Network {
         };
         let raw: RawNetwork =
             serde_path_to_error::deserialize(value).map_err(|e| err(String::new(), e))?;
-        let mtu = match raw.mtu {
-            None | Some(0) => None,
-            Some(m) if (68..=65535).contains(&m) => Some(m as u16),
-            Some(m) => {
-                return Err(ModelError {
-                    network: id,
-                    object: String::new(),
-                    field: "mtu".into(),
-                    reason: format!("{m} is outside 68..=65535"),
-                })
-            }
-        };
+        let mtu = checked_mtu(raw.mtu).map_err(|reason| ModelError {
+            network: id.clone(),
+            object: String::new(),
+            field: "mtu".into(),
+            reason,
+        })?;
         let parse_subnets = |list: &[serde_json::Value]| -> Result<Vec<Subnet>, ModelError> {
-            let mut out: Vec<Subnet> = list
+            let out: Vec<Subnet> = list
                 .iter()
                 .map(|v| {
                     let s: Subnet = serde_path_to_error::deserialize(v)
@@ -349,8 +355,7 @@ impl Network {
                     Ok(s)
                 })
                 .collect::<Result<_, _>>()?;
-            out.sort_by(|a, b| a.id.cmp(&b.id));
-            Ok(out)
+            Ok(sort_subnets(out))
         };
         let subnets = parse_subnets(&raw.subnets)?;
         let non_local_subnets = parse_subnets(&raw.non_local_subnets)?;

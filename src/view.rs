@@ -786,10 +786,7 @@ fn tags_hold(opt: &ParsedOpt, port_id: &str, subnet_id: &str, ipxe: bool) -> boo
 /// The client identifier a port's `client-id` extra option reserves it for (IPv4), or the DUID
 /// (IPv6: dnsmasq's `id:` matches the whole DUID); an invalid one is logged and ignored.
 pub(crate) fn port_client_id(net: &Network, port: &Port) -> Option<Vec<u8>> {
-    let opt = port
-        .extra_dhcp_opts
-        .iter()
-        .find(|o| options::is_client_id_name(&o.opt_name))?;
+    let opt = client_id_option(port)?;
     match options::parse_client_id(opt.opt_value.as_deref().unwrap_or("")) {
         Ok(id) => id,
         Err(e) => {
@@ -800,6 +797,20 @@ pub(crate) fn port_client_id(net: &Network, port: &Port) -> Option<Vec<u8>> {
             None
         }
     }
+}
+
+/// [`port_client_id`] without the warning (for checks; the build that adds the port logs it).
+pub(crate) fn quiet_client_id(port: &Port) -> Option<Vec<u8>> {
+    let opt = client_id_option(port)?;
+    options::parse_client_id(opt.opt_value.as_deref().unwrap_or(""))
+        .ok()
+        .flatten()
+}
+
+fn client_id_option(port: &Port) -> Option<&crate::model::ExtraDhcpOpt> {
+    port.extra_dhcp_opts
+        .iter()
+        .find(|o| options::is_client_id_name(&o.opt_name))
 }
 
 /// `dhcp_lease_duration` in wire form: -1 (any negative) is infinite; dnsmasq raises leases

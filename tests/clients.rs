@@ -319,36 +319,37 @@ fn root_ifindex(dev: &str) -> String {
 /// adopts them without re-plumbing (same tap, no flap) and serves at once.
 #[test]
 fn restart_adopts_the_plumbing_left_by_sigterm() {
-    require_privileged_env();
-    let mut net = rich_network(9);
-    let port = net.add_port(PortSpec::vm(ip("10.61.9.10")));
-    let _bridge = LinkGuard::bridge(&net.bridge_name());
-    let client = ClientNs::new(&net.bridge_name(), &port.mac);
+    let (net, first) = after_first_run(9);
+    assert!(
+        first.log.contains("left for the next start"),
+        "{}",
+        first.log
+    );
     let tap = net.dhcp_port.tap_name();
-    // Both runs share one state_path, as on a host.
-    let state = tempfile::tempdir().unwrap();
-    let ini = with_state_path(state.path());
+    assert_eq!(
+        root_ifindex(&tap),
+        first.tap_ifindex,
+        "tap recreated on SIGTERM"
+    );
 
-    let first = Agent::start_keeping_plumbing(&ini, &networks_json(&[&net]));
-    first.wait_serving(&net.id);
-    let before = root_ifindex(&tap);
-    let log = first.stop_keeping_plumbing();
-    assert!(log.contains("left for the next start"), "{log}");
-    assert_eq!(root_ifindex(&tap), before, "tap recreated on SIGTERM");
-
-    let second = Agent::start_serving(&ini, &[&net]);
+    let second = Agent::start_serving(&first.ini, &[&net]);
     // Served at once on what the first run left for the same plan, then verified.
     second.wait_for_log(
         "serving network (on the previous run's plumbing",
         AGENT_TIMEOUT,
     );
     second.wait_for_log("plumbing left by the previous run verified", AGENT_TIMEOUT);
-    assert_eq!(root_ifindex(&tap), before, "tap re-plugged on restart");
     assert_eq!(
-        client
+        root_ifindex(&tap),
+        first.tap_ifindex,
+        "tap re-plugged on restart"
+    );
+    assert_eq!(
+        first
+            .client
             .run_client(Client::Udhcpc, LEASE_TIMEOUT)
             .expect_lease("after restart"),
-        net.expected_lease(&port)
+        net.expected_lease(&first.port)
     );
     second.stop();
 }
@@ -357,21 +358,11 @@ fn restart_adopts_the_plumbing_left_by_sigterm() {
 /// notices, plumbs the network again and serves it.
 #[test]
 fn records_without_their_namespace_are_replumbed() {
-    require_privileged_env();
-    let mut net = rich_network(11);
-    let port = net.add_port(PortSpec::vm(ip("10.61.11.10")));
-    let _bridge = LinkGuard::bridge(&net.bridge_name());
-    let client = ClientNs::new(&net.bridge_name(), &port.mac);
-    let state = tempfile::tempdir().unwrap();
-    let ini = with_state_path(state.path());
-
-    let first = Agent::start_keeping_plumbing(&ini, &networks_json(&[&net]));
-    first.wait_serving(&net.id);
-    first.stop_keeping_plumbing();
+    let (net, first) = after_first_run(11);
     // What a reboot does to the namespace (and with it the veth pair).
     run("ip", &["netns", "del", &net.namespace()]);
 
-    let second = Agent::start_serving(&ini, &[&net]);
+    let second = Agent::start_serving(&first.ini, &[&net]);
     second.wait_for_log("initial networks applied", AGENT_TIMEOUT);
     let log = second.log_text();
     assert!(
@@ -383,49 +374,74 @@ fn records_without_their_namespace_are_replumbed() {
         "{log}"
     );
     assert_eq!(
-        client
+        first
+            .client
             .run_client(Client::Udhcpc, LEASE_TIMEOUT)
             .expect_lease("after the namespace was gone"),
-        net.expected_lease(&port)
+        net.expected_lease(&first.port)
     );
     second.stop();
 }
 
-/// The test config with a `state_path` of the test's own, to be shared by two runs.
-fn with_state_path(state: &std::path::Path) -> String {
-    format!(
+/// What a first run that exited keeping its plumbing leaves for a second run on the same host.
+struct FirstRun {
+    port: PortSpec,
+    client: ClientNs,
+    /// The test config with the `state_path` both runs share.
+    ini: String,
+    /// The root end of the DHCP device while the first run served.
+    tap_ifindex: String,
+    /// The first run's log.
+    log: String,
+    _state: tempfile::TempDir,
+    _bridge: LinkGuard,
+}
+
+/// Serves `rich_network(third_octet)` with one VM port, stops the agent keeping the plumbing,
+/// and returns the network with what a second run needs.
+fn after_first_run(third_octet: u8) -> (NetSpec, FirstRun) {
+    require_privileged_env();
+    let mut net = rich_network(third_octet);
+    let port = net.add_port(PortSpec::vm(Ipv4Addr::new(10, 61, third_octet, 10)));
+    let bridge = LinkGuard::bridge(&net.bridge_name());
+    let client = ClientNs::new(&net.bridge_name(), &port.mac);
+    let state = tempfile::tempdir().unwrap();
+    let ini = format!(
         "{}\n[DEFAULT]\nstate_path = {}\n",
         test_ini(),
-        state.display()
-    )
+        state.path().display()
+    );
+    let first = Agent::start_keeping_plumbing(&ini, &networks_json(&[&net]));
+    first.wait_serving(&net.id);
+    let tap_ifindex = root_ifindex(&net.dhcp_port.tap_name());
+    let log = first.stop_keeping_plumbing();
+    let run = FirstRun {
+        port,
+        client,
+        ini,
+        tap_ifindex,
+        log,
+        _state: state,
+        _bridge: bridge,
+    };
+    (net, run)
 }
 
 /// A network whose plumbing changed while the agent was down (here its MTU) is not served on
 /// the old plumbing first: the start plumbs it for the new plan, then serves.
 #[test]
 fn restart_with_a_changed_plan_replumbs_before_serving() {
-    require_privileged_env();
-    let mut net = rich_network(10);
-    let port = net.add_port(PortSpec::vm(ip("10.61.10.10")));
-    let _bridge = LinkGuard::bridge(&net.bridge_name());
-    let client = ClientNs::new(&net.bridge_name(), &port.mac);
-
-    let state = tempfile::tempdir().unwrap();
-    let ini = with_state_path(state.path());
-
-    let first = Agent::start_keeping_plumbing(&ini, &networks_json(&[&net]));
-    first.wait_serving(&net.id);
-    first.stop_keeping_plumbing();
-
+    let (mut net, first) = after_first_run(10);
     net.mtu = 1300;
-    let second = Agent::start_serving(&ini, &[&net]);
+    let second = Agent::start_serving(&first.ini, &[&net]);
     second.wait_for_log("initial networks applied", AGENT_TIMEOUT);
     let log = second.log_text();
     assert!(!log.contains("previous run's plumbing"), "{log}");
-    let lease = client
+    let lease = first
+        .client
         .run_client(Client::Udhcpc, LEASE_TIMEOUT)
         .expect_lease("after restart with a new MTU");
     assert_eq!(lease.mtu, Some(1300));
-    assert_eq!(lease, net.expected_lease(&port));
+    assert_eq!(lease, net.expected_lease(&first.port));
     second.stop();
 }

@@ -9,9 +9,8 @@
 
 use std::sync::Arc;
 
-use super::{v4, Builder, NetworkView};
+use super::{quiet_client_id, v4, Builder, NetworkView};
 use crate::config::ServeConfig;
-use crate::dhcp::options;
 use crate::model::{Network, Port, OWNER_DHCP, ROUTER_INTERFACE_OWNERS};
 
 /// Beyond this many changed ports a full build costs about the same.
@@ -126,15 +125,4 @@ fn feeds_subnet_options(p: &Port) -> bool {
     owner == OWNER_DHCP
         || owner == super::OWNER_DISTRIBUTED
         || ROUTER_INTERFACE_OWNERS.contains(&owner)
-}
-
-/// The port's client-id without logging (the build that adds the port logs an invalid one).
-pub(crate) fn quiet_client_id(port: &Port) -> Option<Vec<u8>> {
-    let opt = port
-        .extra_dhcp_opts
-        .iter()
-        .find(|o| options::is_client_id_name(&o.opt_name))?;
-    options::parse_client_id(opt.opt_value.as_deref().unwrap_or(""))
-        .ok()
-        .flatten()
 }
