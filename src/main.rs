@@ -324,7 +324,10 @@ async fn run(
     let mut stamp = FileStamp::of(&networks_file);
     let summary = agent.apply(file.networks()).await;
     tracing::info!(?summary, "initial networks applied");
-    neutron_dhcp::memory::release_free_memory();
+    // The parse and the initial plumbing freed much; a few ms of trimming, off the workers.
+    drop(tokio::task::spawn_blocking(
+        neutron_dhcp::memory::release_free_memory,
+    ));
     let mut failed = summary.failed;
 
     let signals = Signals::open().context("cannot open a signalfd")?;
