@@ -21,7 +21,7 @@ use tracing::Instrument;
 
 use crate::cache::NetworkCache;
 use crate::device::{DeviceManager, PlumbPlan};
-use crate::dhcp::server::{DhcpServer, Endpoint, Sockets};
+use crate::dhcp::server::{Closing, DhcpServer, Endpoint, ServerError};
 use crate::model::MacAddr;
 use crate::standalone::DesiredNetwork;
 
@@ -51,6 +51,15 @@ struct Served {
 
 /// `$state_path/dhcp/<network>/plumbing`: fingerprint of the plan the recorded device was
 /// plumbed for.
+/// A previous run's plumbing that matches what a network needs now ([`Agent::adopt`]).
+struct RecordedPlumbing {
+    plan: PlumbPlan,
+    namespace: String,
+    ifname: String,
+    /// The DHCP port's MAC (the DHCPv6 server DUID is derived from it).
+    mac: MacAddr,
+}
+
 const PLUMBING_FILE: &str = "plumbing";
 /// `$state_path/dhcp/<network>/interface`: the DHCP device's name inside the namespace.
 const INTERFACE_FILE: &str = "interface";
@@ -153,21 +162,19 @@ impl Agent {
             .collect();
         // First serve what a previous run left plumbed for exactly these plans, then verify
         // (or make) the plumbing of everything: after a restart every network answers again
-        // before the slower netlink checks start.
-        // (Futures are collected in loops rather than built by closures over references: the
-        // compiler cannot prove such closures `Send` inside a spawned task.)
-        let mut adopts = Vec::new();
-        for d in &changed {
-            if !existed.contains(&d.network.id) {
-                adopts.push(self.adopt(d));
-            }
+        // before the slower netlink checks start. (Only a start has such records: the first
+        // check is all a reload pays.)
+        let fresh: Vec<&DesiredNetwork> = changed
+            .iter()
+            .copied()
+            .filter(|d| !existed.contains(&d.network.id))
+            .collect();
+        if !fresh.is_empty() && fresh.iter().any(|d| self.recorded_plumbing(d).is_some()) {
+            self.adopt_all(&fresh);
         }
-        futures_util::stream::iter(adopts)
-            .buffer_unordered(PARALLELISM)
-            .for_each(|_| async {})
-            .await;
         // Networks are independent: configuring several at once overlaps their kernel round
-        // trips.
+        // trips. (Futures are collected in a loop rather than built by a closure over
+        // references: the compiler cannot prove such closures `Send` inside a spawned task.)
         let mut configures = Vec::with_capacity(changed.len());
         for d in changed {
             let was_served = existed.contains(&d.network.id);
@@ -289,53 +296,121 @@ impl Agent {
     /// netlink check of every namespace. Anything unexpected (no record, another plan, the
     /// device gone) just leaves the network to `configure`. Returns whether it now serves.
     pub async fn adopt(&self, d: &DesiredNetwork) -> bool {
-        let id = &d.network.id;
-        if self.is_served(id) || !d.network.is_servable() {
-            return false;
-        }
-        let Some(port) = d.own_port() else {
+        let Some(found) = self.recorded_plumbing(d) else {
             return false;
         };
-        let plan = PlumbPlan::for_network(&d.network, port, self.devices.config());
-        let dir = self.state_dir.join(id);
-        let recorded = |file: &str| std::fs::read_to_string(dir.join(file)).ok();
-        let (Some(ifname), Some(fingerprint)) = (recorded(INTERFACE_FILE), recorded(PLUMBING_FILE))
-        else {
-            return false;
-        };
-        if fingerprint.trim() != self.plumbing_fingerprint(&plan) {
-            return false;
-        }
-        let span = tracing::info_span!("adopt", network_id = %id);
+        let span = tracing::info_span!("adopt", network_id = %d.network.id);
         async {
-            self.pin_server_duid(id, port.mac_address);
-            let view = self.cache.upsert(d.network.clone(), &d.own_port_id);
-            match DhcpServer::adopt(id, &plan.namespace(), ifname.trim(), view).await {
-                Ok(server) => {
-                    tracing::info!(
-                        network_id = %id,
-                        namespace = %server.endpoint.namespace,
-                        interface = %server.endpoint.ifname,
-                        "serving network (on the previous run's plumbing, to be verified)"
-                    );
-                    self.served().insert(
-                        id.clone(),
-                        Served {
-                            plan,
-                            server,
-                            verified: false,
-                        },
-                    );
-                    true
-                }
-                Err(e) => {
-                    tracing::info!(error = %e, "cannot reuse the previous run's plumbing; configuring it");
-                    false
-                }
-            }
+            let view = self.adopt_view(d, &found);
+            let r = DhcpServer::adopt(&d.network.id, &found.namespace, &found.ifname, view).await;
+            self.adopted(d, found, r)
         }
         .instrument(span)
         .await
+    }
+
+    /// [`Agent::adopt`] for many networks at once, as after a restart: each network's sockets
+    /// are opened by a thread that steps from namespace to namespace, a few such threads side
+    /// by side, with no hand-off between a task and a namespace thread per network (which cost
+    /// several times the work at 200 networks on 2 cores). Blocks this thread (moving the
+    /// runtime's other tasks elsewhere when it can) for a few ms per hundred networks.
+    /// Returns how many networks it now serves.
+    pub fn adopt_all(&self, ds: &[&DesiredNetwork]) -> usize {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        let run = || {
+            crate::device::on_batch_threads(ds, threads, |thread, d| {
+                let found = self.recorded_plumbing(d)?;
+                let _span = tracing::info_span!("adopt", network_id = %d.network.id).entered();
+                let r = match thread.enter(&found.namespace) {
+                    Ok(()) => {
+                        let view = self.adopt_view(d, &found);
+                        DhcpServer::adopt_here(&d.network.id, &found.namespace, &found.ifname, view)
+                    }
+                    Err(source) => Err(ServerError::Namespace {
+                        namespace: found.namespace.clone(),
+                        source,
+                    }),
+                };
+                Some(self.adopted(d, found, r))
+            })
+        };
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let results = if multi_thread {
+            tokio::task::block_in_place(run)
+        } else {
+            run()
+        };
+        let mut served = 0;
+        for (d, r) in ds.iter().zip(results) {
+            match r {
+                Ok(Some(true)) => served += 1,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(network_id = %d.network.id, error = %e, "cannot reuse the previous run's plumbing; configuring it")
+                }
+            }
+        }
+        served
+    }
+
+    /// What a previous run recorded for this network, if it matches the plumbing the network
+    /// needs now.
+    fn recorded_plumbing(&self, d: &DesiredNetwork) -> Option<RecordedPlumbing> {
+        let id = &d.network.id;
+        if self.is_served(id) || !d.network.is_servable() {
+            return None;
+        }
+        let port = d.own_port()?;
+        let plan = PlumbPlan::for_network(&d.network, port, self.devices.config());
+        let dir = self.state_dir.join(id);
+        let recorded = |file: &str| std::fs::read_to_string(dir.join(file)).ok();
+        let ifname = recorded(INTERFACE_FILE)?.trim().to_owned();
+        if recorded(PLUMBING_FILE)?.trim() != self.plumbing_fingerprint(&plan) {
+            return None;
+        }
+        Some(RecordedPlumbing {
+            namespace: plan.namespace(),
+            plan,
+            ifname,
+            mac: port.mac_address,
+        })
+    }
+
+    fn adopt_view(&self, d: &DesiredNetwork, found: &RecordedPlumbing) -> crate::cache::ViewHandle {
+        self.pin_server_duid(&d.network.id, found.mac);
+        self.cache.upsert(d.network.clone(), &d.own_port_id)
+    }
+
+    fn adopted(
+        &self,
+        d: &DesiredNetwork,
+        found: RecordedPlumbing,
+        r: Result<DhcpServer, ServerError>,
+    ) -> bool {
+        match r {
+            Ok(server) => {
+                tracing::info!(
+                    network_id = %d.network.id,
+                    namespace = %server.endpoint.namespace,
+                    interface = %server.endpoint.ifname,
+                    "serving network (on the previous run's plumbing, to be verified)"
+                );
+                self.served().insert(
+                    d.network.id.clone(),
+                    Served {
+                        plan: found.plan,
+                        server,
+                        verified: false,
+                    },
+                );
+                true
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "cannot reuse the previous run's plumbing; configuring it");
+                false
+            }
+        }
     }
 
     /// Identifies the plumbing a plan needs under this driver configuration.
@@ -392,7 +467,7 @@ impl Agent {
         let sockets =
             futures_util::future::join_all(servers.into_iter().map(|s| s.server.release())).await;
         let stopped = started.elapsed();
-        if let Err(e) = tokio::task::spawn_blocking(move || Sockets::close_all(sockets)).await {
+        if let Err(e) = tokio::task::spawn_blocking(move || Closing::close_all(sockets)).await {
             tracing::warn!(error = %e, "closing the DHCP sockets failed");
         }
         tracing::info!(

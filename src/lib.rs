@@ -7,6 +7,7 @@ pub mod config;
 pub mod device;
 pub mod dhcp;
 pub mod dnsmasq;
+pub mod fds;
 pub mod jsonscan;
 pub mod memory;
 pub mod model;

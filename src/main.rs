@@ -123,7 +123,16 @@ fn start(logging_to_file: &mut bool) -> anyhow::Result<()> {
         Some(url) => Some(transport_config(&cfg, url, &raw)?),
         None => None,
     };
-    // Before any thread starts: see neutron_dhcp::signals.
+    // Before any thread starts: see neutron_dhcp::fds and neutron_dhcp::signals.
+    match neutron_dhcp::fds::prepare() {
+        Ok(room) if room.soft != room.soft_before => tracing::info!(
+            from = room.soft_before,
+            to = room.soft,
+            "raised the open-files limit to the hard limit (three sockets per network)"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the open-files limit"),
+    }
     signals::block().context("cannot block SIGHUP/SIGTERM/SIGINT")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use ipnetwork::IpNetwork;
 use neutron_dhcp::device::{
-    in_netns, list_managed_namespaces, namespace_name, ns_ifname, tap_name, DefaultRoute,
-    DeviceConfig, DeviceManager, PlumbPlan,
+    in_netns, list_managed_namespaces, namespace_name, ns_ifname, on_batch_threads, tap_name,
+    DefaultRoute, DeviceConfig, DeviceManager, PlumbPlan,
 };
 use neutron_dhcp::model::{MacAddr, Network};
 use serde_json::{json, Value};
@@ -575,6 +575,58 @@ async fn in_netns_runs_the_closure_inside_the_namespace() {
         let path = task.unwrap().path().join("ns/net");
         if let Ok(m) = std::fs::metadata(&path) {
             assert_eq!(m.ino(), home, "{} is still in {ns}", path.display());
+        }
+    }
+}
+
+#[test]
+fn batch_threads_run_each_job_in_the_namespace_it_enters() {
+    require_root();
+    let names: Vec<String> = (0..3).map(|_| namespace_name(&ids().0)).collect();
+    let _cleanup: Vec<Cleanup> = names
+        .iter()
+        .map(|ns| Cleanup {
+            namespace: ns.clone(),
+            links: vec![],
+        })
+        .collect();
+    for ns in &names {
+        run(&["ip", "netns", "add", ns]);
+    }
+    let inode = |path: &str| std::fs::metadata(path).unwrap().ino();
+    let home = inode("/proc/self/ns/net");
+    // Each namespace several times, a missing one and a panicking job among them: more jobs
+    // than threads, so threads step from namespace to namespace.
+    let missing = format!("{}-missing", names[0]);
+    let mut items: Vec<String> = (0..4).flat_map(|_| names.clone()).collect();
+    items.insert(5, missing.clone());
+    items.insert(7, "panic".into());
+    let results = on_batch_threads(&items, 2, |thread, ns| {
+        if ns == "panic" {
+            panic!("job panics");
+        }
+        thread.enter(ns).map(|()| inode("/proc/thread-self/ns/net"))
+    });
+    assert_eq!(results.len(), items.len());
+    for (ns, r) in items.iter().zip(&results) {
+        match (ns.as_str(), r) {
+            ("panic", Err(e)) => assert!(e.to_string().contains("panicked"), "{e}"),
+            (ns, Ok(Err(e))) if ns == missing => assert!(e.to_string().contains(ns), "{e}"),
+            (ns, Ok(Ok(inside))) => assert_eq!(*inside, inode(&format!("/var/run/netns/{ns}"))),
+            (ns, other) => panic!("{ns}: unexpected {other:?}", other = other.is_ok()),
+        }
+    }
+    // The caller never moved, and no thread is left inside a namespace.
+    assert_eq!(inode("/proc/thread-self/ns/net"), home);
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let path = task.unwrap().path().join("ns/net");
+        if let Ok(m) = std::fs::metadata(&path) {
+            assert_eq!(
+                m.ino(),
+                home,
+                "{} is still in a test namespace",
+                path.display()
+            );
         }
     }
 }

@@ -144,6 +144,10 @@ struct WaitAllArgs {
     interval_ms: u64,
     #[arg(long, default_value_t = 120)]
     timeout_s: u64,
+    /// Start probing (and the clock) only once a line arrives on standard input, so that a
+    /// benchmark can start this process ahead of the moment it measures from.
+    #[arg(long)]
+    go_on_stdin: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -879,6 +883,14 @@ fn wait_all(a: &WaitAllArgs) -> anyhow::Result<serde_json::Value> {
     }
     let fd = relay_socket()?;
     let mut rb = RecvBatch::new();
+    if a.go_on_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("waiting for the go line on standard input")?;
+        // Anything that arrived before the go (an old server's answer) does not count.
+        while rb.recv(&fd) > 0 {}
+    }
     let start_ns = unix_ns();
     let start = Instant::now();
     let mut answered: Vec<Option<u128>> = vec![None; targets.len()];

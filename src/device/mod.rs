@@ -26,7 +26,7 @@ use std::time::Duration;
 use tracing::{info, info_span, warn, Instrument};
 
 use self::netns::Netlink;
-pub use self::netns::{in_netns, list_managed_namespaces};
+pub use self::netns::{in_netns, list_managed_namespaces, on_batch_threads, BatchThread};
 use self::nl::Link;
 use self::ovs::OvsDriver;
 pub use self::ovs::{checksum_offload, disable_checksum_offload, OvsConfig};

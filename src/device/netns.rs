@@ -175,6 +175,93 @@ impl Workers {
     }
 }
 
+/// A thread made by [`on_batch_threads`] for one batch: the only threads besides the pool's
+/// that may enter namespaces, because they end with the batch.
+pub struct BatchThread(());
+
+impl BatchThread {
+    /// Moves this thread into the named namespace, until the next `enter` or the batch's end.
+    pub fn enter(&self, ns: &str) -> Result<(), DeviceError> {
+        check_namespace_name(ns)?;
+        NetNs::get(ns)
+            .map_err(|e| (e, "open"))
+            .and_then(|netns| netns.enter().map_err(|e| (e, "enter (setns)")))
+            .map_err(|(source, op)| DeviceError::Namespace {
+                namespace: ns.to_owned(),
+                op,
+                source,
+            })
+    }
+}
+
+/// Runs `job` for every item on up to `threads` threads made for this call, each job free to
+/// [`BatchThread::enter`] a namespace, and returns the results in item order.
+///
+/// For batches of short namespace jobs, such as a restart serving hundreds of namespaces
+/// again: there, handing each job to the [`in_netns`] pool and its result back to a task cost
+/// several times the job itself (two wake-ups a job on a busy 2-core host), and the pool's
+/// threads compete with the task that consumes the results. Blocks the caller until every job
+/// has run. The threads end with the call, so none keeps a namespace alive; a job that panics
+/// becomes that item's error.
+pub fn on_batch_threads<T, R, F>(items: &[T], threads: usize, job: F) -> Vec<Result<R, DeviceError>>
+where
+    T: Sync,
+    R: Send,
+    F: Fn(&BatchThread, &T) -> R + Sync,
+{
+    let next = AtomicUsize::new(0);
+    let run = || {
+        let thread = BatchThread(());
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(item) = items.get(i) else {
+                return done;
+            };
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&thread, item)));
+            done.push((i, r.map_err(|_| "the job panicked")));
+        }
+    };
+    let mut out: Vec<Option<Result<R, DeviceError>>> = (0..items.len()).map(|_| None).collect();
+    let mut failure = None;
+    std::thread::scope(|s| {
+        let mut running = Vec::new();
+        for _ in 0..threads.clamp(1, items.len().max(1)) {
+            match std::thread::Builder::new()
+                .name("netns-batch".into())
+                .spawn_scoped(s, run)
+            {
+                Ok(h) => running.push(h),
+                Err(e) => {
+                    failure = Some(format!("cannot start a namespace thread: {e}"));
+                    break;
+                }
+            }
+        }
+        for h in running {
+            // `run` catches the jobs' panics; a thread can only fail outside them.
+            let Ok(done) = h.join() else { continue };
+            for (i, r) in done {
+                out[i] = Some(r.map_err(|reason| DeviceError::Thread {
+                    namespace: "(batch)".into(),
+                    reason: reason.into(),
+                }));
+            }
+        }
+    });
+    let missing = failure.unwrap_or_else(|| "the namespace thread ended early".into());
+    out.into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                Err(DeviceError::Thread {
+                    namespace: "(batch)".into(),
+                    reason: missing.clone(),
+                })
+            })
+        })
+        .collect()
+}
+
 fn go_home(home: &std::fs::File) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: setns with a valid namespace fd only changes this thread's namespace.

@@ -1,0 +1,113 @@
+//! Room for the agent's file descriptors: three sockets per served network (DHCPv4, DHCPv6 and
+//! an `AF_PACKET` one), so a node's networks need thousands of descriptors.
+//!
+//! - Service managers start daemons with a soft limit of 1,024 open files and a much higher
+//!   hard one (systemd: `LimitNOFILE=1024:524288`); the soft limit only protects programs that
+//!   use `select(2)`. Kept, it would stop the agent at about 330 networks, so [`prepare`]
+//!   raises it to the hard limit, which stays the operator's ceiling.
+//! - The kernel grows a process's descriptor table by doubling it, and when several threads
+//!   share the table each growth waits for an RCU grace period (8–16 ms here) in the thread
+//!   whose new descriptor does not fit. A restart that serves 200 networks again crossed 256
+//!   and 512 descriptors that way: two such waits, a third of its time. The table is therefore
+//!   grown once, before any thread exists, to [`TABLE`] entries (64 KiB of kernel memory).
+
+use std::io;
+
+/// Descriptor table entries reserved at start: about 2,500 networks' sockets.
+pub const TABLE: u64 = 8192;
+
+/// What [`prepare`] found and did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Room {
+    /// The soft `RLIMIT_NOFILE` the agent was started with.
+    pub soft_before: u64,
+    /// The soft limit now (the hard limit, unless raising it failed).
+    pub soft: u64,
+    /// Entries the descriptor table was grown to.
+    pub table: u64,
+}
+
+/// Raises the soft open-files limit to the hard one and grows the descriptor table; call
+/// before any thread starts (see the module comment). Fails only if the limit cannot be read.
+pub fn prepare() -> io::Result<Room> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the rlimit we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let soft_before = lim.rlim_cur;
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads the rlimit we own; raising the soft limit up to the hard
+        // one needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = lim.rlim_max;
+        }
+    }
+    let table = TABLE.min(lim.rlim_cur);
+    let grown = table > 0 && grow_table(table).is_ok();
+    Ok(Room {
+        soft_before,
+        soft: lim.rlim_cur,
+        table: if grown { table } else { 0 },
+    })
+}
+
+/// Makes the descriptor table hold at least `entries` by opening (and closing again) the
+/// descriptor `entries - 1`: the table never shrinks.
+fn grow_table(entries: u64) -> io::Result<()> {
+    let highest = libc::c_int::try_from(entries - 1)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "table too large"))?;
+    let null = std::fs::File::open("/dev/null")?;
+    // SAFETY: F_DUPFD_CLOEXEC duplicates a descriptor we own onto the lowest free number at
+    // or above `highest`; the duplicate is closed right away and nothing else refers to it.
+    let fd = unsafe {
+        libc::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&null),
+            libc::F_DUPFD_CLOEXEC,
+            highest,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned to us and is closed exactly once.
+    unsafe { libc::close(fd) };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raises_the_soft_limit_and_reserves_the_table() {
+        let room = prepare().unwrap();
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        assert_eq!(room.soft, lim.rlim_cur);
+        assert_eq!(
+            lim.rlim_cur, lim.rlim_max,
+            "soft limit raised to the hard one"
+        );
+        assert!(room.soft >= room.soft_before);
+        assert_eq!(room.table, TABLE.min(room.soft));
+        // The kernel reports the table's size as FDSize.
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let size: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("FDSize:"))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap();
+        assert!(size >= room.table, "FDSize {size} < {}", room.table);
+    }
+}
