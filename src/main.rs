@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
@@ -19,7 +19,7 @@ use neutron_dhcp::neutron::{heartbeat::StateTemplate, NeutronAgent, Settings};
 use neutron_dhcp::plugin::PluginApi;
 use neutron_dhcp::rpc::transport::{self, TransportConfig, TransportError};
 use neutron_dhcp::rpc::url::OptionError;
-use neutron_dhcp::signals::{self, Signal, Signals};
+use neutron_dhcp::signals::{self, BlockingSignals, Signal, Signals};
 use neutron_dhcp::standalone::FileStamp;
 
 #[derive(Parser, Debug)]
@@ -139,11 +139,14 @@ fn start(logging_to_file: &mut bool) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
+    let Some(transport) = transport else {
+        return run_standalone(&runtime, cfg, devices);
+    };
     // On a worker, not on this thread: a signal wakes the worker that polls the I/O driver,
     // which then runs the loop itself instead of waking this thread (a hop that costs 0.1 ms
-    // and more on a busy host, in the SIGHUP -> servable path).
+    // and more on a busy host).
     runtime.block_on(async {
-        tokio::spawn(run(cfg, devices, transport))
+        tokio::spawn(run_rpc(cfg, devices, transport))
             .await
             .context("the agent's main task failed")?
     })
@@ -301,14 +304,17 @@ fn transport_config(
     })
 }
 
-async fn run(
+/// Standalone mode: the networks file is the control plane. This thread waits for signals
+/// itself and applies each reload, driving the agent's futures with `block_on`: a SIGHUP wakes
+/// it directly, and a change of ports completes here without any other thread (the view swap
+/// is synchronous), which is most of the SIGHUP -> servable path at 1,000 ports. Plumbing
+/// changes still await netlink replies through the runtime's workers.
+fn run_standalone(
+    runtime: &tokio::runtime::Runtime,
     cfg: AgentConfig,
     devices: DeviceManager,
-    transport: Option<TransportConfig>,
 ) -> anyhow::Result<()> {
-    if let Some(tcfg) = transport {
-        return run_rpc(cfg, devices, tcfg).await;
-    }
+    let _in_runtime = runtime.enter();
     let Some(networks_file) = cfg.networks_file.clone() else {
         bail!(
             "standalone mode (no transport_url) needs a networks file: set \
@@ -329,33 +335,42 @@ async fn run(
         .iter()
         .map(|d| d.network.id.clone())
         .collect();
-    agent.cleanup_leftovers(&keep).await;
+    runtime.block_on(agent.cleanup_leftovers(&keep));
     let mut stamp = FileStamp::of(&networks_file);
-    let summary = agent.apply(file.networks()).await;
+    let summary = runtime.block_on(agent.apply(file.networks()));
     tracing::info!(?summary, "initial networks applied");
-    // The parse and the initial plumbing freed much; a few ms of trimming, off the workers.
+    // The parse and the initial plumbing freed much; a few ms of trimming, off this thread.
     drop(tokio::task::spawn_blocking(
         neutron_dhcp::memory::release_free_memory,
     ));
     let mut failed = summary.failed;
 
-    let signals = Signals::open().context("cannot open a signalfd")?;
-    let mut poll = tokio::time::interval(POLL);
-    let mut retry = tokio::time::interval(RETRY);
+    let signals = BlockingSignals::open().context("cannot open a signalfd")?;
+    let mut next_poll = Instant::now() + POLL;
+    let mut next_retry = Instant::now() + RETRY;
     loop {
-        let reason = tokio::select! {
-            sig = signals.recv() => match sig.context("cannot read signals")? {
-                Signal::Hangup => "SIGHUP",
-                Signal::Terminate | Signal::Interrupt => break,
-            },
-            _ = poll.tick() => {
-                let now = FileStamp::of(&networks_file);
-                if now == stamp { continue; }
-                "file changed"
-            }
-            _ = retry.tick() => {
-                if failed.is_empty() { continue; }
-                "retrying failed networks"
+        let wait = next_poll
+            .min(next_retry)
+            .saturating_duration_since(Instant::now());
+        let reason = match signals.wait(wait).context("cannot read signals")? {
+            Some(Signal::Hangup) => "SIGHUP",
+            Some(Signal::Terminate | Signal::Interrupt) => break,
+            None => {
+                let now = Instant::now();
+                if now >= next_retry {
+                    next_retry = now + RETRY;
+                    if !failed.is_empty() {
+                        "retrying failed networks"
+                    } else {
+                        continue;
+                    }
+                } else {
+                    next_poll = now + POLL;
+                    if FileStamp::of(&networks_file) == stamp {
+                        continue;
+                    }
+                    "file changed"
+                }
             }
         };
         stamp = FileStamp::of(&networks_file);
@@ -367,7 +382,7 @@ async fn run(
             }
             Err(_) => Reparsed::Unchanged,
         };
-        let summary = agent.apply(file.networks()).await;
+        let summary = runtime.block_on(agent.apply(file.networks()));
         tracing::info!(
             %reason,
             ?reparsed,
@@ -381,7 +396,7 @@ async fn run(
         failed = summary.failed;
         close_later(file.take_replaced());
     }
-    agent.exit(cfg.teardown_on_exit).await;
+    runtime.block_on(agent.exit(cfg.teardown_on_exit));
     Ok(())
 }
 
