@@ -139,17 +139,21 @@ fn start(logging_to_file: &mut bool) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    let Some(transport) = transport else {
-        return run_standalone(&runtime, cfg, devices);
+    let result = match transport {
+        None => run_standalone(&runtime, cfg, devices),
+        // On a worker, not on this thread: a signal wakes the worker that polls the I/O
+        // driver, which then runs the loop itself instead of waking this thread (a hop that
+        // costs 0.1 ms and more on a busy host).
+        Some(transport) => runtime.block_on(async {
+            tokio::spawn(run_rpc(cfg, devices, transport))
+                .await
+                .context("the agent's main task failed")?
+        }),
     };
-    // On a worker, not on this thread: a signal wakes the worker that polls the I/O driver,
-    // which then runs the loop itself instead of waking this thread (a hop that costs 0.1 ms
-    // and more on a busy host).
-    runtime.block_on(async {
-        tokio::spawn(run_rpc(cfg, devices, transport))
-            .await
-            .context("the agent's main task failed")?
-    })
+    // The exit work is done (sockets closed, records written); joining the idle workers and
+    // blocking-pool threads would only delay the exit that a restart waits for.
+    runtime.shutdown_background();
+    result
 }
 
 /// Where and how much to log: the command line wins over `[DEFAULT]` in the files.

@@ -183,21 +183,22 @@ impl DhcpServer {
         Self::adopted(network_id, namespace, ifname, view, opened)
     }
 
-    /// [`DhcpServer::adopt`] from a thread already inside the namespace (a
-    /// [`crate::device::BatchThread`]).
-    pub fn adopt_here(
-        network_id: &str,
-        namespace: &str,
-        ifname: &str,
-        view: ViewHandle,
-    ) -> Result<DhcpServer, ServerError> {
-        Self::adopted(
-            network_id,
-            namespace,
-            ifname,
-            view,
-            Ok(open_here(ifname, None)),
-        )
+    /// The first half of [`DhcpServer::adopt`], from a thread already inside the namespace (a
+    /// [`crate::device::BatchThread`]): the sockets, which from now on queue the requests that
+    /// arrive, for [`DhcpServer::serve_adopted`] to answer.
+    pub fn open_here(network_id: &str, namespace: &str, ifname: &str) -> AdoptedSockets {
+        AdoptedSockets {
+            network_id: network_id.to_owned(),
+            namespace: namespace.to_owned(),
+            ifname: ifname.to_owned(),
+            opened: open_here(ifname, None),
+        }
+    }
+
+    /// The second half of [`DhcpServer::adopt`]: serves on sockets [`DhcpServer::open_here`]
+    /// opened (from any thread).
+    pub fn serve_adopted(s: AdoptedSockets, view: ViewHandle) -> Result<DhcpServer, ServerError> {
+        Self::adopted(&s.network_id, &s.namespace, &s.ifname, view, Ok(s.opened))
     }
 
     fn adopted(
@@ -353,6 +354,14 @@ impl Drop for DhcpServer {
 }
 
 /// The sockets of one namespace, opened inside it.
+/// Sockets opened for a network ([`DhcpServer::open_here`]) that nothing serves yet.
+pub struct AdoptedSockets {
+    network_id: String,
+    namespace: String,
+    ifname: String,
+    opened: io::Result<Opened>,
+}
+
 struct Opened {
     ifindex: u32,
     udp: std::net::UdpSocket,
