@@ -62,6 +62,8 @@ const LOG_FILE_IN_DIR: &str = "neutron-dhcp-agent.log";
 /// How often the networks file is checked for changes, and failed networks retried.
 const POLL: Duration = Duration::from_secs(1);
 const RETRY: Duration = Duration::from_secs(5);
+/// How long after a reload what it replaced is freed (see `NetworkCache::release_replaced`).
+const FREE_REPLACED_AFTER: Duration = Duration::from_millis(2);
 
 fn main() -> ExitCode {
     let mut logging_to_file = false;
@@ -352,11 +354,16 @@ fn run_standalone(
     let signals = BlockingSignals::open().context("cannot open a signalfd")?;
     let mut next_poll = Instant::now() + POLL;
     let mut next_retry = Instant::now() + RETRY;
+    let mut pending = None;
     loop {
         let wait = next_poll
             .min(next_retry)
             .saturating_duration_since(Instant::now());
-        let reason = match signals.wait(wait).context("cannot read signals")? {
+        let signal = match pending.take() {
+            Some(sig) => Some(sig),
+            None => signals.wait(wait).context("cannot read signals")?,
+        };
+        let reason = match signal {
             Some(Signal::Hangup) => "SIGHUP",
             Some(Signal::Terminate | Signal::Interrupt) => break,
             None => {
@@ -399,6 +406,13 @@ fn run_standalone(
         );
         failed = summary.failed;
         close_later(file.take_replaced());
+        // What the reload replaced is freed once the first answers from the new views are out.
+        match signals.wait(FREE_REPLACED_AFTER) {
+            Ok(None) => agent.cache().release_replaced(),
+            // A signal in the meantime: taken by the next wait (the next change frees it all).
+            Ok(Some(sig)) => pending = Some(sig),
+            Err(e) => return Err(e).context("cannot read signals"),
+        }
     }
     runtime.block_on(agent.exit(cfg.teardown_on_exit));
     Ok(())

@@ -946,6 +946,10 @@ def report(res):
                 rows.append(row(f"event -> servable {q}, {k} ports (µs)",
                                 lambda c, k=k, q=q: (c.get("event") or {}).get(k, {}).get(f"{q}_us"),
                                 better="lower-time", digits=0))
+        for k in ("10", "1000"):
+            rows.append(row(f"  the writer's rename(2)s before the signal, not counted, p50, {k} ports (µs)",
+                            lambda c, k=k: (c.get("event") or {}).get(k, {}).get("rename_p50_us"),
+                            better="none", digits=0))
         both = a["event"].get("10+1000")
         if both:
             rows.append(["event -> servable p50 / p99, 10-port network, file also holds the 1,000-port one (µs)",
@@ -1071,21 +1075,28 @@ METHOD = """
   `/proc/<pid>/stat` counts in 10 ms ticks, which over 500 DORAs is ±20 µs per DORA.
 - **Event → servable.** One new port per trial. dnsmasq: Neutron's `reload_allocations`
   rewrites `host`, `addn_hosts` and `opts` and sends SIGHUP; ours: the networks file is replaced
-  and the agent gets SIGHUP. The files are written to temporary names first and renamed into
-  place immediately before the signal; the clock starts at the signal and stops when a DISCOVER
-  from the new MAC (re-sent every 100 µs) gets an OFFER. The added ports have no extra DHCP
-  options: dnsmasq 2.90 segfaults on SIGHUP once it has served a host whose line carries a
-  `set:` tag (any port with extra_dhcp_opts).
+  and the agent gets SIGHUP. For both, the files are written to temporary names and `fsync`ed
+  first, then the probe renames them into place and sends the signal; the clock starts at the
+  signal and stops when a DISCOVER from the new MAC (re-sent every 100 µs) gets an OFFER. The
+  renames are timed apart (the writer's cost, in the table). Without the `fsync`, ext4 writes a
+  replacing file's data back inside `rename(2)` itself (`auto_da_alloc`: ~160 µs for our
+  480 KB networks file, less for dnsmasq's smaller files) and that I/O completes during the
+  trial; earlier runs of this script started the clock before the renames, unlike what this
+  page said. The added ports have no extra DHCP options: dnsmasq 2.90 segfaults on SIGHUP once
+  it has served a host whose line carries a `set:` tag (any port with extra_dhcp_opts).
 - **Restart → serving.** 200 networks × 10 ports, one client leg per network. dnsmasq is driven
   like Neutron's sync threads (4 at a time, `num_sync_threads`): "start from nothing" = per
   network plumb the namespace (`ip -batch`) and spawn dnsmasq; "restart" = per network kill
   and respawn dnsmasq, namespaces and files staying in place (as Neutron's `restart`). Ours:
   "start from nothing" = start the agent; "restart" = SIGTERM (without `--teardown-on-exit` the
   agent leaves its namespaces and veth pairs, as Neutron leaves dnsmasq's), wait for it to
-  exit, start it again (it adopts them). The clock runs from the first action until every network has answered
-  a DISCOVER (each network is probed every 20 ms); for restarts the probe starts only once every
-  old process is gone and the new one(s) started. Each server is restarted 3 times and the median
-  is reported. The networks file (ours) and dnsmasq's files are written before the clock starts.
+  exit, start it again (it adopts them). The clock runs from the first action until every
+  network has answered a DISCOVER (each network not yet answering is probed every 20 ms); for
+  restarts the probe starts only once every old process is gone and the new one(s) started.
+  The probe process itself is started before the clock and released by a line on its standard
+  input, for both servers (its own start-up, ~5 ms of `ip netns exec`, was counted before).
+  Each server is restarted 3 times and the median is reported. The networks file (ours) and
+  dnsmasq's files are written before the clock starts.
 - **Footprint.** RSS (and PSS, which splits shared pages fairly) of our one process vs the sum
   over the dnsmasq processes. At 1,000 networks our agent runs alone (real namespaces, no
   bridges); 10,000 networks × 10 ports are measured for the cache alone with `cache-footprint`
@@ -1129,26 +1140,34 @@ and kernel: clean-rate figures moved by up to ±50 % between runs).
 - **Event → servable.** A SIGHUP reload re-reads the networks file, finds the first and last
   byte that differ from the last accepted text, re-parses only the ports (or networks) in
   between (`netfile`, `jsonscan`), and patches a copy of the network's current view instead of
-  rebuilding it (`view::update`); the signal arrives through a `signalfd`. Measured inside the
-  agent on the 1,000-port network: reading the ~480 KB file ~190 µs (p50; ~300 µs p90),
-  comparing and parsing ~80 µs, the view update ~70 µs. The 10-port case shows the fixed part,
-  ~300 µs: signal delivery, thread wake-ups on an idle 2-vCPU VM and the probe's 100 µs
-  resend interval. Reading the whole file is inherent to "rewrite the file + SIGHUP" (what
-  changed is only known after reading it all); Neutron RPC's `port_create_end` carries the one
-  port and takes the same view-update path without any file. That puts the 1,000-port p50
-  under 1 ms and its p99 just above.
-- **Restart.** SIGTERM without `--teardown-on-exit` stops the DHCP tasks (~3 ms for 200
-  networks) and closes the namespaces' `AF_PACKET` sockets on one thread each, so that their
-  RCU grace periods (8–16 ms each here) overlap: ~30 ms in all. One `AF_PACKET` socket per
-  namespace both sends DHCPv4 replies and sniffs DHCPv6 clients' MACs (two before). The next
-  start parses the file (~6 ms for 200 networks), then serves every network whose plumbing the
-  previous run recorded for exactly the same plan (a fingerprint next to
-  `$state_path/dhcp/<net>/interface`) by just opening its sockets — one job per network on a
-  pool of namespace threads, 32 networks at a time, ~40 ms for 200 on 2 vCPUs also answering
-  the probe — and only then verifies (and repairs) each namespace over netlink. With the
-  probe's 20 ms cadence that is 0.09–0.11 s against 0.74–0.78 s for the dnsmasq set in these
-  runs (1.1 s in earlier ones): 7–9×, short of 10×. What remains is one grace period at stop (~20 ms), ~20
-  syscalls per namespace at start, and the probe's cadence (up to 20 ms).
+  rebuilding it (`view::update`). In standalone mode the control loop runs on the main thread,
+  which waits on a `signalfd` itself and drives the agent with `block_on`: the signal wakes the
+  thread that reloads, and a change of ports completes there with no other thread involved.
+  Timed inside the agent on the 1,000-port network (p50): the signal to the loop ~90 µs (the
+  wake-up of an idle vCPU; ~25 µs for a bare `signalfd` waiter here), reading the ~480 KB file
+  ~100–130 µs, comparing and parsing ~75 µs, the rest of the apply ~45 µs, the view update
+  ~50 µs; after the swap the probe needs ~150–190 µs (its next DISCOVER, 100 µs apart, and two
+  more wake-ups) to see the OFFER. The p99 is 2–4× these in places: a single
+  late wake-up or a preempted read on 2 vCPUs that also run the probe and the DHCP thread.
+  Reading the whole file is inherent to "rewrite the file + SIGHUP" (what changed is only
+  known after reading it all); Neutron RPC's `port_create_end` carries the one port and takes
+  the same view-update path without any file.
+- **Restart.** SIGTERM without `--teardown-on-exit` stops the DHCP tasks (~2–3 ms for 200
+  networks) and closes the namespaces' `AF_PACKET` sockets on one thread each (started from
+  one thread per core), so that the RCU grace periods each close waits for (8–16 ms here)
+  overlap: ~25 ms. One `AF_PACKET` socket per namespace both sends DHCPv4 replies and sniffs
+  DHCPv6 clients' MACs. The next start raises the open-files limit, grows its descriptor table
+  before any thread exists (in a multi-threaded process each doubling of the table waits for a
+  grace period: two 12 ms stalls at 256 and 512 descriptors), parses the file on both cores
+  (~5 ms for 200 networks), then serves every network whose plumbing the previous run recorded
+  for exactly the same plan (a fingerprint next to `$state_path/dhcp/<net>/interface`): one
+  thread per core steps from namespace to namespace opening every network's sockets (from then
+  on requests are queued, not dropped), then the views are built and the tasks started
+  (~20 ms for 200 networks), and only then is each namespace verified (and repaired) over
+  netlink. A request that arrives while the agent starts is answered as soon as its network is
+  served rather than after the client's retransmission. What remains is the grace period at
+  stop, the kernel's cost of ~20 socket calls per namespace, and the probe's 20 ms cadence
+  for any network whose socket did not exist yet when a round went out.
 - **Memory.** By RSS, the issue's measure, one network costs us ~40–90 kB (1,000 → 200
   networks) against ~2.2 MB per dnsmasq process. By PSS, which charges dnsmasq only its share of
   the binary and libraries it shares with its 199 siblings, dnsmasq costs ~550 kB per network
