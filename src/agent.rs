@@ -442,7 +442,7 @@ impl Agent {
     /// a previous run left behind (found through the state directory). Idempotent.
     pub async fn disable(&self, network_id: &str) {
         let served = self.served().remove(network_id);
-        let port_id = served
+        let mut port_id = served
             .as_ref()
             .map(|s| s.plan.port_id.clone())
             .or_else(|| self.cache.own_port_id(network_id))
@@ -452,11 +452,22 @@ impl Agent {
             s.server.stop().await;
         }
         self.cache.remove(network_id);
-        if let Some(port_id) = port_id {
-            if let Err(e) = self.devices.teardown(network_id, &port_id).await {
-                tracing::error!(%network_id, error = %e, "teardown failed");
-                return;
+        if port_id.is_none() {
+            // Killed between plumbing and recording: the namespace alone names the port.
+            match self.devices.port_prefix_in_namespace(network_id).await {
+                Ok(found) => port_id = found,
+                Err(e) => {
+                    tracing::warn!(%network_id, error = %e, "cannot look into the namespace for its DHCP device")
+                }
             }
+        }
+        let removed = match &port_id {
+            Some(port_id) => self.devices.teardown(network_id, port_id).await,
+            None => self.devices.delete_namespace_of(network_id).await.map(drop),
+        };
+        if let Err(e) = removed {
+            tracing::error!(%network_id, error = %e, "teardown failed");
+            return;
         }
         self.forget(network_id);
         if was_served {

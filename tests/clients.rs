@@ -383,6 +383,35 @@ fn records_without_their_namespace_are_replumbed() {
     second.stop();
 }
 
+/// An agent killed between plumbing a network and recording its device leaves a namespace that
+/// only its state directory entry points to: once the network is gone from the file, the next
+/// start finds the DHCP device inside the namespace and removes both.
+#[test]
+fn plumbing_that_was_never_recorded_is_removed_with_its_network() {
+    let (net, first) = after_first_run(12);
+    let record = first._state.path().join("dhcp").join(&net.id);
+    for file in ["interface", "plumbing"] {
+        std::fs::remove_file(record.join(file)).unwrap();
+    }
+    let tap = net.dhcp_port.tap_name();
+    assert!(std::path::Path::new(&format!("/sys/class/net/{tap}")).exists());
+
+    let second = Agent::start_serving(&first.ini, &[]);
+    second.wait_for_log("initial networks applied", AGENT_TIMEOUT);
+    let log = second.log_text();
+    assert!(log.contains("removing network left over"), "{log}");
+    assert!(
+        !std::path::Path::new(&format!("/var/run/netns/{}", net.namespace())).exists(),
+        "{log}"
+    );
+    assert!(
+        !std::path::Path::new(&format!("/sys/class/net/{tap}")).exists(),
+        "{log}"
+    );
+    assert!(!record.exists(), "{log}");
+    second.stop();
+}
+
 /// What a first run that exited keeping its plumbing leaves for a second run on the same host.
 struct FirstRun {
     port: PortSpec,

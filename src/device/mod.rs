@@ -227,6 +227,35 @@ impl DeviceManager {
         &self.cfg
     }
 
+    /// The DHCP port id prefix (`port[:11]`) of the device in the network's namespace
+    /// (`ns-…` for veth, `tap…` for openvswitch), when nothing recorded it: an agent killed
+    /// between plumbing a network and recording it leaves only the namespace to say which
+    /// port it plugged. `None` when there is no namespace or no such device.
+    pub async fn port_prefix_in_namespace(
+        &self,
+        network_id: &str,
+    ) -> Result<Option<String>, DeviceError> {
+        let ns = namespace_name(network_id);
+        if !netns::namespace_exists(&ns).await? {
+            return Ok(None);
+        }
+        let nsnl = Netlink::in_namespace(&ns).await?;
+        let links = nsnl.links().await?;
+        Ok(links.into_iter().find_map(|l| {
+            let prefix = l
+                .name
+                .strip_prefix("ns-")
+                .or_else(|| l.name.strip_prefix("tap"))?;
+            (!prefix.is_empty()).then(|| prefix.to_owned())
+        }))
+    }
+
+    /// Deletes the network's namespace (and so the devices inside it), for a network whose
+    /// DHCP port is unknown. Returns whether there was one.
+    pub async fn delete_namespace_of(&self, network_id: &str) -> Result<bool, DeviceError> {
+        netns::delete_namespace(&namespace_name(network_id)).await
+    }
+
     /// Names of the existing `qdhcp-*` namespaces (same as [`list_managed_namespaces`]).
     pub async fn list_managed_namespaces() -> Result<Vec<String>, DeviceError> {
         netns::list_managed_namespaces().await
