@@ -62,8 +62,11 @@ const LOG_FILE_IN_DIR: &str = "neutron-dhcp-agent.log";
 /// How often the networks file is checked for changes, and failed networks retried.
 const POLL: Duration = Duration::from_secs(1);
 const RETRY: Duration = Duration::from_secs(5);
-/// How long after a reload what it replaced is freed (see `NetworkCache::release_replaced`).
+/// How long after a reload what it replaced is freed (see `NetworkCache::release_replaced`) and
+/// the replaced networks file closed.
 const FREE_REPLACED_AFTER: Duration = Duration::from_millis(2);
+/// Replaced networks files held open at most, while reloads follow each other without a pause.
+const MAX_HELD_FILES: usize = 4;
 
 fn main() -> ExitCode {
     let mut logging_to_file = false;
@@ -355,6 +358,7 @@ fn run_standalone(
     let mut next_poll = Instant::now() + POLL;
     let mut next_retry = Instant::now() + RETRY;
     let mut pending = None;
+    let mut replaced_files = Vec::new();
     loop {
         let wait = next_poll
             .min(next_retry)
@@ -405,11 +409,19 @@ fn run_standalone(
             "reloaded networks file"
         );
         failed = summary.failed;
-        close_later(file.take_replaced());
-        // What the reload replaced is freed once the first answers from the new views are out.
+        replaced_files.extend(file.take_replaced());
+        if replaced_files.len() > MAX_HELD_FILES {
+            // Reloads without a pause: each held file keeps its page cache.
+            close_in_background(std::mem::take(&mut replaced_files));
+        }
+        // What the reload replaced is freed once the first answers from the new views are out
+        // (before, it would compete with them for the CPU).
         match signals.wait(FREE_REPLACED_AFTER) {
-            Ok(None) => agent.cache().release_replaced(),
-            // A signal in the meantime: taken by the next wait (the next change frees it all).
+            Ok(None) => {
+                agent.cache().release_replaced();
+                close_in_background(std::mem::take(&mut replaced_files));
+            }
+            // A signal in the meantime: taken by the next wait; this is freed after that one.
             Ok(Some(sig)) => pending = Some(sig),
             Err(e) => return Err(e).context("cannot read signals"),
         }
@@ -419,17 +431,11 @@ fn run_standalone(
 }
 
 /// Closing the last handle of a replaced networks file frees its page cache (about 0.5 ms per
-/// 500 KB): on the blocking pool, and a little after the reload, once the change is served,
-/// so that it competes neither with the DHCP answers to the change nor with the next reload.
-fn close_later(files: Vec<std::fs::File>) {
-    const CLOSE_DELAY: Duration = Duration::from_millis(5);
-    if files.is_empty() {
-        return;
-    }
-    drop(tokio::spawn(async move {
-        tokio::time::sleep(CLOSE_DELAY).await;
+/// 500 KB): on the blocking pool, so that it never delays the next reload.
+fn close_in_background(files: Vec<std::fs::File>) {
+    if !files.is_empty() {
         drop(tokio::task::spawn_blocking(move || drop(files)));
-    }));
+    }
 }
 
 /// Neutron RPC mode: the agent as neutron-server knows it (`DhcpAgentWithStateReport`).
