@@ -1127,16 +1127,24 @@ and kernel: clean-rate figures moved by up to ±50 % between runs).
 - **Our agent at high rates.** Each network's DHCP tasks run on one of a few single-threaded
   tokio runtimes of their own (`dhcp::threads`), so a request costs the wake-up of the thread
   that answers it and nothing else (~1.6 voluntary context switches per DORA at 100 DORA/s;
-  on the shared multi-threaded runtime a woken worker often woke a second one). Under load one
-  such thread answers
-  100,000+ DORA/s; the clean ceiling measured here is the load generator's and the kernel's
-  (veth, bridge) as much as ours. The DHCP socket has a 4 MiB receive buffer
-  (`SO_RCVBUFFORCE`): every drop we had seen before was a receive-buffer overflow.
+  on the shared multi-threaded runtime a woken worker often woke a second one). The clean
+  ceiling measured here is the load generator's and the kernel's (veth, bridge) as much as
+  ours: the same build reached 170,000 DORA/s in closed loop on the VM of the previous run
+  and ~70,000 on this one. The DHCP socket has a 4 MiB receive buffer (`SO_RCVBUFFORCE`):
+  every drop we had seen before was a receive-buffer overflow.
 - **CPU per DORA at low rates is wake-up cost.** At 100–250 DORA/s every request wakes an idle
   thread; what remains is that wake-up, one `recv`, one `send` (whose veth/bridge delivery the
-  kernel charges to the sender) and one `recv` that finds the socket empty: ~20–30 µs per DORA
-  on this VM, the same at 10 and at 1,000 ports. `/proc/<pid>/stat` counts in 10 ms ticks,
-  hence the 30 s steps for these two rows.
+  kernel charges to the sender: the largest syscall cost in `strace -c`) and, every other
+  packet, one `recv` that finds the socket empty — 3.5 system calls per packet, the same at 10
+  and at 1,000 ports. In `perf`, a third of the agent's CPU at 100 DORA/s is the context
+  switch itself (`finish_task_switch`, where a VM's idle exits surface). That cost depends on
+  the VM: 20–30 µs per DORA on the previous run's, 45–60 µs on this one, where dnsmasq's cost
+  per packet at 10 ports doubled as well (60 → 137 µs). An A/B in one session of the previous
+  run's build against this one at 100 DORA/s (30 s steps) gave 50–60 against 47 µs: the
+  change is the machine's, not the code's. At 1,000 ports dnsmasq's cost is its lease file
+  (see above), which did not grow with the VM's wake-up cost, so the ratio fell from 1/79 to
+  1/37–1/47. `/proc/<pid>/stat` counts in 10 ms ticks, hence the 30 s steps for these two
+  rows (±3 µs per DORA).
 - **Event → servable.** A SIGHUP reload re-reads the networks file, finds the first and last
   byte that differ from the last accepted text, re-parses only the ports (or networks) in
   between (`netfile`, `jsonscan`), and patches a copy of the network's current view instead of
