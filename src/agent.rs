@@ -21,7 +21,7 @@ use tracing::Instrument;
 
 use crate::cache::NetworkCache;
 use crate::device::{DeviceManager, PlumbPlan};
-use crate::dhcp::server::{Closing, DhcpServer, Endpoint, ServerError};
+use crate::dhcp::server::{DhcpServer, Endpoint, ServerError, Sockets};
 use crate::model::MacAddr;
 use crate::standalone::DesiredNetwork;
 
@@ -49,8 +49,6 @@ struct Served {
     verified: bool,
 }
 
-/// `$state_path/dhcp/<network>/plumbing`: fingerprint of the plan the recorded device was
-/// plumbed for.
 /// A previous run's plumbing that matches what a network needs now ([`Agent::adopt`]).
 struct RecordedPlumbing {
     plan: PlumbPlan,
@@ -60,6 +58,8 @@ struct RecordedPlumbing {
     mac: MacAddr,
 }
 
+/// `$state_path/dhcp/<network>/plumbing`: fingerprint of the plan the recorded device was
+/// plumbed for.
 const PLUMBING_FILE: &str = "plumbing";
 /// `$state_path/dhcp/<network>/interface`: the DHCP device's name inside the namespace.
 const INTERFACE_FILE: &str = "interface";
@@ -169,7 +169,7 @@ impl Agent {
             .copied()
             .filter(|d| !existed.contains(&d.network.id))
             .collect();
-        if !fresh.is_empty() && fresh.iter().any(|d| self.recorded_plumbing(d).is_some()) {
+        if fresh.iter().any(|d| self.recorded_plumbing(d).is_some()) {
             self.adopt_all(&fresh);
         }
         // Networks are independent: configuring several at once overlaps their kernel round
@@ -316,25 +316,22 @@ impl Agent {
     /// before any is served: from then on a request that arrives is queued, and answered as
     /// soon as its network is served, instead of being dropped (a client would only ask again
     /// seconds later). Blocks this thread (moving the runtime's other tasks elsewhere when it
-    /// can) for a few ms per hundred networks. Returns how many networks it now serves.
-    pub fn adopt_all(&self, ds: &[&DesiredNetwork]) -> usize {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    /// can) for a few ms per hundred networks.
+    pub fn adopt_all(&self, ds: &[&DesiredNetwork]) {
+        let threads = crate::par::threads(4);
         let run = || {
-            let opened = crate::device::on_batch_threads(ds, threads, |thread, d| {
+            let opened = crate::device::on_batch_threads(ds.to_vec(), threads, |thread, d| {
                 let found = self.recorded_plumbing(d)?;
                 let sockets = thread.enter(&found.namespace).map(|()| {
                     DhcpServer::open_here(&d.network.id, &found.namespace, &found.ifname)
                 });
-                Some(std::sync::Mutex::new(Some((found, sockets))))
+                Some((found, sockets))
             });
-            let work: Vec<_> = ds.iter().zip(opened).collect();
-            crate::device::on_batch_threads(&work, threads, |_, (d, opened)| {
-                let mut slot = match opened {
-                    Ok(Some(slot)) => slot.lock().unwrap_or_else(|p| p.into_inner()),
-                    Ok(None) => return Ok(false),
-                    Err(e) => return Err(e.to_string()),
+            let work: Vec<_> = ds.iter().copied().zip(opened).collect();
+            crate::device::on_batch_threads(work, threads, |_, (d, opened)| {
+                let Some((found, sockets)) = opened? else {
+                    return Ok(false);
                 };
-                let (found, sockets) = slot.take().ok_or("adopted twice")?;
                 let _span = tracing::info_span!("adopt", network_id = %d.network.id).entered();
                 let r = match sockets {
                     Ok(sockets) => {
@@ -356,17 +353,11 @@ impl Agent {
         } else {
             run()
         };
-        let mut served = 0;
         for (d, r) in ds.iter().zip(results) {
-            match r.map_err(|e| e.to_string()).and_then(|r| r) {
-                Ok(true) => served += 1,
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(network_id = %d.network.id, error = %e, "cannot reuse the previous run's plumbing; configuring it")
-                }
+            if let Err(e) = r.and_then(|r| r) {
+                tracing::warn!(network_id = %d.network.id, error = %e, "cannot reuse the previous run's plumbing; configuring it");
             }
         }
-        served
     }
 
     /// What a previous run recorded for this network, if it matches the plumbing the network
@@ -493,7 +484,7 @@ impl Agent {
         let sockets =
             futures_util::future::join_all(servers.into_iter().map(|s| s.server.release())).await;
         let stopped = started.elapsed();
-        if let Err(e) = tokio::task::spawn_blocking(move || Closing::close_all(sockets)).await {
+        if let Err(e) = tokio::task::spawn_blocking(move || Sockets::close_all(sockets)).await {
             tracing::warn!(error = %e, "closing the DHCP sockets failed");
         }
         tracing::info!(

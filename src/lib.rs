@@ -13,6 +13,7 @@ pub mod memory;
 pub mod model;
 pub mod netfile;
 pub mod neutron;
+pub mod par;
 pub mod plugin;
 pub mod rpc;
 pub mod signals;

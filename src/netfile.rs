@@ -402,43 +402,27 @@ fn parse_networks(
     items: &[Range<usize>],
     host: &str,
 ) -> Option<Vec<(DesiredNetwork, NetSpan)>> {
-    let threads = if text.len() >= PARALLEL_PARSE_BYTES {
-        std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_PARSE_THREADS))
-    } else {
-        1
-    };
-    let share = items.len().div_ceil(threads.min(items.len()).max(1)).max(1);
     let parse_share = |share: &[Range<usize>]| -> Option<Vec<_>> {
         share
             .iter()
             .map(|r| parse_network(text, r.clone(), host))
             .collect()
     };
-    let mut shares = items.chunks(share);
-    let Some(first) = shares.next() else {
-        return Some(Vec::new());
+    let threads = if text.len() >= PARALLEL_PARSE_BYTES {
+        crate::par::threads(MAX_PARSE_THREADS).min(items.len())
+    } else {
+        1
     };
-    std::thread::scope(|s| {
-        // The other shares on threads of their own (parsed here if a thread cannot start);
-        // the first one on this thread meanwhile.
-        let others: Vec<_> = shares
-            .map(|share| {
-                std::thread::Builder::new()
-                    .name("parse".into())
-                    .spawn_scoped(s, move || parse_share(share))
-                    .map_err(|_| share)
-            })
-            .collect();
-        let mut all = parse_share(first)?;
-        for other in others {
-            let parsed = match other {
-                Ok(t) => t.join().ok()?,
-                Err(share) => parse_share(share),
-            };
-            all.extend(parsed?);
-        }
-        Some(all)
-    })
+    if threads <= 1 {
+        return parse_share(items);
+    }
+    let shares: Vec<_> = items.chunks(items.len().div_ceil(threads)).collect();
+    let mut all = Vec::with_capacity(items.len());
+    // A share that failed or whose thread panicked leaves the decision to the full parse.
+    for parsed in crate::par::map("parse", shares, threads, parse_share) {
+        all.extend(parsed.ok()??);
+    }
+    Some(all)
 }
 
 /// One network element, typed; `None` when anything is off (the full parse then decides).

@@ -345,10 +345,7 @@ fn restart_adopts_the_plumbing_left_by_sigterm() {
         "tap re-plugged on restart"
     );
     assert_eq!(
-        first
-            .client
-            .run_client(Client::Udhcpc, LEASE_TIMEOUT)
-            .expect_lease("after restart"),
+        first.lease("after restart"),
         net.expected_lease(&first.port)
     );
     second.stop();
@@ -374,10 +371,7 @@ fn records_without_their_namespace_are_replumbed() {
         "{log}"
     );
     assert_eq!(
-        first
-            .client
-            .run_client(Client::Udhcpc, LEASE_TIMEOUT)
-            .expect_lease("after the namespace was gone"),
+        first.lease("after the namespace was gone"),
         net.expected_lease(&first.port)
     );
     second.stop();
@@ -426,6 +420,15 @@ struct FirstRun {
     _bridge: LinkGuard,
 }
 
+impl FirstRun {
+    /// The lease the first run's VM port gets now (`when` names the moment in a failure).
+    fn lease(&self, when: &str) -> Lease {
+        self.client
+            .run_client(Client::Udhcpc, LEASE_TIMEOUT)
+            .expect_lease(when)
+    }
+}
+
 /// Serves `rich_network(third_octet)` with one VM port, stops the agent keeping the plumbing,
 /// and returns the network with what a second run needs.
 fn after_first_run(third_octet: u8) -> (NetSpec, FirstRun) {
@@ -466,10 +469,7 @@ fn restart_with_a_changed_plan_replumbs_before_serving() {
     second.wait_for_log("initial networks applied", AGENT_TIMEOUT);
     let log = second.log_text();
     assert!(!log.contains("previous run's plumbing"), "{log}");
-    let lease = first
-        .client
-        .run_client(Client::Udhcpc, LEASE_TIMEOUT)
-        .expect_lease("after restart with a new MTU");
+    let lease = first.lease("after restart with a new MTU");
     assert_eq!(lease.mtu, Some(1300));
     assert_eq!(lease, net.expected_lease(&first.port));
     second.stop();

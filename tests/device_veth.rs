@@ -601,11 +601,13 @@ fn batch_threads_run_each_job_in_the_namespace_it_enters() {
     let mut items: Vec<String> = (0..4).flat_map(|_| names.clone()).collect();
     items.insert(5, missing.clone());
     items.insert(7, "panic".into());
-    let results = on_batch_threads(&items, 2, |thread, ns| {
+    let results = on_batch_threads(items.clone(), 2, |thread, ns: String| {
         if ns == "panic" {
             panic!("job panics");
         }
-        thread.enter(ns).map(|()| inode("/proc/thread-self/ns/net"))
+        thread
+            .enter(&ns)
+            .map(|()| inode("/proc/thread-self/ns/net"))
     });
     assert_eq!(results.len(), items.len());
     for (ns, r) in items.iter().zip(&results) {

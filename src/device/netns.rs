@@ -194,8 +194,8 @@ impl BatchThread {
     }
 }
 
-/// Runs `job` for every item on up to `threads` threads made for this call, each job free to
-/// [`BatchThread::enter`] a namespace, and returns the results in item order.
+/// Runs `job` for every item on up to `threads` threads made for this call ([`crate::par`]),
+/// each job free to [`BatchThread::enter`] a namespace, and returns the results in item order.
 ///
 /// For batches of short namespace jobs, such as a restart serving hundreds of namespaces
 /// again: there, handing each job to the [`in_netns`] pool and its result back to a task cost
@@ -203,63 +203,27 @@ impl BatchThread {
 /// threads compete with the task that consumes the results. Blocks the caller until every job
 /// has run. The threads end with the call, so none keeps a namespace alive; a job that panics
 /// becomes that item's error.
-pub fn on_batch_threads<T, R, F>(items: &[T], threads: usize, job: F) -> Vec<Result<R, DeviceError>>
+pub fn on_batch_threads<T, R, F>(
+    items: Vec<T>,
+    threads: usize,
+    job: F,
+) -> Vec<Result<R, DeviceError>>
 where
-    T: Sync,
+    T: Send,
     R: Send,
-    F: Fn(&BatchThread, &T) -> R + Sync,
+    F: Fn(&BatchThread, T) -> R + Sync,
 {
-    let next = AtomicUsize::new(0);
-    let run = || {
-        let thread = BatchThread(());
-        let mut done = Vec::new();
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(item) = items.get(i) else {
-                return done;
-            };
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&thread, item)));
-            done.push((i, r.map_err(|_| "the job panicked")));
-        }
-    };
-    let mut out: Vec<Option<Result<R, DeviceError>>> = (0..items.len()).map(|_| None).collect();
-    let mut failure = None;
-    std::thread::scope(|s| {
-        let mut running = Vec::new();
-        for _ in 0..threads.clamp(1, items.len().max(1)) {
-            match std::thread::Builder::new()
-                .name("netns-batch".into())
-                .spawn_scoped(s, run)
-            {
-                Ok(h) => running.push(h),
-                Err(e) => {
-                    failure = Some(format!("cannot start a namespace thread: {e}"));
-                    break;
-                }
-            }
-        }
-        for h in running {
-            // `run` catches the jobs' panics; a thread can only fail outside them.
-            let Ok(done) = h.join() else { continue };
-            for (i, r) in done {
-                out[i] = Some(r.map_err(|reason| DeviceError::Thread {
-                    namespace: "(batch)".into(),
-                    reason: reason.into(),
-                }));
-            }
-        }
-    });
-    let missing = failure.unwrap_or_else(|| "the namespace thread ended early".into());
-    out.into_iter()
-        .map(|r| {
-            r.unwrap_or_else(|| {
-                Err(DeviceError::Thread {
-                    namespace: "(batch)".into(),
-                    reason: missing.clone(),
-                })
-            })
+    crate::par::map("netns-batch", items, threads, |item| {
+        job(&BatchThread(()), item)
+    })
+    .into_iter()
+    .map(|r| {
+        r.map_err(|e| DeviceError::Thread {
+            namespace: "(batch)".into(),
+            reason: e.to_string(),
         })
-        .collect()
+    })
+    .collect()
 }
 
 fn go_home(home: &std::fs::File) -> io::Result<()> {

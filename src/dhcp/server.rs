@@ -94,72 +94,46 @@ impl Sockets {
             self.packet = other.packet;
         }
     }
-}
 
-/// Closes the sockets of many stopped servers at once, each server's on a short-lived thread
-/// of its own: the grace periods the `AF_PACKET` closes wait for then overlap instead of adding
-/// up (200 networks: about two grace periods instead of 200, the bulk of a stop).
-#[derive(Default)]
-pub struct Closing(Vec<std::thread::JoinHandle<()>>);
+    /// Closes the sockets of many stopped servers at once, each server's on a short-lived
+    /// thread of its own: the grace periods the `AF_PACKET` closes wait for then overlap
+    /// instead of adding up (200 networks: about two grace periods instead of 200, the bulk of
+    /// a stop). The closing threads are started from one thread per core: starting them is
+    /// most of the time not spent waiting for the kernel, and closes started later than a
+    /// grace period wait for the next. Returns once every socket is closed.
+    pub fn close_all(mut all: Vec<Sockets>) {
+        let starters = crate::par::threads(4);
+        let share = all.len().div_ceil(starters).max(1);
+        let mut shares = Vec::with_capacity(starters);
+        while !all.is_empty() {
+            shares.push(all.split_off(all.len().saturating_sub(share)));
+        }
+        // A starter can only fail by panicking, and its sockets are closed by the unwinding.
+        drop(crate::par::map("socket-close", shares, starters, |share| {
+            let closing: Vec<_> = share.into_iter().filter_map(close_on_own_thread).collect();
+            for t in closing {
+                let _ = t.join();
+            }
+        }));
+    }
+}
 
 /// A closing thread only runs `close(2)`: the smallest stack is the quickest to set up.
 const CLOSING_STACK: usize = 16 << 10;
 
-impl Closing {
-    /// Starts closing a server's sockets (here and now if no thread can be started).
-    pub fn add(&mut self, sockets: Sockets) {
-        if sockets.packet.is_none() {
-            drop(sockets);
-            return;
-        }
-        match std::thread::Builder::new()
-            .name("socket-close".into())
-            .stack_size(CLOSING_STACK)
-            .spawn(move || drop(sockets))
-        {
-            Ok(t) => self.0.push(t),
-            // Dropped with the failed spawn's closure: closed here, serially.
-            Err(e) => tracing::debug!(error = %e, "closing a server's sockets inline"),
-        }
+/// Starts closing a server's sockets on a thread of its own; closes them here and now when
+/// there is no `AF_PACKET` socket among them (nothing to wait for) or no thread can start.
+fn close_on_own_thread(sockets: Sockets) -> Option<std::thread::JoinHandle<()>> {
+    if sockets.packet.is_none() {
+        drop(sockets);
+        return None;
     }
-
-    /// Blocks until every socket handed to [`Closing::add`] is closed.
-    pub fn wait(self) {
-        for t in self.0 {
-            let _ = t.join();
-        }
-    }
-
-    /// Closes all these servers' sockets and returns once they are closed. The closing threads
-    /// are started from one thread per core: starting them is most of the time not spent
-    /// waiting for the kernel, and closes started later than a grace period wait for the next.
-    pub fn close_all(mut all: Vec<Sockets>) {
-        let starters = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-        let share = all.len().div_ceil(starters).max(1);
-        let mut shares = Vec::with_capacity(starters);
-        while all.len() > share {
-            shares.push(all.split_off(all.len() - share));
-        }
-        let close = |share: Vec<Sockets>| {
-            let mut closing = Closing::default();
-            for s in share {
-                closing.add(s);
-            }
-            closing.wait();
-        };
-        std::thread::scope(|scope| {
-            for share in shares {
-                if let Err(e) = std::thread::Builder::new()
-                    .name("socket-close".into())
-                    .spawn_scoped(scope, move || close(share))
-                {
-                    // The share is dropped with the failed spawn's closure: closed there, serially.
-                    tracing::debug!(error = %e, "closing a share of the sockets inline");
-                }
-            }
-            close(all);
-        });
-    }
+    std::thread::Builder::new()
+        .name("socket-close".into())
+        .stack_size(CLOSING_STACK)
+        .spawn(move || drop(sockets))
+        .map_err(|e| tracing::debug!(error = %e, "closing a server's sockets inline"))
+        .ok()
 }
 
 impl DhcpServer {
@@ -306,7 +280,7 @@ impl DhcpServer {
         close_off_worker(self.release().await);
     }
 
-    /// Stops the tasks and hands back their sockets, for [`Closing`].
+    /// Stops the tasks and hands back their sockets, for [`Sockets::close_all`].
     pub async fn release(mut self) -> Sockets {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
@@ -349,7 +323,6 @@ impl Drop for DhcpServer {
     }
 }
 
-/// The sockets of one namespace, opened inside it.
 /// Sockets opened for a network ([`DhcpServer::open_here`]) that nothing serves yet.
 pub struct AdoptedSockets {
     network_id: String,
@@ -358,6 +331,7 @@ pub struct AdoptedSockets {
     opened: io::Result<Opened>,
 }
 
+/// The sockets of one namespace, opened inside it.
 struct Opened {
     ifindex: u32,
     udp: std::net::UdpSocket,
@@ -435,12 +409,9 @@ async fn serve(
             },
         };
         let request = tracing::debug_span!(parent: &span, "request", %peer, len = n);
-        let parent = if request.is_disabled() {
-            &span
-        } else {
-            &request
-        };
-        shell.handle(&buf[..n], peer, parent).await;
+        shell
+            .handle(&buf[..n], peer, events_parent(&span, &request))
+            .await;
     }
     tracing::debug!(parent: &span, "DHCPv4 task stopped");
     Sockets {
@@ -451,6 +422,16 @@ async fn serve(
             .into_iter()
             .collect(),
         packet: Some(shell.raw.into_inner()),
+    }
+}
+
+/// The span a request's events go under: the request's own when it is enabled (debug), else
+/// the network's.
+fn events_parent<'a>(network: &'a tracing::Span, request: &'a tracing::Span) -> &'a tracing::Span {
+    if request.is_disabled() {
+        network
+    } else {
+        request
     }
 }
 
@@ -614,12 +595,9 @@ async fn serve6(
         };
         let SocketAddr::V6(peer) = peer else { continue };
         let request = tracing::debug_span!(parent: &span, "request", %peer, len = n);
-        let parent = if request.is_disabled() {
-            &span
-        } else {
-            &request
-        };
-        shell.handle(&buf[..n], peer, parent).await;
+        shell
+            .handle(&buf[..n], peer, events_parent(&span, &request))
+            .await;
     }
     tracing::debug!(parent: &span, "DHCPv6 task stopped");
     Sockets {

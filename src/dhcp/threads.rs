@@ -31,9 +31,7 @@ pub fn next() -> io::Result<Handle> {
 }
 
 fn start() -> Result<Vec<Handle>, String> {
-    let n = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, MAX_THREADS);
+    let n = crate::par::threads(MAX_THREADS);
     (0..n)
         .map(|i| {
             let rt = tokio::runtime::Builder::new_current_thread()
