@@ -1,6 +1,7 @@
 //! DHCP: the pure responder cores (`packet`, `options`, `v4`; `packet6`, `options6`, `v6`) and
 //! their I/O shell (`netio`, `server`, `threads`).
 
+pub mod dgram;
 pub mod netio;
 pub mod options;
 pub mod options6;

@@ -3,7 +3,8 @@
 //! Two tokio tasks per `qdhcp-<network>` namespace, one for DHCPv4 and one for DHCPv6, on one
 //! of the DHCP threads ([`threads`]), reading the same lock-free [`ViewHandle`], so
 //! control-plane work never delays a reply. Each loop does one `recv` and one `send` per
-//! packet; replies are built into buffers allocated once per task.
+//! packet and sleeps in one `epoll_wait` between requests ([`dgram`]); replies are built into
+//! buffers allocated once per task.
 //! The DHCPv6 task runs whenever IPv6 works in the namespace, also on networks without IPv6
 //! subnets today: a subnet added later is served as soon as the view has it.
 
@@ -15,12 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::cache::ViewHandle;
+use crate::dhcp::dgram::{self, Datagrams};
 use crate::dhcp::packet6::msg as msg6;
 use crate::dhcp::v4::{self, Delivery, Ignore, Outcome};
 use crate::dhcp::v6;
@@ -218,11 +218,8 @@ impl DhcpServer {
         let rt = threads::next().map_err(socket_err)?;
         // Registered with the reactor of the DHCP thread that will run the tasks.
         let _in_dhcp_runtime = rt.enter();
-        let udp = UdpSocket::from_std(udp).map_err(socket_err)?;
-        // SAFETY: the Arc keeps the socket open, and refers to the same socket, until the
-        // AsyncFd is dropped or unwrapped.
-        let raw = unsafe { AsyncFd::register_with_interest(packet.clone(), Interest::WRITABLE) }
-            .map_err(|e| socket_err(e.into()))?;
+        let udp = dgram::readable(udp).map_err(socket_err)?;
+        let raw = packet.clone();
         let counters = Arc::new(Counters::default());
         let (stop_tx, stop_rx) = oneshot::channel();
         let span = tracing::info_span!("dhcp4", network_id = %endpoint.network_id);
@@ -236,34 +233,33 @@ impl DhcpServer {
             span,
         ));
         let counters6 = Arc::new(Counters::default());
-        let (stop6, task6) = match v6_sockets
-            .and_then(|(udp, sniffing)| Ok((UdpSocket::from_std(udp)?, sniffing)))
-        {
-            Ok((udp6, sniffing)) => {
-                let sniffer = match sniffing {
-                    Ok(()) => Some(packet),
-                    Err(e) => {
-                        tracing::warn!(
-                            network_id = %endpoint.network_id, error = %e,
-                            "cannot see DHCPv6 clients' MACs at layer 2; identifying them by \
-                             DUID and EUI-64 address only"
-                        );
-                        None
-                    }
-                };
-                let (tx, rx) = oneshot::channel();
-                let span = tracing::info_span!("dhcp6", network_id = %endpoint.network_id);
-                let task = rt.spawn(serve6(udp6, sniffer, view, counters6.clone(), rx, span));
-                (Some(tx), Some(task))
-            }
-            Err(e) => {
-                tracing::info!(
-                    network_id = %endpoint.network_id, interface = %endpoint.ifname, error = %e,
-                    "DHCPv6 not served: cannot open its socket (IPv6 disabled?)"
-                );
-                (None, None)
-            }
-        };
+        let (stop6, task6) =
+            match v6_sockets.and_then(|(udp, sniffing)| Ok((dgram::readable(udp)?, sniffing))) {
+                Ok((udp6, sniffing)) => {
+                    let sniffer = match sniffing {
+                        Ok(()) => Some(packet),
+                        Err(e) => {
+                            tracing::warn!(
+                                network_id = %endpoint.network_id, error = %e,
+                                "cannot see DHCPv6 clients' MACs at layer 2; identifying them by \
+                                 DUID and EUI-64 address only"
+                            );
+                            None
+                        }
+                    };
+                    let (tx, rx) = oneshot::channel();
+                    let span = tracing::info_span!("dhcp6", network_id = %endpoint.network_id);
+                    let task = rt.spawn(serve6(udp6, sniffer, view, counters6.clone(), rx, span));
+                    (Some(tx), Some(task))
+                }
+                Err(e) => {
+                    tracing::info!(
+                        network_id = %endpoint.network_id, interface = %endpoint.ifname, error = %e,
+                        "DHCPv6 not served: cannot open its socket (IPv6 disabled?)"
+                    );
+                    (None, None)
+                }
+            };
         Ok(DhcpServer {
             endpoint,
             counters,
@@ -378,15 +374,15 @@ const REPLY_CAPACITY: usize = 1500;
 /// request span rather than entered around the task: entering it on every poll cost ~4 % of
 /// the CPU a request takes.
 async fn serve(
-    udp: UdpSocket,
-    raw: AsyncFd<Arc<OwnedFd>>,
+    udp: AsyncFd<std::net::UdpSocket>,
+    raw: Arc<OwnedFd>,
     ifindex: u32,
     view: ViewHandle,
     counters: Arc<Counters>,
     mut stop: oneshot::Receiver<()>,
     span: tracing::Span,
 ) -> Sockets {
-    let mut buf = vec![0u8; RECV_BUF];
+    let mut rx = Datagrams::new(RECV_BUF);
     let mut shell = Shell {
         udp,
         raw,
@@ -398,30 +394,30 @@ async fn serve(
     };
     tracing::debug!(parent: &span, "DHCPv4 task started");
     loop {
-        let (n, peer) = tokio::select! {
+        let n = tokio::select! {
             _ = &mut stop => break,
-            r = shell.udp.recv_from(&mut buf) => match r {
-                Ok(r) => r,
+            r = rx.recv(&shell.udp) => match r {
+                Ok(n) => n,
                 Err(e) => {
                     tracing::warn!(parent: &span, error = %e, "recv failed");
                     continue;
                 }
             },
         };
-        let request = tracing::debug_span!(parent: &span, "request", %peer, len = n);
-        shell
-            .handle(&buf[..n], peer, events_parent(&span, &request))
-            .await;
+        for i in 0..n {
+            let (req, Some(peer)) = rx.get(i) else {
+                continue;
+            };
+            let request = tracing::debug_span!(parent: &span, "request", %peer, len = req.len());
+            shell
+                .handle(req, peer, events_parent(&span, &request))
+                .await;
+        }
     }
     tracing::debug!(parent: &span, "DHCPv4 task stopped");
     Sockets {
-        udp: shell
-            .udp
-            .into_std()
-            .map(OwnedFd::from)
-            .into_iter()
-            .collect(),
-        packet: Some(shell.raw.into_inner()),
+        udp: vec![shell.udp.into_inner().into()],
+        packet: Some(shell.raw),
     }
 }
 
@@ -443,8 +439,8 @@ fn close_off_worker(sockets: Sockets) {
 
 /// The per-task state of the serving loop: sockets and the reusable reply buffers.
 struct Shell {
-    udp: UdpSocket,
-    raw: AsyncFd<Arc<OwnedFd>>,
+    udp: AsyncFd<std::net::UdpSocket>,
+    raw: Arc<OwnedFd>,
     ifindex: u32,
     view: ViewHandle,
     counters: Arc<Counters>,
@@ -499,23 +495,28 @@ impl Shell {
     async fn send(&mut self, delivery: Delivery, server_ip: Ipv4Addr) -> io::Result<()> {
         let (mac, dst) = match delivery {
             Delivery::Relay { giaddr } => {
-                let to = SocketAddrV4::new(giaddr, netio::SERVER_PORT);
-                return self.udp.send_to(&self.reply, to).await.map(|_| ());
+                return self
+                    .send_udp(SocketAddrV4::new(giaddr, netio::SERVER_PORT))
+                    .await;
             }
             Delivery::Ciaddr { ip } => {
-                let to = SocketAddrV4::new(ip, netio::CLIENT_PORT);
-                return self.udp.send_to(&self.reply, to).await.map(|_| ());
+                return self
+                    .send_udp(SocketAddrV4::new(ip, netio::CLIENT_PORT))
+                    .await;
             }
             Delivery::Broadcast => ([0xff; 6], Ipv4Addr::BROADCAST),
             Delivery::Unicast { mac, ip } => (mac, ip),
         };
         netio::build_udp4_frame(server_ip, dst, &self.reply, &mut self.frame);
-        let (ifindex, frame) = (self.ifindex, &self.frame);
-        self.raw
-            .async_io(Interest::WRITABLE, |fd| {
-                netio::send_l2(fd, ifindex, mac, frame)
-            })
+        let (raw, ifindex, frame) = (&*self.raw, self.ifindex, &self.frame);
+        dgram::send_now(raw, || netio::send_l2(raw, ifindex, mac, frame)).await
+    }
+
+    async fn send_udp(&self, to: SocketAddrV4) -> io::Result<()> {
+        let udp = self.udp.get_ref();
+        dgram::send_now(udp, || udp.send_to(&self.reply, to))
             .await
+            .map(|_| ())
     }
 }
 
@@ -565,14 +566,14 @@ impl MacCache {
 
 /// The DHCPv6 loop of one network; `span` as for [`serve`].
 async fn serve6(
-    udp: UdpSocket,
+    udp: AsyncFd<std::net::UdpSocket>,
     sniffer: Option<Arc<OwnedFd>>,
     view: ViewHandle,
     counters: Arc<Counters>,
     mut stop: oneshot::Receiver<()>,
     span: tracing::Span,
 ) -> Sockets {
-    let mut buf = vec![0u8; RECV_BUF];
+    let mut rx = Datagrams::new(RECV_BUF);
     let mut shell = Shell6 {
         udp,
         sniffer,
@@ -583,37 +584,36 @@ async fn serve6(
     };
     tracing::debug!(parent: &span, "DHCPv6 task started");
     loop {
-        let (n, peer) = tokio::select! {
+        let n = tokio::select! {
             _ = &mut stop => break,
-            r = shell.udp.recv_from(&mut buf) => match r {
-                Ok(r) => r,
+            r = rx.recv(&shell.udp) => match r {
+                Ok(n) => n,
                 Err(e) => {
                     tracing::warn!(parent: &span, error = %e, "recv failed");
                     continue;
                 }
             },
         };
-        let SocketAddr::V6(peer) = peer else { continue };
-        let request = tracing::debug_span!(parent: &span, "request", %peer, len = n);
-        shell
-            .handle(&buf[..n], peer, events_parent(&span, &request))
-            .await;
+        for i in 0..n {
+            let (req, Some(SocketAddr::V6(peer))) = rx.get(i) else {
+                continue;
+            };
+            let request = tracing::debug_span!(parent: &span, "request", %peer, len = req.len());
+            shell
+                .handle(req, peer, events_parent(&span, &request))
+                .await;
+        }
     }
     tracing::debug!(parent: &span, "DHCPv6 task stopped");
     Sockets {
-        udp: shell
-            .udp
-            .into_std()
-            .map(OwnedFd::from)
-            .into_iter()
-            .collect(),
+        udp: vec![shell.udp.into_inner().into()],
         packet: shell.sniffer,
     }
 }
 
 /// The per-task state of the DHCPv6 loop.
 struct Shell6 {
-    udp: UdpSocket,
+    udp: AsyncFd<std::net::UdpSocket>,
     sniffer: Option<Arc<OwnedFd>>,
     macs: MacCache,
     view: ViewHandle,
@@ -646,7 +646,8 @@ impl Shell6 {
                 client,
             }) => {
                 let to = SocketAddrV6::new(*peer.ip(), delivery.port(), 0, peer.scope_id());
-                match self.udp.send_to(&self.reply, to).await {
+                let udp = self.udp.get_ref();
+                match dgram::send_now(udp, || udp.send_to(&self.reply, to)).await {
                     Ok(_) => {
                         Counters::bump(&self.counters.replied);
                         let (req, rep) = (v6::name(request), v6::name(reply));

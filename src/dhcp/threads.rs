@@ -34,8 +34,10 @@ fn start() -> Result<Vec<Handle>, String> {
     let n = crate::par::threads(MAX_THREADS);
     (0..n)
         .map(|i| {
+            // I/O only: nothing on these threads waits for time, and a timer would read the
+            // clock at every wake-up.
             let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
+                .enable_io()
                 .build()
                 .map_err(|e| format!("cannot build DHCP runtime: {e}"))?;
             let handle = rt.handle().clone();
