@@ -54,6 +54,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # ---------------------------------------------------------------------------------------------
 
 _cleanup = []  # (kind, value), undone in reverse order
+_agent_namespaces = set()  # network ids whose qdhcp- namespace is in _cleanup
 
 
 def register(kind, value):
@@ -61,6 +62,7 @@ def register(kind, value):
 
 
 def cleanup():
+    _agent_namespaces.clear()
     while _cleanup:
         kind, v = _cleanup.pop()
         try:
@@ -77,6 +79,8 @@ def cleanup():
                 except ProcessLookupError:
                     pass
             elif kind == "netns":
+                if not os.path.exists(f"/var/run/netns/{v}"):
+                    continue
                 pids = subprocess.run(["ip", "netns", "pids", v], capture_output=True, text=True).stdout.split()
                 for p in pids:
                     try:
@@ -346,6 +350,11 @@ class Agent:
         of the previous start (a restart: dnsmasq's files are not rewritten either)."""
         if write or not os.path.exists(self.nets_file):
             self.write_networks()
+        # The agent removes its namespaces at a clean stop; these are for one that dies first.
+        for n in self.nets:
+            if n.id not in _agent_namespaces:
+                _agent_namespaces.add(n.id)
+                register("netns", f"qdhcp-{n.id}")
         env = dict(os.environ, NO_COLOR="1")
         env.pop("RUST_LOG", None)
         self.logf = open(self.log, "w")
@@ -1126,25 +1135,29 @@ and kernel: clean-rate figures moved by up to ±50 % between runs).
   case; every ratio is taken against the better dnsmasq.
 - **Our agent at high rates.** Each network's DHCP tasks run on one of a few single-threaded
   tokio runtimes of their own (`dhcp::threads`), so a request costs the wake-up of the thread
-  that answers it and nothing else (~1.6 voluntary context switches per DORA at 100 DORA/s;
+  that answers it and nothing else (one voluntary context switch per packet at 100 DORA/s;
   on the shared multi-threaded runtime a woken worker often woke a second one). The clean
   ceiling measured here is the load generator's and the kernel's (veth, bridge) as much as
-  ours: the same build reached 170,000 DORA/s in closed loop on the VM of the previous run
-  and ~70,000 on this one. The DHCP socket has a 4 MiB receive buffer (`SO_RCVBUFFORCE`):
-  every drop we had seen before was a receive-buffer overflow.
-- **CPU per DORA at low rates is wake-up cost.** At 100–250 DORA/s every request wakes an idle
-  thread; what remains is that wake-up, one `recv`, one `send` (whose veth/bridge delivery the
-  kernel charges to the sender: the largest syscall cost in `strace -c`) and, every other
-  packet, one `recv` that finds the socket empty — 3.5 system calls per packet, the same at 10
-  and at 1,000 ports. In `perf`, a third of the agent's CPU at 100 DORA/s is the context
-  switch itself (`finish_task_switch`, where a VM's idle exits surface). That cost depends on
-  the VM: 20–30 µs per DORA on the previous run's, 45–60 µs on this one, where dnsmasq's cost
-  per packet at 10 ports doubled as well (60 → 137 µs). An A/B in one session of the previous
-  run's build against this one at 100 DORA/s (30 s steps) gave 50–60 against 47 µs: the
-  change is the machine's, not the code's. At 1,000 ports dnsmasq's cost is its lease file
-  (see above), which did not grow with the VM's wake-up cost, so the ratio fell from 1/79 to
-  1/37–1/47. `/proc/<pid>/stat` counts in 10 ms ticks, hence the 30 s steps for these two
-  rows (±3 µs per DORA).
+  ours: the same design reached 170,000 DORA/s in closed loop on one VM and 70,000–90,000 on
+  others. The DHCP socket has a 4 MiB receive buffer (`SO_RCVBUFFORCE`): every drop we had
+  seen before was a receive-buffer overflow.
+- **CPU per DORA at low rates is wake-up and kernel cost.** At 100–250 DORA/s every request
+  wakes an idle thread, which then makes 3 system calls (`strace -c`): the `epoll_wait` it
+  slept in, one `recvmmsg` (two slots: a short count says the queue is drained, without a
+  receive that fails with EAGAIN) and one `send` (no write readiness is registered, so the
+  freed reply raises no second wake-up), the same at 10 and at 1,000 ports (`dhcp::dgram`).
+  In `perf` (software clock; this VM has no PMU) ~60 % of the agent's CPU at 100 DORA/s is
+  the kernel: `sendto` ~38 %, most of it the veth/bridge (with bridge netfilter) delivery to
+  the load generator that the kernel charges to the sender, and the context switch; the rest
+  is user space running with cold caches after every sleep (~20 % tokio, ~10 % our
+  responder). A thread per network blocked in `recv`, the least any design with one receive
+  and one send per packet can do, measured ~37 µs per packet against ~40 µs for the tokio
+  loop in one A/B here. The cost is the VM's: 20–30 µs per DORA on the VM where this target
+  was met (1/72–1/79), 45–60 µs on an AMD EPYC VM, 80–125 µs on this one (repeated 20 s
+  runs of the same build varied by ±20 %); dnsmasq's cost per DORA at 10 ports moved the same
+  way (60 → 137 → 167–180 µs). At 1,000 ports dnsmasq's cost is its lease file (see above),
+  which grew less, so the ratio is 1/37–1/40 on the slower VMs. `/proc/<pid>/stat` counts in
+  10 ms ticks, hence the 30 s steps for these two rows (±3 µs per DORA at 100 DORA/s).
 - **Event → servable.** A SIGHUP reload re-reads the networks file, finds the first and last
   byte that differ from the last accepted text, re-parses only the ports (or networks) in
   between (`netfile`, `jsonscan`), and patches a copy of the network's current view instead of
