@@ -1174,7 +1174,7 @@ and kernel: clean-rate figures moved by up to ±50 % between runs).
   ours: the same design reached 170,000 DORA/s in closed loop on one VM and 70,000–90,000 on
   others. The DHCP socket has a 4 MiB receive buffer (`SO_RCVBUFFORCE`): every drop we had
   seen before was a receive-buffer overflow.
-- **CPU per DORA at low rates is wake-up and kernel cost.** At 100–250 DORA/s every request
+- **CPU per DORA at low rates: wake-ups, the kernel, and our loop.** At 100–250 DORA/s every request
   wakes an idle thread, which then makes 3 system calls (`strace -c`): the `epoll_wait` it
   slept in, one `recvmmsg` (two slots: a short count says the queue is drained, without a
   receive that fails with EAGAIN) and one `send` (no write readiness is registered, so the
@@ -1183,14 +1183,19 @@ and kernel: clean-rate figures moved by up to ±50 % between runs).
   the kernel: `sendto` ~38 %, most of it the veth/bridge (with bridge netfilter) delivery to
   the load generator that the kernel charges to the sender, and the context switch; the rest
   is user space running with cold caches after every sleep (~20 % tokio, ~10 % our
-  responder). A thread per network blocked in `recv`, the least any design with one receive
-  and one send per packet can do, measured ~37 µs per packet against ~40 µs for the tokio
-  loop in one A/B here. The cost is the VM's: 20–30 µs per DORA on the VM where this target
-  was met (1/72–1/79), 45–60 µs on an AMD EPYC VM, 80–125 µs on this one (repeated 20 s
-  runs of the same build varied by ±20 %); dnsmasq's cost per DORA at 10 ports moved the same
-  way (60 → 137 → 167–180 µs). At 1,000 ports dnsmasq's cost is its lease file (see above),
-  which grew less, so the ratio is 1/37–1/40 on the slower VMs. `/proc/<pid>/stat` counts in
-  10 ms ticks, hence the 30 s steps for these two rows (±3 µs per DORA at 100 DORA/s).
+  responder). **The floor** (`dhcp-floor`, see the method) shows what of this is ours: on this
+  VM a bare blocking receive → respond → send loop costs ~60–75 µs per DORA on the same
+  device, view and load, which alone would be 1/53–1/63 of dnsmasq; the same loop run inside
+  the agent in place of its tokio loop (a prototype, not kept) gave 60 µs against 85–95 µs in
+  one interleaved A/B. So ~25–30 µs per DORA here is our multiplexed loop: the `epoll`
+  wake-up, tokio's dispatch and the extra code and data a thread that wakes with cold caches
+  touches. A thread per network blocked in its receive would remove it but costs ~10–20 kB
+  per network (against the memory target's ~20 kB margin); a hand-rolled `epoll` loop per
+  DHCP thread would remove tokio's share. The rest of the cost is the VM's: the agent spent
+  20–30 µs per DORA on the VM where this target was met (1/72–1/79), 45–60 µs on an AMD EPYC
+  VM, 80–125 µs on this one (repeated 20 s runs of one build varied by ±20 %); dnsmasq's
+  cost per DORA at 10 ports moved the same way (60 → 137 → 167–250 µs). `/proc/<pid>/stat`
+  counts in 10 ms ticks, hence the 30 s steps for these rows (±3 µs per DORA at 100 DORA/s).
 - **Event → servable.** A SIGHUP reload re-reads the networks file, finds the first and last
   byte that differ from the last accepted text, re-parses only the ports (or networks) in
   between (`netfile`, `jsonscan`), and patches a copy of the network's current view instead of
