@@ -1187,11 +1187,13 @@ and kernel: clean-rate figures moved by up to ±50 % between runs).
   VM a bare blocking receive → respond → send loop costs ~60–75 µs per DORA on the same
   device, view and load, which alone would be 1/53–1/63 of dnsmasq; the same loop run inside
   the agent in place of its tokio loop (a prototype, not kept) gave 60 µs against 85–95 µs in
-  one interleaved A/B. So ~25–30 µs per DORA here is our multiplexed loop: the `epoll`
-  wake-up, tokio's dispatch and the extra code and data a thread that wakes with cold caches
-  touches. A thread per network blocked in its receive would remove it but costs ~10–20 kB
-  per network (against the memory target's ~20 kB margin); a hand-rolled `epoll` loop per
-  DHCP thread would remove tokio's share. The rest of the cost is the VM's: the agent spent
+  one interleaved A/B. `dhcp-floor --epoll` (sleeping in `epoll_wait`, receiving without
+  blocking, as a multiplexing server must) costs the same as the plain floor (65–75 against
+  65–80 µs, interleaved). So the ~25–30 µs per DORA we spend above the floor here is tokio's
+  dispatch and our loop around it — code and data that a thread waking with cold caches must
+  touch — not `epoll`: a hand-rolled `epoll` loop per DHCP thread is the way to the floor,
+  at no memory cost (a thread per network blocked in its receive would cost ~10–20 kB per
+  network, against the memory target's ~20 kB margin). The rest is the VM's: the agent spent
   20–30 µs per DORA on the VM where this target was met (1/72–1/79), 45–60 µs on an AMD EPYC
   VM, 80–125 µs on this one (repeated 20 s runs of one build varied by ±20 %); dnsmasq's
   cost per DORA at 10 ports moved the same way (60 → 137 → 167–250 µs). `/proc/<pid>/stat`
