@@ -1188,9 +1188,9 @@ and kernel: clean-rate figures moved by up to ±50 % between runs).
   device, view and load, which alone would be 1/53–1/63 of dnsmasq; the same loop run inside
   the agent in place of its tokio loop (a prototype, not kept) gave 60 against 85–95 µs and
   75 against 88.5 µs in interleaved A/Bs (one earlier set, in a slower period of the host,
-  showed only ~6 %). `dhcp-floor --epoll` (sleeping in `epoll_wait`, receiving without
+  showed only ~6 %, and one later pair none: 75 against 75–80). `dhcp-floor --epoll` (sleeping in `epoll_wait`, receiving without
   blocking, as a multiplexing server must) costs the same as the plain floor (65–75 against
-  65–80 µs, interleaved). So the 10–30 µs per DORA we spend above the floor here is tokio's
+  65–80 µs, interleaved). So the 0–30 µs per DORA we spend above the floor here is tokio's
   dispatch and our loop around it — code and data that a thread waking with cold caches must
   touch — not `epoll`: a hand-rolled `epoll` loop per DHCP thread is the way to the floor,
   at no memory cost (a thread per network blocked in its receive would cost ~10–20 kB per

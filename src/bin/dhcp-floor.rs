@@ -8,7 +8,6 @@
 //! and stopped without tearing it down. What the agent spends per DORA above this is what its
 //! design costs; the rest is the kernel's and the machine's.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::PathBuf;
 
@@ -17,7 +16,7 @@ use clap::Parser;
 
 use neutron_dhcp::config::ServeConfig;
 use neutron_dhcp::dhcp::netio;
-use neutron_dhcp::dhcp::v4::{self, Delivery, Outcome};
+use neutron_dhcp::dhcp::v4::{self, Outcome};
 use neutron_dhcp::netfile::NetworksFile;
 use neutron_dhcp::view::NetworkView;
 
@@ -94,19 +93,12 @@ fn main() -> anyhow::Result<()> {
         else {
             continue;
         };
-        let (mac, dst) = match delivery {
-            Delivery::Relay { giaddr } => {
-                let to = SocketAddrV4::new(giaddr, netio::SERVER_PORT);
+        let (mac, dst) = match netio::Destination::from(delivery) {
+            netio::Destination::Udp(to) => {
                 report(udp.send_to(&reply, to).map(drop));
                 continue;
             }
-            Delivery::Ciaddr { ip } => {
-                let to = SocketAddrV4::new(ip, netio::CLIENT_PORT);
-                report(udp.send_to(&reply, to).map(drop));
-                continue;
-            }
-            Delivery::Broadcast => ([0xff; 6], Ipv4Addr::BROADCAST),
-            Delivery::Unicast { mac, ip } => (mac, ip),
+            netio::Destination::Frame { mac, ip } => (mac, ip),
         };
         netio::build_udp4_frame(server_ip, dst, &reply, &mut frame);
         report(netio::send_l2(&packet, ifindex, mac, &frame));

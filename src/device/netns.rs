@@ -39,23 +39,14 @@ where
     let (tx, rx) = oneshot::channel();
     let name = ns.to_owned();
     let job: Job = Box::new(move || {
-        let entered = NetNs::get(&name)
-            .map_err(|e| (e, "open"))
-            .and_then(|netns| netns.enter().map_err(|e| (e, "enter (setns)")));
-        let result = match entered {
-            Ok(()) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-                Ok(v) => Ok(v),
-                Err(_) => Err(DeviceError::Thread {
+        let result = enter_namespace(&name).and_then(|()| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|_| {
+                DeviceError::Thread {
                     namespace: name,
                     reason: "the closure panicked".into(),
-                }),
-            },
-            Err((source, op)) => Err(DeviceError::Namespace {
-                namespace: name,
-                op,
-                source,
-            }),
-        };
+                }
+            })
+        });
         // Delivered once the worker is back home. The receiver only disappears if the caller
         // was cancelled; nothing to do then.
         let deliver: Deliver = Box::new(move || drop(tx.send(result)));
@@ -183,15 +174,20 @@ impl BatchThread {
     /// Moves this thread into the named namespace, until the next `enter` or the batch's end.
     pub fn enter(&self, ns: &str) -> Result<(), DeviceError> {
         check_namespace_name(ns)?;
-        NetNs::get(ns)
-            .map_err(|e| (e, "open"))
-            .and_then(|netns| netns.enter().map_err(|e| (e, "enter (setns)")))
-            .map_err(|(source, op)| DeviceError::Namespace {
-                namespace: ns.to_owned(),
-                op,
-                source,
-            })
+        enter_namespace(ns)
     }
+}
+
+/// Moves the calling thread into the named namespace (its name already checked).
+fn enter_namespace(ns: &str) -> Result<(), DeviceError> {
+    NetNs::get(ns)
+        .map_err(|e| (e, "open"))
+        .and_then(|netns| netns.enter().map_err(|e| (e, "enter (setns)")))
+        .map_err(|(source, op)| DeviceError::Namespace {
+            namespace: ns.to_owned(),
+            op,
+            source,
+        })
 }
 
 /// Runs `job` for every item on up to `threads` threads made for this call ([`crate::par`]),

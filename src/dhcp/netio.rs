@@ -35,6 +35,30 @@ const UDP_HEADER: usize = 8;
 /// Room for the IPv4 and UDP headers in front of the DHCP payload.
 pub const FRAME_OVERHEAD: usize = IPV4_HEADER + UDP_HEADER;
 
+/// Where a DHCPv4 reply goes, and so by which socket: UDP through the kernel for relays and
+/// addressed clients, a finished IPv4 frame at layer 2 ([`build_udp4_frame`], [`send_l2`])
+/// for clients that have no address yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Destination {
+    Udp(SocketAddrV4),
+    Frame { mac: [u8; 6], ip: Ipv4Addr },
+}
+
+impl From<crate::dhcp::v4::Delivery> for Destination {
+    fn from(d: crate::dhcp::v4::Delivery) -> Self {
+        use crate::dhcp::v4::Delivery;
+        match d {
+            Delivery::Relay { giaddr } => Destination::Udp(SocketAddrV4::new(giaddr, SERVER_PORT)),
+            Delivery::Ciaddr { ip } => Destination::Udp(SocketAddrV4::new(ip, CLIENT_PORT)),
+            Delivery::Broadcast => Destination::Frame {
+                mac: [0xff; 6],
+                ip: Ipv4Addr::BROADCAST,
+            },
+            Delivery::Unicast { mac, ip } => Destination::Frame { mac, ip },
+        }
+    }
+}
+
 /// UDP socket on `0.0.0.0:67` bound to the DHCP interface. Must be called inside the namespace.
 pub fn bind_udp4(ifname: &str) -> io::Result<std::net::UdpSocket> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
@@ -288,6 +312,32 @@ fn checksum_finish(mut sum: u32) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replies_go_to_the_relay_the_address_or_the_link() {
+        use crate::dhcp::v4::Delivery;
+        let ip = Ipv4Addr::new(10, 0, 0, 7);
+        let mac = [0xfa, 0x16, 0x3e, 0, 0, 7];
+        assert_eq!(
+            Destination::from(Delivery::Relay { giaddr: ip }),
+            Destination::Udp(SocketAddrV4::new(ip, 67))
+        );
+        assert_eq!(
+            Destination::from(Delivery::Ciaddr { ip }),
+            Destination::Udp(SocketAddrV4::new(ip, 68))
+        );
+        assert_eq!(
+            Destination::from(Delivery::Broadcast),
+            Destination::Frame {
+                mac: [0xff; 6],
+                ip: Ipv4Addr::BROADCAST
+            }
+        );
+        assert_eq!(
+            Destination::from(Delivery::Unicast { mac, ip }),
+            Destination::Frame { mac, ip }
+        );
+    }
 
     #[test]
     fn receive_buffer_is_enlarged() {

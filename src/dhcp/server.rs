@@ -393,17 +393,7 @@ async fn serve(
         frame: Vec::with_capacity(REPLY_CAPACITY + netio::FRAME_OVERHEAD),
     };
     tracing::debug!(parent: &span, "DHCPv4 task started");
-    loop {
-        let n = tokio::select! {
-            _ = &mut stop => break,
-            r = rx.recv(&shell.udp) => match r {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(parent: &span, error = %e, "recv failed");
-                    continue;
-                }
-            },
-        };
+    while let Some(n) = next_batch(&mut rx, &shell.udp, &mut stop, &span).await {
         for i in 0..n {
             let (req, Some(peer)) = rx.get(i) else {
                 continue;
@@ -418,6 +408,25 @@ async fn serve(
     Sockets {
         udp: vec![shell.udp.into_inner().into()],
         packet: Some(shell.raw),
+    }
+}
+
+/// Waits for the next datagrams of a serving loop and returns how many `rx` holds, or `None`
+/// once the loop is told to stop. A failed receive is logged and the wait goes on.
+async fn next_batch(
+    rx: &mut Datagrams,
+    udp: &AsyncFd<std::net::UdpSocket>,
+    stop: &mut oneshot::Receiver<()>,
+    span: &tracing::Span,
+) -> Option<usize> {
+    loop {
+        tokio::select! {
+            _ = &mut *stop => return None,
+            r = rx.recv(udp) => match r {
+                Ok(n) => return Some(n),
+                Err(e) => tracing::warn!(parent: span, error = %e, "recv failed"),
+            },
+        }
     }
 }
 
@@ -490,22 +499,11 @@ impl Shell {
         }
     }
 
-    /// One send per reply: UDP through the kernel for relays and addressed clients, a
-    /// finished IPv4 frame at layer 2 for clients that have no address yet.
+    /// One send per reply, by the socket its [`netio::Destination`] calls for.
     async fn send(&mut self, delivery: Delivery, server_ip: Ipv4Addr) -> io::Result<()> {
-        let (mac, dst) = match delivery {
-            Delivery::Relay { giaddr } => {
-                return self
-                    .send_udp(SocketAddrV4::new(giaddr, netio::SERVER_PORT))
-                    .await;
-            }
-            Delivery::Ciaddr { ip } => {
-                return self
-                    .send_udp(SocketAddrV4::new(ip, netio::CLIENT_PORT))
-                    .await;
-            }
-            Delivery::Broadcast => ([0xff; 6], Ipv4Addr::BROADCAST),
-            Delivery::Unicast { mac, ip } => (mac, ip),
+        let (mac, dst) = match netio::Destination::from(delivery) {
+            netio::Destination::Udp(to) => return self.send_udp(to).await,
+            netio::Destination::Frame { mac, ip } => (mac, ip),
         };
         netio::build_udp4_frame(server_ip, dst, &self.reply, &mut self.frame);
         let (raw, ifindex, frame) = (&*self.raw, self.ifindex, &self.frame);
@@ -583,17 +581,7 @@ async fn serve6(
         reply: Vec::with_capacity(REPLY_CAPACITY),
     };
     tracing::debug!(parent: &span, "DHCPv6 task started");
-    loop {
-        let n = tokio::select! {
-            _ = &mut stop => break,
-            r = rx.recv(&shell.udp) => match r {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(parent: &span, error = %e, "recv failed");
-                    continue;
-                }
-            },
-        };
+    while let Some(n) = next_batch(&mut rx, &shell.udp, &mut stop, &span).await {
         for i in 0..n {
             let (req, Some(SocketAddr::V6(peer))) = rx.get(i) else {
                 continue;
