@@ -1,8 +1,8 @@
 //! The network cache: the control plane's picture of every served network, and the immutable
-//! per-network views the DHCP tasks read.
+//! per-network views the DHCP threads read.
 //!
 //! Writers (the agent applying an event or a reload) rebuild a network's [`NetworkView`] and swap
-//! it in atomically; DHCP tasks hold a [`ViewHandle`] and `load()` the current view per packet.
+//! it in atomically; the DHCP threads hold a [`ViewHandle`] and `load()` the current view per packet.
 //! Readers therefore never wait for writers and see a change as soon as the swap happens.
 
 use std::borrow::Cow;
@@ -21,7 +21,7 @@ fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// What a DHCP task holds: the current view of its network, swapped on every change.
+/// What a served network reads on its DHCP thread: its current view, swapped on every change.
 pub type ViewHandle = Arc<ArcSwap<NetworkView>>;
 
 struct Entry {
@@ -70,7 +70,7 @@ impl NetworkCache {
     }
 
     /// Inserts or replaces a network, rebuilding its view. The returned handle is the same
-    /// `Arc` for the whole life of the network in the cache, so a running DHCP task keeps
+    /// `Arc` for the whole life of the network in the cache, so a served network keeps
     /// reading the newest view without being restarted.
     pub fn upsert(&self, network: Network, own_port_id: &str) -> ViewHandle {
         self.put(Cow::Owned(network), own_port_id)
@@ -202,7 +202,7 @@ mod tests {
         let handle = cache.upsert(network(&["fa:16:3e:00:00:0a"]), "dhcp-port");
         assert!(handle.load().serves_mac(&a));
         assert!(!handle.load().serves_mac(&b));
-        // Same handle object survives the update: the DHCP task never needs restarting.
+        // Same handle object survives the update: serving never needs restarting.
         let again = cache.upsert(network(&["fa:16:3e:00:00:0b"]), "dhcp-port");
         assert!(Arc::ptr_eq(&handle, &again));
         assert!(!handle.load().serves_mac(&a));

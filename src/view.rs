@@ -855,7 +855,7 @@ fn port_hostname(port: &Port, ip: Ipv4Addr) -> Option<String> {
 mod tests {
     use super::*;
 
-    /// The view is shared with DHCP tasks through an atomic pointer swap.
+    /// The view is shared with DHCP threads through an atomic pointer swap.
     #[test]
     fn view_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}

@@ -1,28 +1,24 @@
-//! Datagram I/O on the DHCP threads with the fewest syscalls and wake-ups: one receive and one
-//! send per request, one wake-up per request that arrives while the thread sleeps.
+//! Datagram I/O on the DHCP threads with the fewest syscalls: one receive and one send per
+//! request.
 //!
-//! - **Receive:** up to two datagrams with one `recvmmsg(2)`. tokio learns that an
-//!   edge-triggered socket is drained only from a receive that fails with EAGAIN; at low rates
-//!   every request woke the thread to find one datagram, so that failing receive was a third
-//!   syscall per request. Asking for two and getting one says the same for free; under load the
-//!   second slot also halves the receives.
-//! - **Send:** straight away, without write readiness. A socket registered for writability
-//!   raises an `EPOLLOUT` edge every time the kernel frees a sent datagram, which woke the
-//!   thread a second time for every reply. Only a send that finds the socket's buffer full waits
-//!   for writability, on a registration made for that wait alone.
+//! - **Receive:** up to two datagrams with one `recvmmsg(2)`, without blocking. Getting fewer
+//!   than two says the queue is empty, with no third call that fails with EAGAIN; under load
+//!   the second slot also halves the receives.
+//! - **Send:** straight away; the sockets are never watched for writability (an `EPOLLOUT`
+//!   watch would wake the thread every time the kernel frees a sent datagram). A send that
+//!   finds the socket's buffer full waits for it to drain, but only briefly: the thread's other
+//!   networks wait meanwhile, and a DHCP client asks again.
 
 use std::io;
 use std::mem;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd};
-
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
 
 /// Datagrams one receive can return.
-const SLOTS: usize = 2;
+pub const SLOTS: usize = 2;
 
-/// The receive buffers of one serving task, allocated once.
+/// The receive buffers of one served network, allocated once.
 pub struct Datagrams {
     bufs: [Vec<u8>; SLOTS],
     lens: [usize; SLOTS],
@@ -42,34 +38,15 @@ impl Datagrams {
         }
     }
 
-    /// Waits until `socket` has datagrams and receives up to two; returns how many.
-    ///
-    /// Readiness is cleared whenever fewer than two came: the queue was empty then, and a
-    /// datagram arriving later raises a new edge. tokio only clears readiness that no event
-    /// has renewed since it was observed, so one arriving in between is not missed.
-    pub async fn recv<S: AsRawFd>(&mut self, socket: &AsyncFd<S>) -> io::Result<usize> {
-        loop {
-            let mut ready = socket.readable().await?;
-            match self.recv_now(socket.get_ref().as_raw_fd()) {
-                Ok(n) => {
-                    if n < SLOTS {
-                        ready.clear_ready();
-                    }
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.clear_ready(),
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
     /// Datagram `i` of the last receive and its sender (`None` for an address family other
     /// than IPv4/IPv6, which a UDP socket never reports).
     pub fn get(&self, i: usize) -> (&[u8], Option<SocketAddr>) {
         (&self.bufs[i][..self.lens[i]], self.peers[i])
     }
 
-    fn recv_now(&mut self, fd: std::os::fd::RawFd) -> io::Result<usize> {
+    /// Receives up to two datagrams from `fd` without waiting; returns how many (fewer than
+    /// two: the queue is now empty), or `WouldBlock` if none was queued.
+    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         // SAFETY: plain old data; all-zero is a valid value for both.
         let mut iov: [libc::iovec; SLOTS] = unsafe { mem::zeroed() };
         let mut msgs: [libc::mmsghdr; SLOTS] = unsafe { mem::zeroed() };
@@ -104,30 +81,29 @@ impl Datagrams {
     }
 }
 
-/// Runs `send` (a non-blocking send on `socket`) now; if the socket's buffer is full, waits
-/// until it drains and runs it again.
-pub async fn send_now<T>(
-    socket: impl AsFd,
+/// How long a send that finds a full buffer waits for it to drain, once.
+const SEND_WAIT: Duration = Duration::from_millis(10);
+
+/// Runs `send` (a non-blocking send on `socket`) now; if the socket's buffer is full, waits up
+/// to [`SEND_WAIT`] for room and runs it once more, whose result is final.
+pub fn send_now<T>(
+    socket: &impl AsRawFd,
     mut send: impl FnMut() -> io::Result<T>,
 ) -> io::Result<T> {
-    loop {
-        match send() {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let dup = socket.as_fd().try_clone_to_owned()?;
-                // SAFETY: an OwnedFd owns its descriptor and always reports that same one.
-                let writable = unsafe { AsyncFd::register_with_interest(dup, Interest::WRITABLE) }
-                    .map_err(io::Error::from)?;
-                drop(writable.writable().await?);
-            }
-            r => return r,
+    match send() {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            let mut pfd = libc::pollfd {
+                fd: socket.as_raw_fd(),
+                events: libc::POLLOUT,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd, as passed. Its result does not matter: the send below
+            // says whether there is room now.
+            unsafe { libc::poll(&mut pfd, 1, SEND_WAIT.as_millis() as libc::c_int) };
+            send()
         }
+        r => r,
     }
-}
-
-/// Registers a socket for read readiness only (see the module comment on write readiness).
-pub fn readable(socket: UdpSocket) -> io::Result<AsyncFd<UdpSocket>> {
-    // SAFETY: a std socket owns its descriptor and always reports that same one.
-    unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }.map_err(io::Error::from)
 }
 
 /// The sender's address as the kernel wrote it.
@@ -160,73 +136,86 @@ fn socket_addr(a: &libc::sockaddr_storage) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::UdpSocket;
 
-    fn pair(v6: bool) -> (AsyncFd<UdpSocket>, UdpSocket) {
+    fn pair(v6: bool) -> (UdpSocket, UdpSocket) {
         let any = if v6 { "[::1]:0" } else { "127.0.0.1:0" };
         let rx = UdpSocket::bind(any).unwrap();
-        rx.set_nonblocking(true).unwrap();
         let tx = UdpSocket::bind(any).unwrap();
         tx.connect(rx.local_addr().unwrap()).unwrap();
-        (readable(rx).unwrap(), tx)
+        (rx, tx)
     }
 
-    #[tokio::test]
-    async fn one_datagram_then_two_then_one_arriving_after_the_queue_drained() {
+    #[test]
+    fn one_datagram_then_two_then_one_then_none() {
         let (rx, tx) = pair(false);
+        let fd = rx.as_raw_fd();
         let mut d = Datagrams::new(1536);
         tx.send(b"first").unwrap();
-        assert_eq!(d.recv(&rx).await.unwrap(), 1);
+        assert_eq!(d.recv(fd).unwrap(), 1);
         assert_eq!(d.get(0), (&b"first"[..], Some(tx.local_addr().unwrap())));
 
         tx.send(b"a").unwrap();
         tx.send(b"bb").unwrap();
         tx.send(b"ccc").unwrap();
-        assert_eq!(d.recv(&rx).await.unwrap(), 2);
+        assert_eq!(d.recv(fd).unwrap(), 2);
         assert_eq!((d.get(0).0, d.get(1).0), (&b"a"[..], &b"bb"[..]));
-        // Two came, so readiness was kept: the third is received without a new edge.
-        assert_eq!(d.recv(&rx).await.unwrap(), 1);
+        assert_eq!(d.recv(fd).unwrap(), 1);
         assert_eq!(d.get(0).0, b"ccc");
-
-        // Drained and readiness cleared: a datagram sent later still wakes the receive.
-        let late = tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            tx.send(b"late").unwrap();
-            tx
-        });
-        assert_eq!(d.recv(&rx).await.unwrap(), 1);
-        assert_eq!(d.get(0).0, b"late");
-        drop(late.await.unwrap());
+        // Without waiting, on a blocking socket too.
+        let empty = d.recv(fd).unwrap_err();
+        assert_eq!(empty.kind(), io::ErrorKind::WouldBlock);
     }
 
-    #[tokio::test]
-    async fn a_send_that_finds_the_buffer_full_waits_until_it_drains() {
+    /// A datagram socket pair whose sender's buffer is full.
+    fn full() -> (
+        std::os::unix::net::UnixDatagram,
+        std::os::unix::net::UnixDatagram,
+        usize,
+    ) {
         let (tx, rx) = std::os::unix::net::UnixDatagram::pair().unwrap();
         tx.set_nonblocking(true).unwrap();
         let mut queued = 0;
         while tx.send(b"x").is_ok() {
             queued += 1;
         }
-        let tx = std::sync::Arc::new(tx);
-        let sender = tx.clone();
-        let sending =
-            tokio::spawn(async move { send_now(&*sender, || sender.send(b"last")).await });
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        assert!(!sending.is_finished(), "sent into a full buffer");
+        (tx, rx, queued)
+    }
+
+    #[test]
+    fn a_send_that_finds_the_buffer_full_waits_briefly_for_room() {
+        let (tx, rx, queued) = full();
+        let drain = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(2));
+            let mut buf = [0u8; 8];
+            rx.recv(&mut buf).unwrap();
+            (rx, queued)
+        });
+        assert_eq!(send_now(&tx, || tx.send(b"last")).unwrap(), 4);
+        let (rx, queued) = drain.join().unwrap();
         let mut buf = [0u8; 8];
-        for _ in 0..queued {
+        for _ in 1..queued {
             assert_eq!(rx.recv(&mut buf).unwrap(), 1);
         }
-        assert_eq!(sending.await.unwrap().unwrap(), 4);
         assert_eq!(rx.recv(&mut buf).unwrap(), 4);
         assert_eq!(&buf[..4], b"last");
     }
 
-    #[tokio::test]
-    async fn ipv6_senders_and_truncation_to_the_capacity() {
+    #[test]
+    fn a_send_into_a_buffer_that_stays_full_gives_up() {
+        let (tx, _rx, _) = full();
+        let started = std::time::Instant::now();
+        let e = send_now(&tx, || tx.send(b"last")).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert!(started.elapsed() >= SEND_WAIT, "waited for room first");
+    }
+
+    #[test]
+    fn ipv6_senders_and_truncation_to_the_capacity() {
         let (rx, tx) = pair(true);
         let mut d = Datagrams::new(4);
         tx.send(b"longer than four").unwrap();
-        assert_eq!(d.recv(&rx).await.unwrap(), 1);
+        assert_eq!(d.recv(rx.as_raw_fd()).unwrap(), 1);
         assert_eq!(d.get(0), (&b"long"[..], Some(tx.local_addr().unwrap())));
     }
 }

@@ -1,23 +1,19 @@
 //! The DHCP I/O shell of one namespace: receive, ask the pure responder, send.
 //!
-//! Two tokio tasks per `qdhcp-<network>` namespace, one for DHCPv4 and one for DHCPv6, on one
-//! of the DHCP threads ([`threads`]), reading the same lock-free [`ViewHandle`], so
-//! control-plane work never delays a reply. Each loop does one `recv` and one `send` per
-//! packet and sleeps in one `epoll_wait` between requests ([`dgram`]); replies are built into
-//! buffers allocated once per task.
-//! The DHCPv6 task runs whenever IPv6 works in the namespace, also on networks without IPv6
+//! One job per `qdhcp-<network>` namespace on one of the DHCP threads ([`threads`]): its
+//! DHCPv4 and DHCPv6 sockets, answered from the same lock-free [`ViewHandle`], so control-plane
+//! work never delays a reply. A request costs one `epoll_wait` (shared by whatever else is
+//! ready), one `recv` and one `send` ([`dgram`]); replies are built into buffers allocated once
+//! per network.
+//! DHCPv6 is served whenever IPv6 works in the namespace, also on networks without IPv6
 //! subnets today: a subnet added later is served as soon as the view has it.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-
-use tokio::io::unix::AsyncFd;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use crate::cache::ViewHandle;
 use crate::dhcp::dgram::{self, Datagrams};
@@ -67,34 +63,29 @@ pub enum ServerError {
     },
 }
 
-/// A running server; dropping it without [`DhcpServer::stop`] aborts the tasks.
+/// The DHCP threads; named `dhcp-io-<n>`.
+static THREADS: threads::Pool<Network> = threads::Pool::new("dhcp-io");
+
+/// A running server; dropping it without [`DhcpServer::stop`] stops serving too.
 pub struct DhcpServer {
     pub endpoint: Endpoint,
     pub counters: Arc<Counters>,
     /// DHCPv6 packet counters (all zero when IPv6 is unavailable in the namespace).
     pub counters6: Arc<Counters>,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Sockets>,
-    stop6: Option<oneshot::Sender<()>>,
-    task6: Option<JoinHandle<Sockets>>,
+    served: threads::Served<Network>,
+    serves_v6: bool,
 }
 
 /// The sockets of a stopped server, to be closed off the DHCP threads: closing the
 /// `AF_PACKET` socket waits for an RCU grace period in the kernel (8–16 ms here).
 #[derive(Default)]
 pub struct Sockets {
-    udp: Vec<OwnedFd>,
+    /// Only held, to be closed with the rest.
+    _udp: Vec<OwnedFd>,
     packet: Option<Arc<OwnedFd>>,
 }
 
 impl Sockets {
-    fn merge(&mut self, other: Sockets) {
-        self.udp.extend(other.udp);
-        if self.packet.is_none() {
-            self.packet = other.packet;
-        }
-    }
-
     /// Closes the sockets of many stopped servers at once, each server's on a short-lived
     /// thread of its own: the grace periods the `AF_PACKET` closes wait for then overlap
     /// instead of adding up (200 networks: about two grace periods instead of 200, the bulk of
@@ -137,7 +128,7 @@ fn close_on_own_thread(sockets: Sockets) -> Option<std::thread::JoinHandle<()>> 
 }
 
 impl DhcpServer {
-    /// Opens the sockets inside the namespace and spawns the serving tasks on a DHCP thread.
+    /// Opens the sockets inside the namespace and serves them on a DHCP thread.
     pub async fn start(endpoint: Endpoint, view: ViewHandle) -> Result<DhcpServer, ServerError> {
         let (ifname, ifindex) = (endpoint.ifname.clone(), endpoint.ifindex);
         let opened = open_sockets(&endpoint.namespace, ifname, Some(ifindex)).await;
@@ -203,118 +194,111 @@ impl DhcpServer {
             namespace: endpoint.namespace.clone(),
             source,
         })?;
-        let socket_err = |source| ServerError::Socket {
-            namespace: endpoint.namespace.clone(),
-            ifname: endpoint.ifname.clone(),
-            source,
-        };
         let Opened {
             udp,
             packet,
             v6: v6_sockets,
             ..
-        } = opened.map_err(socket_err)?;
+        } = opened.map_err(|source| endpoint.socket_error(source))?;
         let packet = Arc::new(packet);
-        let rt = threads::next().map_err(socket_err)?;
-        // Registered with the reactor of the DHCP thread that will run the tasks.
-        let _in_dhcp_runtime = rt.enter();
-        let udp = dgram::readable(udp).map_err(socket_err)?;
-        let raw = packet.clone();
         let counters = Arc::new(Counters::default());
-        let (stop_tx, stop_rx) = oneshot::channel();
-        let span = tracing::info_span!("dhcp4", network_id = %endpoint.network_id);
-        let task = rt.spawn(serve(
-            udp,
-            raw,
-            endpoint.ifindex,
-            view.clone(),
-            counters.clone(),
-            stop_rx,
-            span,
-        ));
         let counters6 = Arc::new(Counters::default());
-        let (stop6, task6) =
-            match v6_sockets.and_then(|(udp, sniffing)| Ok((dgram::readable(udp)?, sniffing))) {
-                Ok((udp6, sniffing)) => {
-                    let sniffer = match sniffing {
-                        Ok(()) => Some(packet),
-                        Err(e) => {
-                            tracing::warn!(
-                                network_id = %endpoint.network_id, error = %e,
-                                "cannot see DHCPv6 clients' MACs at layer 2; identifying them by \
-                                 DUID and EUI-64 address only"
-                            );
-                            None
-                        }
-                    };
-                    let (tx, rx) = oneshot::channel();
-                    let span = tracing::info_span!("dhcp6", network_id = %endpoint.network_id);
-                    let task = rt.spawn(serve6(udp6, sniffer, view, counters6.clone(), rx, span));
-                    (Some(tx), Some(task))
-                }
-                Err(e) => {
-                    tracing::info!(
-                        network_id = %endpoint.network_id, interface = %endpoint.ifname, error = %e,
-                        "DHCPv6 not served: cannot open its socket (IPv6 disabled?)"
-                    );
-                    (None, None)
-                }
-            };
+        let v4 = Shell {
+            udp,
+            raw: packet.clone(),
+            ifindex: endpoint.ifindex,
+            view: view.clone(),
+            counters: counters.clone(),
+            reply: Vec::with_capacity(REPLY_CAPACITY),
+            frame: Vec::with_capacity(REPLY_CAPACITY + netio::FRAME_OVERHEAD),
+        };
+        let v6 = match v6_sockets {
+            Ok((udp, sniffing)) => {
+                let sniffer = match sniffing {
+                    Ok(()) => Some(packet),
+                    Err(e) => {
+                        tracing::warn!(
+                            network_id = %endpoint.network_id, error = %e,
+                            "cannot see DHCPv6 clients' MACs at layer 2; identifying them by \
+                             DUID and EUI-64 address only"
+                        );
+                        None
+                    }
+                };
+                Some(Shell6 {
+                    udp,
+                    sniffer,
+                    macs: MacCache::new(),
+                    view,
+                    counters: counters6.clone(),
+                    reply: Vec::with_capacity(REPLY_CAPACITY),
+                })
+            }
+            Err(e) => {
+                tracing::info!(
+                    network_id = %endpoint.network_id, interface = %endpoint.ifname, error = %e,
+                    "DHCPv6 not served: cannot open its socket (IPv6 disabled?)"
+                );
+                None
+            }
+        };
+        let network = Network {
+            rx: Datagrams::new(RECV_BUF),
+            span4: tracing::info_span!("dhcp4", network_id = %endpoint.network_id),
+            span6: tracing::info_span!("dhcp6", network_id = %endpoint.network_id),
+            v4,
+            v6,
+        };
+        let fds = network.fds();
+        let serves_v6 = network.v6.is_some();
+        let served = THREADS
+            .serve(network, &fds)
+            .map_err(|source| endpoint.socket_error(source))?;
+        tracing::debug!(network_id = %endpoint.network_id, serves_v6, "DHCP serving started");
         Ok(DhcpServer {
             endpoint,
             counters,
             counters6,
-            stop: Some(stop_tx),
-            task,
-            stop6,
-            task6,
+            served,
+            serves_v6,
         })
     }
 
-    /// Stops the tasks; their sockets are closed in the background.
+    /// Stops serving; the sockets are closed in the background.
     pub async fn stop(self) {
         close_off_worker(self.release().await);
     }
 
-    /// Stops the tasks and hands back their sockets, for [`Sockets::close_all`].
-    pub async fn release(mut self) -> Sockets {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(tx) = self.stop6.take() {
-            let _ = tx.send(());
-        }
-        let mut sockets = Sockets::default();
-        match (&mut self.task).await {
-            Ok(s) => sockets.merge(s),
-            Err(e) if e.is_panic() => {
-                tracing::error!(network_id = %self.endpoint.network_id, "DHCP task panicked")
+    /// Stops serving and hands back the sockets, for [`Sockets::close_all`].
+    pub async fn release(self) -> Sockets {
+        let DhcpServer {
+            endpoint, served, ..
+        } = self;
+        match served.stop().await {
+            Some(network) => {
+                tracing::debug!(network_id = %endpoint.network_id, "DHCP serving stopped");
+                network.into_sockets()
             }
-            Err(_) => {}
-        }
-        if let Some(task6) = self.task6.as_mut() {
-            match task6.await {
-                Ok(s) => sockets.merge(s),
-                Err(e) if e.is_panic() => {
-                    tracing::error!(network_id = %self.endpoint.network_id, "DHCPv6 task panicked")
-                }
-                Err(_) => {}
+            None => {
+                // Cannot happen while the process runs: the DHCP threads never exit.
+                tracing::error!(network_id = %endpoint.network_id, "DHCP thread gone");
+                Sockets::default()
             }
         }
-        sockets
     }
 
-    /// Whether the DHCPv6 task runs (IPv6 usable in the namespace).
+    /// Whether DHCPv6 is served (IPv6 usable in the namespace).
     pub fn serves_v6(&self) -> bool {
-        self.task6.is_some()
+        self.serves_v6
     }
 }
 
-impl Drop for DhcpServer {
-    fn drop(&mut self) {
-        self.task.abort();
-        if let Some(t) = &self.task6 {
-            t.abort();
+impl Endpoint {
+    fn socket_error(&self, source: io::Error) -> ServerError {
+        ServerError::Socket {
+            namespace: self.namespace.clone(),
+            ifname: self.ifname.clone(),
+            source,
         }
     }
 }
@@ -370,62 +354,93 @@ const RECV_BUF: usize = 1536;
 /// Replies are at most this long (a 1500-byte MTU minus IP/UDP), so buffers never grow.
 const REPLY_CAPACITY: usize = 1500;
 
-/// The DHCPv4 loop of one network. `span` (the network's) is the parent of every event and
-/// request span rather than entered around the task: entering it on every poll cost ~4 % of
-/// the CPU a request takes.
-async fn serve(
-    udp: AsyncFd<std::net::UdpSocket>,
-    raw: Arc<OwnedFd>,
-    ifindex: u32,
-    view: ViewHandle,
-    counters: Arc<Counters>,
-    mut stop: oneshot::Receiver<()>,
-    span: tracing::Span,
-) -> Sockets {
-    let mut rx = Datagrams::new(RECV_BUF);
-    let mut shell = Shell {
-        udp,
-        raw,
-        ifindex,
-        view,
-        counters,
-        reply: Vec::with_capacity(REPLY_CAPACITY),
-        frame: Vec::with_capacity(REPLY_CAPACITY + netio::FRAME_OVERHEAD),
-    };
-    tracing::debug!(parent: &span, "DHCPv4 task started");
-    while let Some(n) = next_batch(&mut rx, &shell.udp, &mut stop, &span).await {
+/// What a DHCP thread runs for one network: both families' sockets and state, and one set of
+/// receive buffers (the thread serves one socket at a time).
+struct Network {
+    rx: Datagrams,
+    v4: Shell,
+    v6: Option<Shell6>,
+    /// The parents of every event and request span, rather than entered around each call:
+    /// entering a span per wake-up cost ~4 % of the CPU a request takes.
+    span4: tracing::Span,
+    span6: tracing::Span,
+}
+
+/// The sources of a [`Network`] job, as [`threads::Pool::serve`] numbers them.
+const V4: usize = 0;
+
+/// Datagram batches one readiness report takes from a socket before the thread moves on to
+/// its other networks' (level-triggered: the rest is reported again).
+const BATCHES: usize = 16;
+
+impl Network {
+    fn fds(&self) -> Vec<RawFd> {
+        let mut fds = vec![self.v4.udp.as_raw_fd()];
+        fds.extend(self.v6.as_ref().map(|v6| v6.udp.as_raw_fd()));
+        fds
+    }
+
+    fn into_sockets(self) -> Sockets {
+        let mut udp = vec![self.v4.udp.into()];
+        udp.extend(self.v6.map(|v6| v6.udp.into()));
+        Sockets {
+            _udp: udp,
+            packet: Some(self.v4.raw),
+        }
+    }
+}
+
+impl threads::Job for Network {
+    fn ready(&mut self, source: usize) {
+        let Network {
+            rx,
+            v4,
+            v6,
+            span4,
+            span6,
+        } = self;
+        if source == V4 {
+            let fd = v4.udp.as_raw_fd();
+            receive(rx, fd, span4, |req, peer, span| v4.handle(req, peer, span));
+        } else if let Some(v6) = v6 {
+            let fd = v6.udp.as_raw_fd();
+            receive(rx, fd, span6, |req, peer, span| {
+                if let SocketAddr::V6(peer) = peer {
+                    v6.handle(req, peer, span)
+                }
+            });
+        }
+    }
+}
+
+/// Receives what `fd` has queued (up to [`BATCHES`] receives) and hands each datagram to
+/// `handle` with the span its events go under. A failed receive is logged; the socket is
+/// reported again if anything is left.
+fn receive(
+    rx: &mut Datagrams,
+    fd: RawFd,
+    span: &tracing::Span,
+    mut handle: impl FnMut(&[u8], SocketAddr, &tracing::Span),
+) {
+    for _ in 0..BATCHES {
+        let n = match rx.recv(fd) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::warn!(parent: span, error = %e, "recv failed");
+                return;
+            }
+        };
         for i in 0..n {
             let (req, Some(peer)) = rx.get(i) else {
                 continue;
             };
-            let request = tracing::debug_span!(parent: &span, "request", %peer, len = req.len());
-            shell
-                .handle(req, peer, events_parent(&span, &request))
-                .await;
+            let request = tracing::debug_span!(parent: span, "request", %peer, len = req.len());
+            handle(req, peer, events_parent(span, &request));
         }
-    }
-    tracing::debug!(parent: &span, "DHCPv4 task stopped");
-    Sockets {
-        udp: vec![shell.udp.into_inner().into()],
-        packet: Some(shell.raw),
-    }
-}
-
-/// Waits for the next datagrams of a serving loop and returns how many `rx` holds, or `None`
-/// once the loop is told to stop. A failed receive is logged and the wait goes on.
-async fn next_batch(
-    rx: &mut Datagrams,
-    udp: &AsyncFd<std::net::UdpSocket>,
-    stop: &mut oneshot::Receiver<()>,
-    span: &tracing::Span,
-) -> Option<usize> {
-    loop {
-        tokio::select! {
-            _ = &mut *stop => return None,
-            r = rx.recv(udp) => match r {
-                Ok(n) => return Some(n),
-                Err(e) => tracing::warn!(parent: span, error = %e, "recv failed"),
-            },
+        if n < dgram::SLOTS {
+            return;
         }
     }
 }
@@ -446,9 +461,9 @@ fn close_off_worker(sockets: Sockets) {
     drop(tokio::task::spawn_blocking(move || drop(sockets)));
 }
 
-/// The per-task state of the serving loop: sockets and the reusable reply buffers.
+/// A network's DHCPv4 state: sockets and the reusable reply buffers.
 struct Shell {
-    udp: AsyncFd<std::net::UdpSocket>,
+    udp: std::net::UdpSocket,
     raw: Arc<OwnedFd>,
     ifindex: u32,
     view: ViewHandle,
@@ -459,7 +474,7 @@ struct Shell {
 
 impl Shell {
     /// `span` is the parent of this request's events.
-    async fn handle(&mut self, req: &[u8], peer: SocketAddr, span: &tracing::Span) {
+    fn handle(&mut self, req: &[u8], peer: SocketAddr, span: &tracing::Span) {
         Counters::bump(&self.counters.received);
         let current = self.view.load();
         let reply = &mut self.reply;
@@ -472,7 +487,7 @@ impl Shell {
             Ok(Outcome::Reply {
                 delivery,
                 server_ip,
-            }) => match self.send(delivery, server_ip).await {
+            }) => match self.send(delivery, server_ip) {
                 Ok(()) => Counters::bump(&self.counters.replied),
                 Err(e) => {
                     Counters::bump(&self.counters.send_errors);
@@ -500,21 +515,19 @@ impl Shell {
     }
 
     /// One send per reply, by the socket its [`netio::Destination`] calls for.
-    async fn send(&mut self, delivery: Delivery, server_ip: Ipv4Addr) -> io::Result<()> {
+    fn send(&mut self, delivery: Delivery, server_ip: Ipv4Addr) -> io::Result<()> {
         let (mac, dst) = match netio::Destination::from(delivery) {
-            netio::Destination::Udp(to) => return self.send_udp(to).await,
+            netio::Destination::Udp(to) => return self.send_udp(to),
             netio::Destination::Frame { mac, ip } => (mac, ip),
         };
         netio::build_udp4_frame(server_ip, dst, &self.reply, &mut self.frame);
         let (raw, ifindex, frame) = (&*self.raw, self.ifindex, &self.frame);
-        dgram::send_now(raw, || netio::send_l2(raw, ifindex, mac, frame)).await
+        dgram::send_now(raw, || netio::send_l2(raw, ifindex, mac, frame))
     }
 
-    async fn send_udp(&self, to: SocketAddrV4) -> io::Result<()> {
-        let udp = self.udp.get_ref();
-        dgram::send_now(udp, || udp.send_to(&self.reply, to))
-            .await
-            .map(|_| ())
+    fn send_udp(&self, to: SocketAddrV4) -> io::Result<()> {
+        let udp = &self.udp;
+        dgram::send_now(udp, || udp.send_to(&self.reply, to)).map(drop)
     }
 }
 
@@ -562,46 +575,9 @@ impl MacCache {
     }
 }
 
-/// The DHCPv6 loop of one network; `span` as for [`serve`].
-async fn serve6(
-    udp: AsyncFd<std::net::UdpSocket>,
-    sniffer: Option<Arc<OwnedFd>>,
-    view: ViewHandle,
-    counters: Arc<Counters>,
-    mut stop: oneshot::Receiver<()>,
-    span: tracing::Span,
-) -> Sockets {
-    let mut rx = Datagrams::new(RECV_BUF);
-    let mut shell = Shell6 {
-        udp,
-        sniffer,
-        macs: MacCache::new(),
-        view,
-        counters,
-        reply: Vec::with_capacity(REPLY_CAPACITY),
-    };
-    tracing::debug!(parent: &span, "DHCPv6 task started");
-    while let Some(n) = next_batch(&mut rx, &shell.udp, &mut stop, &span).await {
-        for i in 0..n {
-            let (req, Some(SocketAddr::V6(peer))) = rx.get(i) else {
-                continue;
-            };
-            let request = tracing::debug_span!(parent: &span, "request", %peer, len = req.len());
-            shell
-                .handle(req, peer, events_parent(&span, &request))
-                .await;
-        }
-    }
-    tracing::debug!(parent: &span, "DHCPv6 task stopped");
-    Sockets {
-        udp: vec![shell.udp.into_inner().into()],
-        packet: shell.sniffer,
-    }
-}
-
-/// The per-task state of the DHCPv6 loop.
+/// A network's DHCPv6 state.
 struct Shell6 {
-    udp: AsyncFd<std::net::UdpSocket>,
+    udp: std::net::UdpSocket,
     sniffer: Option<Arc<OwnedFd>>,
     macs: MacCache,
     view: ViewHandle,
@@ -611,7 +587,7 @@ struct Shell6 {
 
 impl Shell6 {
     /// `span` is the parent of this request's events.
-    async fn handle(&mut self, req: &[u8], peer: SocketAddrV6, span: &tracing::Span) {
+    fn handle(&mut self, req: &[u8], peer: SocketAddrV6, span: &tracing::Span) {
         Counters::bump(&self.counters.received);
         if let Some(s) = &self.sniffer {
             self.macs.drain(s);
@@ -634,8 +610,8 @@ impl Shell6 {
                 client,
             }) => {
                 let to = SocketAddrV6::new(*peer.ip(), delivery.port(), 0, peer.scope_id());
-                let udp = self.udp.get_ref();
-                match dgram::send_now(udp, || udp.send_to(&self.reply, to)).await {
+                let udp = &self.udp;
+                match dgram::send_now(udp, || udp.send_to(&self.reply, to)) {
                     Ok(_) => {
                         Counters::bump(&self.counters.replied);
                         let (req, rep) = (v6::name(request), v6::name(reply));

@@ -1,52 +1,440 @@
-//! The threads that run the DHCP tasks: each one a single-threaded tokio runtime of its own.
+//! The threads that answer DHCP: each one a plain `epoll` loop over the sockets of the networks
+//! it serves, with nothing between the wait and the receive.
 //!
-//! On the control plane's multi-threaded runtime every request woke a worker that then often
-//! woke a second one to look for more work: ~1.3 context switches per packet, most of the CPU a
-//! DHCP exchange costs at low rates (BENCHMARKS.md). Here the thread that waits in `epoll`
-//! is the one that answers, so a request costs one wake-up, and control-plane work (reloads,
-//! RPC, plumbing) never shares a queue with packets. Networks are spread over the threads
-//! round-robin; a network's DHCPv4 and DHCPv6 tasks share one.
+//! - **Why threads of their own:** on the control plane's multi-threaded runtime every request
+//!   woke a worker that then often woke a second one to look for more work (~1.3 context
+//!   switches per packet, most of the CPU a DHCP exchange cost at low rates). Here the thread
+//!   that waits is the one that answers, and control-plane work (reloads, RPC, plumbing) never
+//!   shares a queue with packets.
+//! - **Why not a tokio runtime per thread** (what these were until the floor was measured,
+//!   BENCHMARKS.md): a request then went through the reactor's readiness slab, a task wake-up,
+//!   the scheduler's run queue and the task's future before it reached the receive; that was
+//!   up to 30 µs per DORA above a bare blocking loop on this VM. Here a ready socket's token
+//!   names its network, and the loop calls it: `epoll_wait`, one map lookup, the network's
+//!   `recvmmsg` and `sendto`.
+//! - **Commands** (serve, stop) come through a queue and an `eventfd`; a network's sockets are
+//!   added to the thread's `epoll` by the caller, under the queue's lock, so the thread finds
+//!   the network the moment its first request is reported.
+//!
+//! Networks are spread over the threads round-robin; a network's DHCPv4 and DHCPv6 sockets are
+//! served by one.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::os::fd::{AsRawFd, RawFd};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::runtime::Handle;
+use tokio::sync::oneshot;
+
+use crate::dhcp::poller::{self, Epoll, Waker};
 
 /// More threads than cores only adds wake-ups; fewer than two would let one busy network delay
 /// all others on a multi-core host.
-const MAX_THREADS: usize = 4;
+pub const MAX_THREADS: usize = 4;
 
-static THREADS: OnceLock<Result<Vec<Handle>, String>> = OnceLock::new();
-static NEXT: AtomicUsize = AtomicUsize::new(0);
+/// Sockets one job may watch (a network: DHCPv4 and DHCPv6).
+pub const MAX_SOURCES: usize = 2;
 
-/// The runtime the next network's DHCP tasks should run on (threads start on first use).
-pub fn next() -> io::Result<Handle> {
-    let handles = THREADS
-        .get_or_init(start)
-        .as_ref()
-        .map_err(|e| io::Error::other(e.clone()))?;
-    let i = NEXT.fetch_add(1, Ordering::Relaxed) % handles.len();
-    Ok(handles[i].clone())
+/// What a DHCP thread runs: one network's serving loop, called when one of its sockets has
+/// input.
+pub trait Job: Send + 'static {
+    /// Socket `source` (its index in what [`Pool::serve`] was given) is readable. Called on
+    /// the DHCP thread; must not block (the thread's other networks wait meanwhile).
+    fn ready(&mut self, source: usize);
 }
 
-fn start() -> Result<Vec<Handle>, String> {
-    let n = crate::par::threads(MAX_THREADS);
-    (0..n)
+/// Events taken per wait; more ready sockets are reported by the next.
+const EVENTS: usize = 64;
+
+/// The token of the waker; jobs' tokens are `id * MAX_SOURCES + source`, far below it.
+const WAKE: poller::Token = u64::MAX;
+
+/// A fixed set of DHCP threads (started on first use) serving jobs of type `J`.
+pub struct Pool<J: Job> {
+    name: &'static str,
+    threads: std::sync::OnceLock<Result<Vec<Arc<Shared<J>>>, String>>,
+    next: AtomicUsize,
+    ids: AtomicU64,
+}
+
+/// What the control plane and one DHCP thread share.
+struct Shared<J> {
+    epoll: Epoll,
+    waker: Waker,
+    commands: Mutex<Vec<Command<J>>>,
+}
+
+enum Command<J> {
+    Serve {
+        id: u64,
+        job: J,
+        fds: Vec<RawFd>,
+    },
+    /// `reply: None` when the job's handle was dropped without [`Served::stop`].
+    Stop {
+        id: u64,
+        reply: Option<oneshot::Sender<J>>,
+    },
+}
+
+/// A job being served; dropping it stops the job and drops it off the DHCP thread.
+pub struct Served<J: Job> {
+    thread: Arc<Shared<J>>,
+    id: u64,
+    stopped: bool,
+}
+
+impl<J: Job> Pool<J> {
+    pub const fn new(name: &'static str) -> Self {
+        Pool {
+            name,
+            threads: std::sync::OnceLock::new(),
+            next: AtomicUsize::new(0),
+            ids: AtomicU64::new(0),
+        }
+    }
+
+    /// Serves `job` on the next thread, calling it whenever one of `fds` is readable. The
+    /// descriptors must be non-blocking, owned by the job (they stay open as long as it does),
+    /// and at most [`MAX_SOURCES`].
+    pub fn serve(&self, job: J, fds: &[RawFd]) -> io::Result<Served<J>> {
+        if fds.len() > MAX_SOURCES {
+            return Err(io::Error::other("too many sockets for one DHCP job"));
+        }
+        let threads = self
+            .threads
+            .get_or_init(|| start(self.name))
+            .as_ref()
+            .map_err(|e| io::Error::other(e.clone()))?;
+        let thread = &threads[self.next.fetch_add(1, Ordering::Relaxed) % threads.len()];
+        let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        let mut commands = thread
+            .commands
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (i, &fd) in fds.iter().enumerate() {
+            if let Err(e) = thread.epoll.add(fd, id * MAX_SOURCES as u64 + i as u64) {
+                for &added in &fds[..i] {
+                    let _ = thread.epoll.delete(added);
+                }
+                return Err(e);
+            }
+        }
+        // The thread can see the sockets' events from here on; it takes the queue's lock to
+        // learn whose they are, so it finds this command first.
+        commands.push(Command::Serve {
+            id,
+            job,
+            fds: fds.to_vec(),
+        });
+        drop(commands);
+        // Not woken: the job is found when its first event is.
+        Ok(Served {
+            thread: thread.clone(),
+            id,
+            stopped: false,
+        })
+    }
+}
+
+impl<J: Job> Served<J> {
+    /// Stops the job and hands it back once its thread no longer runs it; `None` if the
+    /// thread is gone (it then dropped the job).
+    pub async fn stop(mut self) -> Option<J> {
+        self.stopped = true;
+        let (tx, rx) = oneshot::channel();
+        self.thread.send(Command::Stop {
+            id: self.id,
+            reply: Some(tx),
+        });
+        rx.await.ok()
+    }
+}
+
+impl<J: Job> Drop for Served<J> {
+    fn drop(&mut self) {
+        if !self.stopped {
+            self.thread.send(Command::Stop {
+                id: self.id,
+                reply: None,
+            });
+        }
+    }
+}
+
+impl<J> Shared<J> {
+    fn send(&self, command: Command<J>) {
+        self.commands
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(command);
+        if let Err(e) = self.waker.wake() {
+            // Cannot happen for an open eventfd; the command then waits for the next event.
+            tracing::error!(error = %e, "cannot wake a DHCP thread");
+        }
+    }
+}
+
+fn start<J: Job>(name: &str) -> Result<Vec<Arc<Shared<J>>>, String> {
+    (0..crate::par::threads(MAX_THREADS))
         .map(|i| {
-            // I/O only: nothing on these threads waits for time, and a timer would read the
-            // clock at every wake-up.
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .build()
-                .map_err(|e| format!("cannot build DHCP runtime: {e}"))?;
-            let handle = rt.handle().clone();
+            let shared = Arc::new(Shared {
+                epoll: Epoll::new().map_err(|e| format!("cannot create epoll: {e}"))?,
+                waker: Waker::new().map_err(|e| format!("cannot create eventfd: {e}"))?,
+                commands: Mutex::new(Vec::new()),
+            });
+            shared
+                .epoll
+                .add(shared.waker.as_raw_fd(), WAKE)
+                .map_err(|e| format!("cannot watch the eventfd: {e}"))?;
+            let theirs = shared.clone();
             std::thread::Builder::new()
-                .name(format!("dhcp-io-{i}"))
-                // The runtime only drives its tasks inside `block_on`; this thread never leaves it.
-                .spawn(move || rt.block_on(std::future::pending::<()>()))
+                .name(format!("{name}-{i}"))
+                .spawn(move || run(&theirs))
                 .map_err(|e| format!("cannot start DHCP thread: {e}"))?;
-            Ok(handle)
+            Ok(shared)
         })
         .collect()
+}
+
+/// A job the thread serves, with the descriptors it watches for it.
+struct Entry<J> {
+    job: J,
+    fds: Vec<RawFd>,
+}
+
+/// Job ids are unique counters: they are their own hash.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Jobs<J> = HashMap<u64, Entry<J>, BuildHasherDefault<IdHasher>>;
+
+/// The thread's loop; never returns.
+fn run<J: Job>(shared: &Shared<J>) {
+    let mut jobs: Jobs<J> = HashMap::default();
+    let mut events = [poller::NO_EVENT; EVENTS];
+    loop {
+        let n = match shared.epoll.wait(&mut events, -1) {
+            Ok(n) => n,
+            Err(e) => {
+                // Only a broken epoll fd fails here; do not spin on it.
+                tracing::error!(error = %e, "DHCP thread cannot wait for requests");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                continue;
+            }
+        };
+        let mut commands = false;
+        for ev in &events[..n] {
+            let token = poller::token(ev);
+            if token == WAKE {
+                commands = true;
+                continue;
+            }
+            let (id, source) = (
+                token / MAX_SOURCES as u64,
+                (token % MAX_SOURCES as u64) as usize,
+            );
+            match jobs.get_mut(&id) {
+                Some(entry) => {
+                    // The jobs catch their responders' panics per packet; this is for
+                    // anything else, so that one network's bug never stops the others'.
+                    let ready = AssertUnwindSafe(|| entry.job.ready(source));
+                    if std::panic::catch_unwind(ready).is_err() {
+                        tracing::error!("DHCP job panicked; its pending request is dropped");
+                    }
+                }
+                // Added a moment ago: its command is in the queue.
+                None => commands = true,
+            }
+        }
+        if commands {
+            // Before taking the queue, so that a command queued after the take wakes us again.
+            shared.waker.reset();
+            let queued = std::mem::take(
+                &mut *shared
+                    .commands
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+            for command in queued {
+                apply(shared, &mut jobs, command);
+            }
+        }
+    }
+}
+
+fn apply<J: Job>(shared: &Shared<J>, jobs: &mut Jobs<J>, command: Command<J>) {
+    match command {
+        Command::Serve { id, job, fds } => {
+            jobs.insert(id, Entry { job, fds });
+        }
+        Command::Stop { id, reply } => {
+            let Some(entry) = jobs.remove(&id) else {
+                return;
+            };
+            for &fd in &entry.fds {
+                if let Err(e) = shared.epoll.delete(fd) {
+                    tracing::warn!(error = %e, "cannot stop watching a DHCP socket");
+                }
+            }
+            match reply {
+                Some(reply) => {
+                    // A caller that gave up waiting drops the job here, as below.
+                    if let Err(job) = reply.send(entry.job) {
+                        drop_elsewhere(job);
+                    }
+                }
+                None => drop_elsewhere(entry.job),
+            }
+        }
+    }
+}
+
+/// Drops a job off the DHCP thread: closing a network's `AF_PACKET` socket waits for an RCU
+/// grace period in the kernel, which every network of the thread would wait for too.
+fn drop_elsewhere<J: Job>(job: J) {
+    // A thread that cannot start drops the job right here, with the closure.
+    let spawned = std::thread::Builder::new()
+        .name("dhcp-drop".into())
+        .stack_size(64 << 10)
+        .spawn(move || drop(job));
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "dropped a stopped DHCP job on its thread");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixDatagram;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// Echoes every datagram back, tagged with the socket it came in on.
+    struct Echo {
+        socks: Vec<UnixDatagram>,
+        seen: mpsc::Sender<(usize, Vec<u8>)>,
+    }
+
+    impl Job for Echo {
+        fn ready(&mut self, source: usize) {
+            let mut buf = [0u8; 64];
+            while let Ok(n) = self.socks[source].recv(&mut buf) {
+                if &buf[..n] == b"panic" {
+                    panic!("asked to");
+                }
+                let _ = self.seen.send((source, buf[..n].to_vec()));
+            }
+        }
+    }
+
+    /// What an [`Echo`] job saw: (source, datagram).
+    type Seen = mpsc::Receiver<(usize, Vec<u8>)>;
+
+    fn echo(sources: usize) -> (Echo, Vec<UnixDatagram>, Seen) {
+        let (seen, rx) = mpsc::channel();
+        let (mut socks, mut peers) = (Vec::new(), Vec::new());
+        for _ in 0..sources {
+            let (a, b) = UnixDatagram::pair().unwrap();
+            a.set_nonblocking(true).unwrap();
+            socks.push(a);
+            peers.push(b);
+        }
+        (Echo { socks, seen }, peers, rx)
+    }
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn serves_each_source_stops_and_hands_the_job_back() {
+        static POOL: Pool<Echo> = Pool::new("test-dhcp");
+        let (job, peers, seen) = echo(2);
+        let fds: Vec<_> = job.socks.iter().map(|s| s.as_raw_fd()).collect();
+        let served = POOL.serve(job, &fds).unwrap();
+        peers[1].send(b"six").unwrap();
+        assert_eq!(seen.recv_timeout(WAIT).unwrap(), (1, b"six".to_vec()));
+        peers[0].send(b"four").unwrap();
+        assert_eq!(seen.recv_timeout(WAIT).unwrap(), (0, b"four".to_vec()));
+
+        // A panic is contained: the job goes on serving.
+        peers[0].send(b"panic").unwrap();
+        peers[0].send(b"after").unwrap();
+        // "after" was queued behind the panic: the level-triggered watch reports it again.
+        assert_eq!(seen.recv_timeout(WAIT).unwrap(), (0, b"after".to_vec()));
+
+        let job = served.stop().await.expect("job handed back");
+        peers[0].send(b"late").unwrap();
+        assert!(
+            seen.recv_timeout(Duration::from_millis(100)).is_err(),
+            "stopped job still called"
+        );
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            job.socks[0].recv(&mut buf).unwrap(),
+            4,
+            "datagram left queued"
+        );
+    }
+
+    #[tokio::test]
+    async fn many_jobs_over_the_threads_and_a_dropped_handle_stops_its_job() {
+        static POOL: Pool<Echo> = Pool::new("test-dhcp");
+        let mut all = Vec::new();
+        for _ in 0..20 {
+            let (job, peers, seen) = echo(1);
+            let fd = job.socks[0].as_raw_fd();
+            all.push((POOL.serve(job, &[fd]).unwrap(), peers, seen));
+        }
+        for (i, (_, peers, _)) in all.iter().enumerate() {
+            peers[0].send(format!("{i}").as_bytes()).unwrap();
+        }
+        for (i, (_, _, seen)) in all.iter().enumerate() {
+            assert_eq!(
+                seen.recv_timeout(WAIT).unwrap().1,
+                format!("{i}").into_bytes()
+            );
+        }
+        let (served, peers, seen) = all.pop().unwrap();
+        drop(served);
+        // Dropped off the DHCP thread: its sender disconnects once the job is gone.
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let _ = peers[0].send(b"x");
+            match seen.recv_timeout(Duration::from_millis(50)) {
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                _ => assert!(
+                    std::time::Instant::now() < deadline,
+                    "dropped job still runs"
+                ),
+            }
+        }
+        for (served, _, _) in all {
+            assert!(served.stop().await.is_some());
+        }
+    }
+
+    #[test]
+    fn too_many_sources_is_an_error() {
+        static POOL: Pool<Echo> = Pool::new("test-dhcp");
+        let (job, _peers, _seen) = echo(3);
+        let fds: Vec<_> = job.socks.iter().map(|s| s.as_raw_fd()).collect();
+        assert!(POOL.serve(job, &fds).is_err());
+    }
 }
