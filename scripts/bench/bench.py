@@ -1166,39 +1166,44 @@ and kernel: clean-rate figures moved by up to ±50 % between runs).
   which blocks the single-threaded process and caps it at ~100 clean DORA/s; with the lease
   file on tmpfs it is CPU-bound at ~250–330 DORA/s. The dnsmasq-on-tmpfs column is its best
   case; every ratio is taken against the better dnsmasq.
-- **Our agent at high rates.** Each network's DHCP tasks run on one of a few single-threaded
-  tokio runtimes of their own (`dhcp::threads`), so a request costs the wake-up of the thread
-  that answers it and nothing else (one voluntary context switch per packet at 100 DORA/s;
-  on the shared multi-threaded runtime a woken worker often woke a second one). The clean
-  ceiling measured here is the load generator's and the kernel's (veth, bridge) as much as
-  ours: the same design reached 170,000 DORA/s in closed loop on one VM and 70,000–90,000 on
-  others. The DHCP socket has a 4 MiB receive buffer (`SO_RCVBUFFORCE`): every drop we had
-  seen before was a receive-buffer overflow.
-- **CPU per DORA at low rates: wake-ups, the kernel, and our loop.** At 100–250 DORA/s every request
-  wakes an idle thread, which then makes 3 system calls (`strace -c`): the `epoll_wait` it
-  slept in, one `recvmmsg` (two slots: a short count says the queue is drained, without a
-  receive that fails with EAGAIN) and one `send` (no write readiness is registered, so the
-  freed reply raises no second wake-up), the same at 10 and at 1,000 ports (`dhcp::dgram`).
-  In `perf` (software clock; this VM has no PMU) ~60 % of the agent's CPU at 100 DORA/s is
-  the kernel: `sendto` ~38 %, most of it the veth/bridge (with bridge netfilter) delivery to
-  the load generator that the kernel charges to the sender, and the context switch; the rest
-  is user space running with cold caches after every sleep (~20 % tokio, ~10 % our
-  responder). **The floor** (`dhcp-floor`, see the method) shows what of this is ours: on this
-  VM a bare blocking receive → respond → send loop costs ~60–75 µs per DORA on the same
-  device, view and load, which alone would be 1/53–1/63 of dnsmasq; the same loop run inside
-  the agent in place of its tokio loop (a prototype, not kept) gave 60 against 85–95 µs and
-  75 against 88.5 µs in interleaved A/Bs (one earlier set, in a slower period of the host,
-  showed only ~6 %, and one later pair none: 75 against 75–80). `dhcp-floor --epoll` (sleeping in `epoll_wait`, receiving without
-  blocking, as a multiplexing server must) costs the same as the plain floor (65–75 against
-  65–80 µs, interleaved). So the 0–30 µs per DORA we spend above the floor here is tokio's
-  dispatch and our loop around it — code and data that a thread waking with cold caches must
-  touch — not `epoll`: a hand-rolled `epoll` loop per DHCP thread is the way to the floor,
-  at no memory cost (a thread per network blocked in its receive would cost ~10–20 kB per
-  network, against the memory target's ~20 kB margin). The rest is the VM's: the agent spent
-  20–30 µs per DORA on the VM where this target was met (1/72–1/79), 45–60 µs on an AMD EPYC
-  VM, 80–125 µs on this one (repeated 20 s runs of one build varied by ±20 %); dnsmasq's
-  cost per DORA at 10 ports moved the same way (60 → 137 → 167–250 µs). `/proc/<pid>/stat`
-  counts in 10 ms ticks, hence the 30 s steps for these rows (±3 µs per DORA at 100 DORA/s).
+- **Our agent at high rates.** Each network's sockets are served by one of a few DHCP threads
+  (`dhcp::threads`), each a plain level-triggered `epoll` loop: a ready socket's token names
+  its network, which is called at once, so a request costs the wake-up of the thread that
+  answers it and nothing else (no other thread is woken; control-plane work never shares the
+  thread). The clean ceiling measured here is the load generator's and the kernel's (veth,
+  bridge) as much as ours: closed-loop figures moved between ~60,000 and ~170,000 DORA/s across
+  runs and VMs. Taking one datagram per readiness report (see below) costs some of it: 62,500
+  against 72,600 DORA/s for two datagrams per receive and up to 16 receives per report, in
+  interleaved 8 s floods here; both are > 100× dnsmasq's best. The DHCP socket has a 4 MiB
+  receive buffer (`SO_RCVBUFFORCE`): every drop we had seen before was a receive-buffer
+  overflow.
+- **CPU per DORA at low rates: wake-ups, the kernel, and our loop.** At 100–250 DORA/s every
+  request wakes an idle thread, which then makes 3 system calls (`strace`): the `epoll_wait` it
+  slept in, one `recvfrom` and one `sendto` (no write readiness is watched, so the freed reply
+  raises no second wake-up; `dhcp::dgram`), the same at 10 and at 1,000 ports. In `perf`
+  (software clock; this VM has no PMU) ~75 % of the agent's CPU at 100 DORA/s is the kernel:
+  the context switches (~28 % in `finish_task_switch`, a third of it the load generator
+  preempting us as our `sendto` wakes it) and the veth/bridge (with bridge netfilter) delivery
+  that the kernel charges to the sender; the rest is user space running with cold caches after
+  every sleep. **The floor** (`dhcp-floor`, see the method) shows what of this is ours: a bare
+  blocking receive → respond → send loop on the same device, view and load. Until this
+  version the DHCP threads were single-threaded tokio runtimes, 0–30 µs per DORA above the
+  floor across interleaved A/Bs, while `dhcp-floor --epoll` (sleeping in `epoll_wait` as a
+  multiplexing server must) cost the same as the plain floor: the gap was tokio's dispatch
+  (readiness slab, task wake-up, run queue, the task's future), not `epoll`. The plain `epoll`
+  loop that replaced it, interleaved at 100 DORA/s on the 1,000-port network (3 rounds of
+  30 s): 58.9 against 71.1 µs per DORA for the tokio loop, floor 50.0. Receiving one datagram
+  per report with `recvfrom` instead of two with `recvmmsg` (whose second slot at low rates is
+  a receive that finds nothing) took another 3–4 µs (70.0 against 73.3, and 66.7 against
+  71.1 for one `recvmmsg` slot; floor 63.3 and 58.9 in those runs). What is left above the
+  floor, ~5–10 µs per DORA (about the noise of single runs), is what a cold wake-up touches
+  beyond the floor's few pages: the thread's job map, the network's state and counters, the
+  view's `ArcSwap`. The rest is the VM's: the agent spent 20–30 µs per
+  DORA on the VM where this target was first met (1/72–1/79), 45–60 µs on an AMD EPYC VM,
+  60–125 µs on this one (repeated runs of one build vary by ±20 %), and dnsmasq's cost per DORA
+  moves with it (3,100–4,000 µs at 1,000 ports in full runs here), so the ratio moves by
+  ±15 % between runs. `/proc/<pid>/stat` counts in 10 ms ticks, hence the 30 s steps for these
+  rows (±3 µs per DORA at 100 DORA/s).
 - **Event → servable.** A SIGHUP reload re-reads the networks file, finds the first and last
   byte that differ from the last accepted text, re-parses only the ports (or networks) in
   between (`netfile`, `jsonscan`), and patches a copy of the network's current view instead of

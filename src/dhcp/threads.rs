@@ -11,7 +11,7 @@
 //!   the scheduler's run queue and the task's future before it reached the receive; that was
 //!   up to 30 µs per DORA above a bare blocking loop on this VM. Here a ready socket's token
 //!   names its network, and the loop calls it: `epoll_wait`, one map lookup, the network's
-//!   `recvmmsg` and `sendto`.
+//!   `recvfrom` and `sendto`.
 //! - **Commands** (serve, stop) come through a queue and an `eventfd`; a network's sockets are
 //!   added to the thread's `epoll` by the caller, under the queue's lock, so the thread finds
 //!   the network the moment its first request is reported.
