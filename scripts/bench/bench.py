@@ -1198,12 +1198,14 @@ and kernel: clean-rate figures moved by up to ±50 % between runs).
   71.1 for one `recvmmsg` slot; floor 63.3 and 58.9 in those runs). What is left above the
   floor, ~5–10 µs per DORA (about the noise of single runs), is what a cold wake-up touches
   beyond the floor's few pages: the thread's job map, the network's state and counters, the
-  view's `ArcSwap`. The rest is the VM's: the agent spent 20–30 µs per
-  DORA on the VM where this target was first met (1/72–1/79), 45–60 µs on an AMD EPYC VM,
-  60–125 µs on this one (repeated runs of one build vary by ±20 %), and dnsmasq's cost per DORA
-  moves with it (3,100–4,000 µs at 1,000 ports in full runs here), so the ratio moves by
-  ±15 % between runs. `/proc/<pid>/stat` counts in 10 ms ticks, hence the 30 s steps for these
-  rows (±3 µs per DORA at 100 DORA/s).
+  view's `ArcSwap`. The rest is the VM's, and it does not scale with dnsmasq's cost: in the three
+  full runs of the `epoll` loop on this VM (the first still with two-slot receives) our agent
+  spent 66.7 µs per DORA each time and the floor 53–63 µs, while the cheaper dnsmasq spent 3,143, 2,947 and
+  2,463 µs: ratios 1/47, 1/44 and 1/37, the floor's 1/59, 1/47 and 1/41. A fixed ~60 µs per
+  DORA of wake-ups and veth/bridge delivery that any server pays here decides the target, and
+  in two of the three runs not even the floor met it. On the VM where it was first met the agent
+  spent 20–30 µs per DORA (1/72–1/79), on an AMD EPYC VM 45–60 µs. `/proc/<pid>/stat` counts in
+  10 ms ticks, hence the 30 s steps for these rows (±3 µs per DORA at 100 DORA/s).
 - **Event → servable.** A SIGHUP reload re-reads the networks file, finds the first and last
   byte that differ from the last accepted text, re-parses only the ports (or networks) in
   between (`netfile`, `jsonscan`), and patches a copy of the network's current view instead of
