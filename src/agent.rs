@@ -438,8 +438,12 @@ impl Agent {
             .map(|s| s.plan.port_id.clone())
             .or_else(|| self.cache.own_port_id(network_id))
             .or_else(|| self.recorded_port_prefix(network_id));
-        let was_served = served.is_some();
+        let mut packets = None;
         if let Some(s) = served {
+            packets = Some(format!(
+                "DHCPv4 {}; DHCPv6 {}",
+                s.server.counters, s.server.counters6
+            ));
             s.server.stop().await;
         }
         self.cache.remove(network_id);
@@ -461,8 +465,8 @@ impl Agent {
             return;
         }
         self.forget(network_id);
-        if was_served {
-            tracing::info!(%network_id, "stopped network");
+        if let Some(packets) = packets {
+            tracing::info!(%network_id, %packets, "stopped network");
         }
     }
 

@@ -111,7 +111,33 @@ fn unknown_mac_gets_no_answer() {
     );
     r_u.expect_no_lease("unknown MAC");
     r_d.expect_no_lease("unknown MAC");
-    agent.stop();
+    let log = agent.stop();
+    // The network's stop reports what its DHCPv4 socket saw: the control's exchange answered,
+    // the strangers' requests ignored.
+    let line = log
+        .lines()
+        .find(|l| l.contains("stopped network") && l.contains(&net.id))
+        .unwrap_or_else(|| panic!("no `stopped network` line\n{log}"));
+    let v4 = line
+        .split("DHCPv4 ")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or_else(|| panic!("no DHCPv4 counts in: {line}"));
+    let count = |what: &str| -> u64 {
+        v4.split(", ")
+            .find_map(|kv| kv.strip_prefix(what)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no DHCPv4 `{what}` count in: {line}"))
+    };
+    assert!(count("replied") >= 2, "OFFER and ACK not counted: {line}");
+    assert!(
+        count("ignored") >= 2,
+        "strangers' DISCOVERs not counted: {line}"
+    );
+    assert_eq!(count("malformed"), 0, "{line}");
+    assert!(
+        count("received") >= count("replied") + count("ignored"),
+        "{line}"
+    );
 }
 
 /// Two networks with the same CIDR live in their own namespaces: each client gets its own

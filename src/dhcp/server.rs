@@ -48,6 +48,23 @@ impl Counters {
     }
 }
 
+/// What a socket received and what became of it, for the log line of a network that stops (a
+/// client that got nothing shows there whether its requests ever arrived).
+impl std::fmt::Display for Counters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        write!(
+            f,
+            "received {}, replied {}, ignored {}, malformed {}, send errors {}",
+            n(&self.received),
+            n(&self.replied),
+            n(&self.ignored),
+            n(&self.malformed),
+            n(&self.send_errors)
+        )
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("namespace {namespace}: cannot open DHCP sockets on {ifname}: {source}")]
@@ -652,6 +669,19 @@ impl Shell6 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counters_read_as_one_line() {
+        let c = Counters::default();
+        Counters::bump(&c.received);
+        Counters::bump(&c.received);
+        Counters::bump(&c.replied);
+        Counters::bump(&c.ignored);
+        assert_eq!(
+            c.to_string(),
+            "received 2, replied 1, ignored 1, malformed 0, send errors 0"
+        );
+    }
 
     #[test]
     fn mac_cache_keeps_the_newest_entries() {
