@@ -438,12 +438,9 @@ impl Agent {
             .map(|s| s.plan.port_id.clone())
             .or_else(|| self.cache.own_port_id(network_id))
             .or_else(|| self.recorded_port_prefix(network_id));
-        let mut packets = None;
+        let mut counters = None;
         if let Some(s) = served {
-            packets = Some(format!(
-                "DHCPv4 {}; DHCPv6 {}",
-                s.server.counters, s.server.counters6
-            ));
+            counters = Some((s.server.counters.clone(), s.server.counters6.clone()));
             s.server.stop().await;
         }
         self.cache.remove(network_id);
@@ -465,7 +462,9 @@ impl Agent {
             return;
         }
         self.forget(network_id);
-        if let Some(packets) = packets {
+        if let Some((v4, v6)) = counters {
+            // Counted up to the stop, so the figures are final.
+            let packets = format!("DHCPv4 {v4}; DHCPv6 {v6}");
             tracing::info!(%network_id, %packets, "stopped network");
         }
     }

@@ -266,10 +266,9 @@ impl DhcpServer {
             v4,
             v6,
         };
-        let fds = network.fds();
         let serves_v6 = network.v6.is_some();
         let served = THREADS
-            .serve(network, &fds)
+            .serve(network)
             .map_err(|source| endpoint.socket_error(source))?;
         tracing::debug!(network_id = %endpoint.network_id, serves_v6, "DHCP serving started");
         Ok(DhcpServer {
@@ -383,16 +382,10 @@ struct Network {
     span6: tracing::Span,
 }
 
-/// The sources of a [`Network`] job, as [`threads::Pool::serve`] numbers them.
+/// The DHCPv4 socket's index among a [`Network`]'s sources.
 const V4: usize = 0;
 
 impl Network {
-    fn fds(&self) -> Vec<RawFd> {
-        let mut fds = vec![self.v4.udp.as_raw_fd()];
-        fds.extend(self.v6.as_ref().map(|v6| v6.udp.as_raw_fd()));
-        fds
-    }
-
     fn into_sockets(self) -> Sockets {
         let mut udp = vec![self.v4.udp.into()];
         udp.extend(self.v6.map(|v6| v6.udp.into()));
@@ -404,6 +397,12 @@ impl Network {
 }
 
 impl threads::Job for Network {
+    fn sources(&self) -> Vec<RawFd> {
+        let mut fds = vec![self.v4.udp.as_raw_fd()];
+        fds.extend(self.v6.as_ref().map(|v6| v6.udp.as_raw_fd()));
+        fds
+    }
+
     fn ready(&mut self, source: usize) {
         let Network {
             rx,

@@ -41,8 +41,12 @@ pub const MAX_SOURCES: usize = 2;
 /// What a DHCP thread runs: one network's serving loop, called when one of its sockets has
 /// input.
 pub trait Job: Send + 'static {
-    /// Socket `source` (its index in what [`Pool::serve`] was given) is readable. Called on
-    /// the DHCP thread; must not block (the thread's other networks wait meanwhile).
+    /// The non-blocking sockets to watch (at most [`MAX_SOURCES`]), owned by the job so that
+    /// they stay open as long as it is served; the same ones every time.
+    fn sources(&self) -> Vec<RawFd>;
+
+    /// Socket `source` (its index in [`Job::sources`]) is readable. Called on the DHCP
+    /// thread; must not block (the thread's other networks wait meanwhile).
     fn ready(&mut self, source: usize);
 }
 
@@ -71,12 +75,12 @@ enum Command<J> {
     Serve {
         id: u64,
         job: J,
-        fds: Vec<RawFd>,
     },
-    /// `reply: None` when the job's handle was dropped without [`Served::stop`].
+    /// The job goes back through `reply`, or is dropped off the thread if nobody waits for it
+    /// (a handle dropped without [`Served::stop`]).
     Stop {
         id: u64,
-        reply: Option<oneshot::Sender<J>>,
+        reply: oneshot::Sender<J>,
     },
 }
 
@@ -97,10 +101,9 @@ impl<J: Job> Pool<J> {
         }
     }
 
-    /// Serves `job` on the next thread, calling it whenever one of `fds` is readable. The
-    /// descriptors must be non-blocking, owned by the job (they stay open as long as it does),
-    /// and at most [`MAX_SOURCES`].
-    pub fn serve(&self, job: J, fds: &[RawFd]) -> io::Result<Served<J>> {
+    /// Serves `job` on the next thread, calling it whenever one of its sources is readable.
+    pub fn serve(&self, job: J) -> io::Result<Served<J>> {
+        let fds = job.sources();
         if fds.len() > MAX_SOURCES {
             return Err(io::Error::other("too many sockets for one DHCP job"));
         }
@@ -125,11 +128,7 @@ impl<J: Job> Pool<J> {
         }
         // The thread can see the sockets' events from here on; it takes the queue's lock to
         // learn whose they are, so it finds this command first.
-        commands.push(Command::Serve {
-            id,
-            job,
-            fds: fds.to_vec(),
-        });
+        commands.push(Command::Serve { id, job });
         drop(commands);
         // Not woken: the job is found when its first event is.
         Ok(Served {
@@ -145,22 +144,18 @@ impl<J: Job> Served<J> {
     /// thread is gone (it then dropped the job).
     pub async fn stop(mut self) -> Option<J> {
         self.stopped = true;
-        let (tx, rx) = oneshot::channel();
-        self.thread.send(Command::Stop {
-            id: self.id,
-            reply: Some(tx),
-        });
-        rx.await.ok()
+        let (reply, handed_back) = oneshot::channel();
+        self.thread.send(Command::Stop { id: self.id, reply });
+        handed_back.await.ok()
     }
 }
 
 impl<J: Job> Drop for Served<J> {
     fn drop(&mut self) {
         if !self.stopped {
-            self.thread.send(Command::Stop {
-                id: self.id,
-                reply: None,
-            });
+            // Nobody waits for the job: the thread drops it elsewhere.
+            let (reply, _) = oneshot::channel();
+            self.thread.send(Command::Stop { id: self.id, reply });
         }
     }
 }
@@ -200,12 +195,6 @@ fn start<J: Job>(name: &str) -> Result<Vec<Arc<Shared<J>>>, String> {
         .collect()
 }
 
-/// A job the thread serves, with the descriptors it watches for it.
-struct Entry<J> {
-    job: J,
-    fds: Vec<RawFd>,
-}
-
 /// Job ids are unique counters, so one multiplication hashes them: it spreads consecutive ids
 /// over the high bits the map also uses, at a fraction of SipHash's cost per request.
 #[derive(Default)]
@@ -226,7 +215,7 @@ impl Hasher for IdHasher {
     }
 }
 
-type Jobs<J> = HashMap<u64, Entry<J>, BuildHasherDefault<IdHasher>>;
+type Jobs<J> = HashMap<u64, J, BuildHasherDefault<IdHasher>>;
 
 /// The thread's loop; never returns.
 fn run<J: Job>(shared: &Shared<J>) {
@@ -254,10 +243,10 @@ fn run<J: Job>(shared: &Shared<J>) {
                 (token % MAX_SOURCES as u64) as usize,
             );
             match jobs.get_mut(&id) {
-                Some(entry) => {
+                Some(job) => {
                     // The jobs catch their responders' panics per packet; this is for
                     // anything else, so that one network's bug never stops the others'.
-                    let ready = AssertUnwindSafe(|| entry.job.ready(source));
+                    let ready = AssertUnwindSafe(|| job.ready(source));
                     if std::panic::catch_unwind(ready).is_err() {
                         tracing::error!("DHCP job panicked; its pending request is dropped");
                     }
@@ -284,26 +273,20 @@ fn run<J: Job>(shared: &Shared<J>) {
 
 fn apply<J: Job>(shared: &Shared<J>, jobs: &mut Jobs<J>, command: Command<J>) {
     match command {
-        Command::Serve { id, job, fds } => {
-            jobs.insert(id, Entry { job, fds });
+        Command::Serve { id, job } => {
+            jobs.insert(id, job);
         }
         Command::Stop { id, reply } => {
-            let Some(entry) = jobs.remove(&id) else {
+            let Some(job) = jobs.remove(&id) else {
                 return;
             };
-            for &fd in &entry.fds {
+            for fd in job.sources() {
                 if let Err(e) = shared.epoll.delete(fd) {
                     tracing::warn!(error = %e, "cannot stop watching a DHCP socket");
                 }
             }
-            match reply {
-                Some(reply) => {
-                    // A caller that gave up waiting drops the job here, as below.
-                    if let Err(job) = reply.send(entry.job) {
-                        drop_elsewhere(job);
-                    }
-                }
-                None => drop_elsewhere(entry.job),
+            if let Err(job) = reply.send(job) {
+                drop_elsewhere(job);
             }
         }
     }
@@ -336,6 +319,10 @@ mod tests {
     }
 
     impl Job for Echo {
+        fn sources(&self) -> Vec<RawFd> {
+            self.socks.iter().map(|s| s.as_raw_fd()).collect()
+        }
+
         fn ready(&mut self, source: usize) {
             let mut buf = [0u8; 64];
             while let Ok(n) = self.socks[source].recv(&mut buf) {
@@ -368,8 +355,7 @@ mod tests {
     async fn serves_each_source_stops_and_hands_the_job_back() {
         static POOL: Pool<Echo> = Pool::new("test-dhcp");
         let (job, peers, seen) = echo(2);
-        let fds: Vec<_> = job.socks.iter().map(|s| s.as_raw_fd()).collect();
-        let served = POOL.serve(job, &fds).unwrap();
+        let served = POOL.serve(job).unwrap();
         peers[1].send(b"six").unwrap();
         assert_eq!(seen.recv_timeout(WAIT).unwrap(), (1, b"six".to_vec()));
         peers[0].send(b"four").unwrap();
@@ -401,8 +387,7 @@ mod tests {
         let mut all = Vec::new();
         for _ in 0..20 {
             let (job, peers, seen) = echo(1);
-            let fd = job.socks[0].as_raw_fd();
-            all.push((POOL.serve(job, &[fd]).unwrap(), peers, seen));
+            all.push((POOL.serve(job).unwrap(), peers, seen));
         }
         for (i, (_, peers, _)) in all.iter().enumerate() {
             peers[0].send(format!("{i}").as_bytes()).unwrap();
@@ -436,7 +421,6 @@ mod tests {
     fn too_many_sources_is_an_error() {
         static POOL: Pool<Echo> = Pool::new("test-dhcp");
         let (job, _peers, _seen) = echo(3);
-        let fds: Vec<_> = job.socks.iter().map(|s| s.as_raw_fd()).collect();
-        assert!(POOL.serve(job, &fds).is_err());
+        assert!(POOL.serve(job).is_err());
     }
 }
