@@ -388,6 +388,7 @@ fn run_standalone(
                 }
             }
         };
+        let began = Instant::now();
         stamp = FileStamp::of(&networks_file);
         let reparsed = match file.reload() {
             Ok(how) => how,
@@ -397,10 +398,15 @@ fn run_standalone(
             }
             Err(_) => Reparsed::Unchanged,
         };
+        let read = began.elapsed();
         let summary = runtime.block_on(agent.apply(file.networks()));
         tracing::info!(
             %reason,
             ?reparsed,
+            // How long the reload took: reading and parsing the file, then applying it (the
+            // new views are served from within the apply).
+            read_us = read.as_micros() as u64,
+            apply_us = (began.elapsed() - read).as_micros() as u64,
             added = summary.added,
             changed = summary.changed,
             removed = summary.removed,

@@ -278,15 +278,20 @@ fn sighup_reload_adds_and_removes_ports() {
     // The agent may also notice the edit by itself; a SIGHUP alone must trigger a reload too.
     let mark = agent.log_mark();
     agent.sighup();
-    if agent
-        .wait_for_line_since(mark, &["reloaded networks file"], AGENT_TIMEOUT)
-        .is_none()
-    {
+    let Some(line) = agent.wait_for_line_since(mark, &["reloaded networks file"], AGENT_TIMEOUT)
+    else {
         panic!(
             "SIGHUP with an unchanged networks file logged no `reloaded networks file`\n{}",
             agent.log_text()
         );
-    }
+    };
+    // Operators read what a reload cost from this line.
+    assert!(
+        line.contains("reparsed=Unchanged")
+            && line.contains("read_us=")
+            && line.contains("apply_us="),
+        "the reload line lacks how it went or its timings: {line}"
+    );
     agent.stop();
 }
 
