@@ -1198,26 +1198,41 @@ and kernel: clean-rate figures moved by up to ±50 % between runs).
   71.1 for one `recvmmsg` slot; floor 63.3 and 58.9 in those runs). What is left above the
   floor, ~5–10 µs per DORA (about the noise of single runs), is what a cold wake-up touches
   beyond the floor's few pages: the thread's job map, the network's state and counters, the
-  view's `ArcSwap`. The rest is the VM's, and it does not scale with dnsmasq's cost: in the three
-  full runs of the `epoll` loop on this VM (the first still with two-slot receives) our agent
-  spent 66.7 µs per DORA each time and the floor 53–63 µs, while the cheaper dnsmasq spent 3,143, 2,947 and
-  2,463 µs: ratios 1/47, 1/44 and 1/37, the floor's 1/59, 1/47 and 1/41. A fixed ~60 µs per
-  DORA of wake-ups and veth/bridge delivery that any server pays here decides the target, and
-  in two of the three runs not even the floor met it. On the VM where it was first met the agent
-  spent 20–30 µs per DORA (1/72–1/79), on an AMD EPYC VM 45–60 µs. `/proc/<pid>/stat` counts in
-  10 ms ticks, hence the 30 s steps for these rows (±3 µs per DORA at 100 DORA/s).
+  view's `ArcSwap`. The rest is the VM's, and it does not scale with dnsmasq's cost. On the
+  2-vCPU AMD EPYC VM of this page (27 Nov, 07:01 UTC) our agent spent 63.3 µs per DORA, the
+  floor 60.0 and the cheaper dnsmasq 2,963.3: 1/47, the floor 1/49; 1/50 needed ≤ 59.3 µs,
+  1.2 ticks of the 30 s step below ours. Twenty minutes earlier, on the same VM and namespaces
+  (interleaved, 30 s each): agent 60.0 and 66.7, floor 53.3 and 60.0, dnsmasq on tmpfs 2,293:
+  1/36–1/38, the floor 1/38–1/43. The three full runs of the `epoll` loop on the VM before
+  gave 66.7 µs each time, floor 53–63 µs, dnsmasq 3,143, 2,947 and 2,463 µs: 1/47, 1/44 and
+  1/37, the floor's 1/59, 1/47 and 1/41. A fixed ~55–65 µs per DORA of wake-ups and
+  veth/bridge delivery that any server pays here decides the target, and dnsmasq's own cost
+  moves by ±20 % from run to run; mostly not even the floor meets it. On the VM where it was
+  first met the agent spent 20–30 µs per DORA (1/72–1/79). One lever left is the reply to a
+  relay (the way perfdhcp and `dhcp-loadgen` ask): sent as a finished frame on the packet
+  socket, as replies to clients already are, instead of through the UDP socket and the IP
+  output path, `dhcp-floor` spent 52.2 against 58.9 µs per DORA (3 interleaved rounds of
+  30 s, 27 Nov). It is not built: it needs the relay's MAC (the kernel's ARP entry, kept
+  fresh), and relayed DHCP is rare in Neutron, where clients share the DHCP port's segment.
+  `/proc/<pid>/stat` counts in 10 ms ticks, hence the 30 s steps for these rows (±3 µs per
+  DORA at 100 DORA/s).
 - **Event → servable.** A SIGHUP reload re-reads the networks file, finds the first and last
   byte that differ from the last accepted text, re-parses only the ports (or networks) in
   between (`netfile`, `jsonscan`), and patches a copy of the network's current view instead of
   rebuilding it (`view::update`). In standalone mode the control loop runs on the main thread,
   which waits on a `signalfd` itself and drives the agent with `block_on`: the signal wakes the
   thread that reloads, and a change of ports completes there with no other thread involved.
-  Timed inside the agent on the 1,000-port network (p50): the signal to the loop ~90 µs (the
-  wake-up of an idle vCPU; ~25 µs for a bare `signalfd` waiter here), reading the ~480 KB file
-  ~100–130 µs, comparing and parsing ~75 µs, the rest of the apply ~45 µs, the view update
-  ~50 µs; after the swap the probe needs ~150–190 µs (its next DISCOVER, 100 µs apart, and two
-  more wake-ups) to see the OFFER. The p99 is 2–4× these in places: a single
+  Timed inside the agent on the 1,000-port network (p50, 27 Nov; the reload's log line
+  carries `read_us` and `apply_us`): the signal to the loop 73 µs (min 58; a bare `signalfd`
+  waiter here: 37, min 25), reading the ~470 KB file ~110–120 µs, comparing and parsing
+  ~55–65 µs, the apply up to the view ~40–60 µs, the view update ~55 µs: ~300–350 µs from the
+  signal to the swap. After the swap the probe needs ~150–190 µs (its next DISCOVER, 100 µs
+  apart, and two more wake-ups) to see the OFFER. The p99 is 2–4× these in places: a single
   late wake-up or a preempted read on 2 vCPUs that also run the probe and the DHCP thread.
+  Tried and not kept: the two text buffers in 2 MiB transparent huge pages (in a C test a
+  freshly written 472 KB file read in 52 instead of 106 µs) saved only ~10 µs each on reading
+  and comparing in the agent, cost 4 MiB of RSS, and the first reload faulting in a huge page
+  took 6–9 ms.
   Reading the whole file is inherent to "rewrite the file + SIGHUP" (what changed is only
   known after reading it all); Neutron RPC's `port_create_end` carries the one port and takes
   the same view-update path without any file.
