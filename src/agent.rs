@@ -438,11 +438,14 @@ impl Agent {
             .map(|s| s.plan.port_id.clone())
             .or_else(|| self.cache.own_port_id(network_id))
             .or_else(|| self.recorded_port_prefix(network_id));
-        let mut counters = None;
-        if let Some(s) = served {
-            counters = Some((s.server.counters.clone(), s.server.counters6.clone()));
-            s.server.stop().await;
-        }
+        let counters = match served {
+            Some(s) => {
+                let counts = (s.server.counters.clone(), s.server.counters6.clone());
+                s.server.stop().await;
+                Some(counts)
+            }
+            None => None,
+        };
         self.cache.remove(network_id);
         if port_id.is_none() {
             // Killed between plumbing and recording: the namespace alone names the port.
@@ -463,8 +466,8 @@ impl Agent {
         }
         self.forget(network_id);
         if let Some((v4, v6)) = counters {
-            // Counted up to the stop, so the figures are final.
-            let packets = format!("DHCPv4 {v4}; DHCPv6 {v6}");
+            // Read after the stop, so the figures are final.
+            let packets = format_args!("DHCPv4 {v4}; DHCPv6 {v6}");
             tracing::info!(%network_id, %packets, "stopped network");
         }
     }
