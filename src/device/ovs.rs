@@ -474,6 +474,13 @@ impl OvsDriver {
         }
         create_pair(root, nsnl, tap, &nsif, plan).await?;
         disable_ipv6_in_root(tap).await?;
+        // Up before OVS takes it, not only after (Neutron's order): ovs-vswitchd sets PROMISC
+        // on a port it adds by writing back the flags it read when it opened the device, so
+        // a device still down then could be put down again after our `set_up` (seen about
+        // once in 20 runs with the netdev datapath: the port stayed down, DHCP unanswered).
+        if let Some(r) = root.link_by_name(tap).await? {
+            root.set_up(&r).await?;
+        }
         info!(port = %tap, bridge = %self.cfg.integration_bridge, "adding veth to the integration bridge");
         s.add_port(&self.cfg.integration_bridge, tap, None, &borrow_ids(ids))
             .await?;
