@@ -1,5 +1,5 @@
 //! neutron-dhcp-rs: a drop-in replacement for Neutron's `neutron-dhcp-agent` with an embedded,
-//! static-only DHCP server. See `../shared/design.md` for the architecture.
+//! static-only DHCP server. The README's layout section maps the modules.
 
 pub mod agent;
 pub mod cache;

@@ -1,5 +1,6 @@
 //! The oslo codec and topology against real frames recorded from oslo.messaging 18.3.1 with
-//! RabbitMQ's firehose tracer (`../shared/reference/captures/*.jsonl`, reference §1).
+//! RabbitMQ's firehose tracer (`tests/fixtures/captures/*.jsonl`, copied into the repository as
+//! recorded data).
 //!
 //! The captures are required: without them this test fails rather than passing vacuously.
 
@@ -42,7 +43,7 @@ impl Frame {
 }
 
 fn captures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/captures")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/captures")
 }
 
 /// Every frame of one capture file, or a panic that says what is missing.
@@ -51,7 +52,7 @@ fn load(name: &str) -> Vec<Frame> {
     assert!(
         dir.is_dir(),
         "capture directory {} is missing: these tests need the recorded oslo.messaging frames \
-         (shared/reference/captures/*.jsonl next to the crate)",
+         (tests/fixtures/captures/*.jsonl)",
         dir.display()
     );
     let path = dir.join(name);

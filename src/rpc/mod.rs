@@ -15,7 +15,8 @@
 //! * [`client`]: `call`/`cast` towards neutron-server and the reply-queue consumer.
 //! * [`transport`]: configuration, the supervised connection (reconnect, back-off), [`start`].
 //!
-//! The reference for every rule is `../shared/reference/oslo-messaging-rabbit.md`.
+//! The rules follow oslo.messaging's rabbit driver (`impl_rabbit.py`, `amqpdriver.py`); the
+//! recorded frames in `tests/fixtures/captures/` are the fixtures that pin them.
 
 pub mod amqp;
 pub mod client;
