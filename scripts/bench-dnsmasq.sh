@@ -35,6 +35,6 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 
 cargo build --release --quiet \
-    --bin neutron-dhcp-agent --bin dhcp-loadgen --bin render-dnsmasq --bin cache-footprint --bin dhcp-floor
+    --features tools --bin neutron-dhcp-agent --bin dhcp-loadgen --bin render-dnsmasq --bin cache-footprint --bin dhcp-floor
 
 exec python3 scripts/bench/bench.py "$@"

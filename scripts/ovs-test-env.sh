@@ -24,7 +24,8 @@
 # from or written to /etc/openvswitch, /var/run/openvswitch or /var/log/openvswitch. The
 # userspace datapath creates one device per bridge plus `ovs-netdev` in the current network
 # namespace; a second userspace ovs-vswitchd in the same namespace would collide on
-# `ovs-netdev`, so `start` refuses to run while that device exists.
+# `ovs-netdev`, so `start` refuses to run while another ovs-vswitchd is alive here, and removes
+# a stale `ovs-netdev` that a dead one left.
 set -euo pipefail
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
@@ -101,6 +102,18 @@ stop_daemon() {
     kill -KILL "$pid" 2>/dev/null || true
 }
 
+# Whether any ovs-vswitchd process lives in this process's network namespace (only such a
+# process can own the `ovs-netdev` device here).
+vswitchd_in_this_netns() {
+    local me pid
+    me=$(readlink /proc/self/ns/net)
+    for pid in $(pgrep -x ovs-vswitchd 2>/dev/null); do
+        gone "$pid" && continue
+        [ "$(readlink "/proc/$pid/ns/net" 2>/dev/null)" = "$me" ] && return 0
+    done
+    return 1
+}
+
 stop_env() {
     local dir=$1
     [ -d "$dir" ] || return 0
@@ -126,7 +139,13 @@ start_env() {
     [ "$(id -u)" -eq 0 ] || die "start needs root (ovs-vswitchd creates network devices)"
     install_ovs
     if [ -e /sys/class/net/ovs-netdev ]; then
-        die "another userspace ovs-vswitchd runs in this network namespace (device ovs-netdev exists); stop it first (scripts/ovs-test-env.sh stop DIR)"
+        if vswitchd_in_this_netns; then
+            die "another userspace ovs-vswitchd runs in this network namespace (device ovs-netdev exists); stop it first (scripts/ovs-test-env.sh stop DIR)"
+        fi
+        # Left by an ovs-vswitchd that died without --cleanup: nothing owns it any more.
+        echo "ovs-test-env.sh: removing stale device ovs-netdev (no ovs-vswitchd runs in this network namespace)" >&2
+        ip link del ovs-netdev 2>/dev/null || [ ! -e /sys/class/net/ovs-netdev ] \
+            || die "cannot remove the stale device ovs-netdev"
     fi
     [ ! -e "/sys/class/net/$bridge" ] || die "a device named $bridge already exists"
     mkdir -p "$dir"

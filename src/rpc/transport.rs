@@ -322,7 +322,10 @@ impl QueueNames {
             Uuid4::random().hyphenated()
         );
         if opts.use_queue_manager {
-            let host = opts.hostname.clone().unwrap_or_else(system_hostname);
+            let host = opts
+                .hostname
+                .clone()
+                .unwrap_or_else(crate::config::system_hostname);
             QueueNames {
                 fanout_suffix: queue_manager_suffix(&host, &process, 1),
                 reply_suffix: queue_manager_suffix(&host, &process, 2),
@@ -336,14 +339,6 @@ impl QueueNames {
             }
         }
     }
-}
-
-fn system_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
 }
 
 /// kombu's reconnect schedule: the hosts are tried in turn without pause; after each full
