@@ -308,6 +308,11 @@ impl RawConfig {
         self.get(section, key).map(|v| v.path.as_path())
     }
 
+    /// The raw value of `[section] key` as the file in effect wrote it (not interpolated).
+    pub fn value(&self, section: &str, key: &str) -> Option<&str> {
+        self.get(section, key).map(|v| v.value.as_str())
+    }
+
     /// `$name` / `${name}` substitution from `[DEFAULT]`, as oslo.config does for `$state_path`;
     /// `$$` is a literal `$` (how a password containing `$` is written for oslo.config).
     fn interpolate(&self, value: &str, defaults: &HashMap<&str, String>) -> String {

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod cache;
+pub mod compat;
 pub mod config;
 pub mod device;
 pub mod dhcp;
@@ -17,6 +18,7 @@ pub mod neutron;
 pub mod par;
 pub mod plugin;
 pub mod rpc;
+pub mod sdnotify;
 pub mod signals;
 pub mod standalone;
 pub mod view;

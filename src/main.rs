@@ -56,6 +56,16 @@ struct Cli {
     teardown_on_exit: bool,
 }
 
+/// The command line; `--help` ends with the table of Neutron's options and what this agent
+/// does with each.
+fn parse_cli() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command()
+        .after_long_help(neutron_dhcp::compat::table_text())
+        .get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 /// oslo.log's file name when only a log directory is given (`<binary>.log`).
 const LOG_FILE_IN_DIR: &str = "neutron-dhcp-agent.log";
 
@@ -105,7 +115,7 @@ fn error_chain(e: &anyhow::Error) -> String {
 
 fn start(logging_to_file: &mut bool) -> anyhow::Result<()> {
     neutron_dhcp::memory::tune_allocator();
-    let cli = Cli::parse();
+    let cli = parse_cli();
     // The files first: oslo.log's `debug`, `log_file` and `log_dir` may be set there. Only
     // then is the rest of the configuration typed, so its debug logs (the ignored options)
     // are not lost.
@@ -114,6 +124,9 @@ fn start(logging_to_file: &mut bool) -> anyhow::Result<()> {
     init_tracing(&logging)?;
     *logging_to_file = logging.file.is_some();
     let mut cfg = AgentConfig::from_raw(&raw)?;
+    // Options the Python agent honours and we do not: a warning each, or a refusal where
+    // clients would silently lose something (neutron_dhcp::compat).
+    neutron_dhcp::compat::check(&raw)?;
     if let Some(p) = &cli.state_path {
         cfg.state_path = p.clone();
     }
