@@ -310,7 +310,7 @@ pub fn check(raw: &RawConfig) -> Result<Vec<Unsupported>, RefusedOptions> {
     let found = unsupported(raw);
     let allow = raw
         .value(ALLOW_UNSUPPORTED.0, ALLOW_UNSUPPORTED.1)
-        .is_some_and(|v| is_true(v));
+        .is_some_and(is_true);
     let refused: Vec<Unsupported> = found.iter().filter(|u| u.refused).cloned().collect();
     if !refused.is_empty() && !allow {
         return Err(RefusedOptions(refused));
