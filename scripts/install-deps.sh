@@ -7,6 +7,8 @@
 #   jq                                                        demo.sh reads config/networks.json
 #   dnsmasq (dnsmasq-base)                                    the oracle of tests/differential.rs
 #   cc (gcc, libc6-dev)                                       the linker cargo needs
+#   strip (binutils), setpriv (util-linux), systemd-analyze   tests/service.rs: the Debian
+#     (systemd)                                               package, run as its unit says
 #
 # The Rust toolchain itself comes from rustup (rust-version in Cargo.toml is newer than
 # Debian's rustc); this script only checks that it is there.
@@ -27,6 +29,9 @@ have ip || need+=(iproute2)
 have jq || need+=(jq)
 have dnsmasq || need+=(dnsmasq-base)
 have cc || need+=(gcc libc6-dev)
+have strip || need+=(binutils)
+have setpriv || need+=(util-linux)
+have systemd-analyze || need+=(systemd)
 
 if [ "${#need[@]}" -gt 0 ]; then
     echo "install-deps.sh: installing ${need[*]}"

@@ -11,6 +11,7 @@ pub mod dhcp;
 pub mod dnsmasq;
 pub mod fds;
 pub mod jsonscan;
+pub mod logfile;
 pub mod memory;
 pub mod model;
 pub mod netfile;

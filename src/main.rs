@@ -14,11 +14,13 @@ use neutron_dhcp::agent::Agent;
 use neutron_dhcp::cache::NetworkCache;
 use neutron_dhcp::config::{AgentConfig, RawConfig};
 use neutron_dhcp::device::{DeviceConfig, DeviceManager, InterfaceDriver, OvsConfig};
+use neutron_dhcp::logfile::LogFile;
 use neutron_dhcp::netfile::{NetworksFile, Reparsed};
 use neutron_dhcp::neutron::{heartbeat::StateTemplate, NeutronAgent, Settings};
 use neutron_dhcp::plugin::PluginApi;
 use neutron_dhcp::rpc::transport::{self, TransportConfig, TransportError};
 use neutron_dhcp::rpc::url::OptionError;
+use neutron_dhcp::sdnotify::Notifier;
 use neutron_dhcp::signals::{self, BlockingSignals, Signal, Signals};
 use neutron_dhcp::standalone::FileStamp;
 
@@ -116,12 +118,14 @@ fn error_chain(e: &anyhow::Error) -> String {
 fn start(logging_to_file: &mut bool) -> anyhow::Result<()> {
     neutron_dhcp::memory::tune_allocator();
     let cli = parse_cli();
+    // Before any thread exists (it takes the variables out of the environment).
+    let notifier = Notifier::from_env()?;
     // The files first: oslo.log's `debug`, `log_file` and `log_dir` may be set there. Only
     // then is the rest of the configuration typed, so its debug logs (the ignored options)
     // are not lost.
     let raw = RawConfig::load(&cli.config_file, &cli.config_dir)?;
     let logging = logging_options(&cli, &raw)?;
-    init_tracing(&logging)?;
+    let log_file = init_tracing(&logging)?;
     *logging_to_file = logging.file.is_some();
     let mut cfg = AgentConfig::from_raw(&raw)?;
     // Options the Python agent honours and we do not: a warning each, or a refusal where
@@ -157,13 +161,14 @@ fn start(logging_to_file: &mut bool) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
+    let process = Process { log_file, notifier };
     let result = match transport {
-        None => run_standalone(&runtime, cfg, devices),
+        None => run_standalone(&runtime, cfg, devices, &process),
         // On a worker, not on this thread: a signal wakes the worker that polls the I/O
         // driver, which then runs the loop itself instead of waking this thread (a hop that
         // costs 0.1 ms and more on a busy host).
         Some(transport) => runtime.block_on(async {
-            tokio::spawn(run_rpc(cfg, devices, transport))
+            tokio::spawn(run_rpc(cfg, devices, transport, process))
                 .await
                 .context("the agent's main task failed")?
         }),
@@ -223,7 +228,35 @@ fn origin(raw: &RawConfig, section: &str, key: &str) -> String {
         .map_or_else(|| "<defaults>".to_string(), |p| p.display().to_string())
 }
 
-fn init_tracing(logging: &Logging) -> anyhow::Result<()> {
+/// What the control loops do for the process as a whole, whichever the mode: the log file to
+/// reopen on SIGHUP, and the service manager to tell about readiness, liveness and the stop.
+struct Process {
+    log_file: Option<LogFile>,
+    notifier: Notifier,
+}
+
+impl Process {
+    /// SIGHUP also reopens the log file, in both modes (logrotate's postrotate sends it; the
+    /// mode's own meaning of SIGHUP, reload or resync, follows).
+    fn reopen_log(&self) {
+        if let Some(log) = &self.log_file {
+            match log.reopen() {
+                Ok(()) => tracing::info!(file = %log.path().display(), "SIGHUP: log file reopened"),
+                Err(e) => {
+                    tracing::error!(file = %log.path().display(), error = %e, "SIGHUP: cannot reopen the log file; still writing to the old one")
+                }
+            }
+        }
+    }
+
+    fn notify(&self, what: &str, r: Result<(), neutron_dhcp::sdnotify::NotifyError>) {
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "cannot tell the service manager {what}");
+        }
+    }
+}
+
+fn init_tracing(logging: &Logging) -> anyhow::Result<Option<LogFile>> {
     // lapin logs every returned reply at WARN and a dropped connection at ERROR; our transport
     // reports both itself, once and with context.
     let default = if logging.debug {
@@ -236,16 +269,16 @@ fn init_tracing(logging: &Logging) -> anyhow::Result<()> {
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match &logging.file {
         Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
+            let file = LogFile::open(path)
                 .with_context(|| format!("cannot open log file {}", path.display()))?;
-            builder.with_ansi(false).with_writer(Arc::new(file)).init();
+            builder.with_ansi(false).with_writer(file.clone()).init();
+            Ok(Some(file))
         }
-        None => builder.with_writer(std::io::stderr).init(),
+        None => {
+            builder.with_writer(std::io::stderr).init();
+            Ok(None)
+        }
     }
-    Ok(())
 }
 
 fn device_manager(cfg: &AgentConfig, raw: &RawConfig) -> anyhow::Result<DeviceManager> {
@@ -335,6 +368,7 @@ fn run_standalone(
     runtime: &tokio::runtime::Runtime,
     cfg: AgentConfig,
     devices: DeviceManager,
+    process: &Process,
 ) -> anyhow::Result<()> {
     let _in_runtime = runtime.enter();
     let Some(networks_file) = cfg.networks_file.clone() else {
@@ -366,6 +400,15 @@ fn run_standalone(
         neutron_dhcp::memory::release_free_memory,
     ));
     let mut failed = summary.failed;
+    process.notify(
+        "that the agent is ready",
+        process.notifier.ready(&format!(
+            "serving {} networks from {} ({} failed)",
+            file.networks().len() - failed.len(),
+            networks_file.display(),
+            failed.len()
+        )),
+    );
 
     let signals = BlockingSignals::open().context("cannot open a signalfd")?;
     let mut next_poll = Instant::now() + POLL;
@@ -373,6 +416,8 @@ fn run_standalone(
     let mut pending = None;
     let mut replaced_files = Vec::new();
     loop {
+        // The loop wakes at least every POLL: it is alive as long as it comes round.
+        process.notify("that the agent is alive", process.notifier.watchdog());
         let wait = next_poll
             .min(next_retry)
             .saturating_duration_since(Instant::now());
@@ -381,7 +426,10 @@ fn run_standalone(
             None => signals.wait(wait).context("cannot read signals")?,
         };
         let reason = match signal {
-            Some(Signal::Hangup) => "SIGHUP",
+            Some(Signal::Hangup) => {
+                process.reopen_log();
+                "SIGHUP"
+            }
             Some(Signal::Terminate | Signal::Interrupt) => break,
             None => {
                 let now = Instant::now();
@@ -445,6 +493,7 @@ fn run_standalone(
             Err(e) => return Err(e).context("cannot read signals"),
         }
     }
+    process.notify("that the agent stops", process.notifier.stopping());
     runtime.block_on(agent.exit(cfg.teardown_on_exit));
     Ok(())
 }
@@ -462,6 +511,7 @@ async fn run_rpc(
     cfg: AgentConfig,
     devices: DeviceManager,
     tcfg: TransportConfig,
+    process: Process,
 ) -> anyhow::Result<()> {
     if cfg.networks_file.is_some() {
         tracing::warn!(
@@ -508,15 +558,42 @@ async fn run_rpc(
     let neutron = NeutronAgent::start(settings, plugin, agent.clone(), events);
 
     let signals = Signals::open().context("cannot open a signalfd")?;
+    // READY=1 once the first full sync has configured every network it fetched.
+    let mut first_sync = std::pin::pin!(neutron.first_sync_done());
+    let mut synced = false;
+    let mut watchdog = process
+        .notifier
+        .watchdog_interval()
+        .map(tokio::time::interval);
     loop {
-        match signals.recv().await.context("cannot read signals")? {
+        let tick = async {
+            match watchdog.as_mut() {
+                Some(w) => drop(w.tick().await),
+                None => std::future::pending().await,
+            }
+        };
+        let signal = tokio::select! {
+            s = signals.recv() => s.context("cannot read signals")?,
+            served = &mut first_sync, if !synced => {
+                synced = true;
+                process.notify("that the agent is ready", process.notifier.ready(&format!("first sync done: serving {served} networks")));
+                continue;
+            }
+            () = tick => {
+                process.notify("that the agent is alive", process.notifier.watchdog());
+                continue;
+            }
+        };
+        match signal {
             Signal::Terminate | Signal::Interrupt => break,
             Signal::Hangup => {
+                process.reopen_log();
                 tracing::info!("SIGHUP: scheduling a full sync");
                 neutron.resync_all("SIGHUP");
             }
         }
     }
+    process.notify("that the agent stops", process.notifier.stopping());
     tracing::info!("shutting down: stopping the Neutron agent");
     neutron.shutdown().await;
     // Our DHCP ports stay in Neutron (the Python agent does not release them on stop either),

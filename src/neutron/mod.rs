@@ -105,6 +105,10 @@ pub struct Core {
     sync_permits: Semaphore,
     stopping: AtomicBool,
     processors: AtomicUsize,
+    /// Set once the first successful full sync has been applied (the networks served then):
+    /// the agent's readiness (`READY=1` to systemd).
+    first_sync: watch::Sender<Option<usize>>,
+    first_sync_watched: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -152,6 +156,8 @@ impl NeutronAgent {
             seq: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             processors: AtomicUsize::new(0),
+            first_sync: watch::channel(None).0,
+            first_sync_watched: AtomicBool::new(false),
         });
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -227,6 +233,23 @@ impl NeutronAgent {
 
     pub fn core(&self) -> &Arc<Core> {
         &self.core
+    }
+
+    /// Completes once the first successful full sync has been applied: every network it
+    /// fetched configured (or failed) and every stale one torn down. Yields the number of
+    /// networks served then.
+    pub fn first_sync_done(&self) -> impl std::future::Future<Output = usize> + 'static {
+        let mut rx = self.core.first_sync.subscribe();
+        async move {
+            loop {
+                if let Some(n) = *rx.borrow_and_update() {
+                    return n;
+                }
+                if rx.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
+            }
+        }
     }
 
     /// Schedules a full sync (e.g. on SIGHUP).
@@ -885,6 +908,11 @@ impl Core {
                 to_remove = removed,
                 "all active networks fetched; per-network work queued"
             );
+            if matches!(scope, SyncScope::All)
+                && !self.first_sync_watched.swap(true, Ordering::SeqCst)
+            {
+                self.watch_first_sync(held.union(&active_ids).cloned().collect());
+            }
             // The parsed reply of a full sync (every network's JSON) has been freed.
             drop(tokio::task::spawn_blocking(
                 crate::memory::release_free_memory,
@@ -892,6 +920,29 @@ impl Core {
         }
         .instrument(span)
         .await
+    }
+}
+
+impl Core {
+    /// Marks the first full sync done once none of its networks has work queued or running
+    /// (a processor removes a network's slot when its queue is empty). Polled: it happens once.
+    fn watch_first_sync(self: &Arc<Self>, networks: Vec<String>) {
+        let core = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let busy = {
+                    let queues = lock(&core.queues);
+                    networks.iter().any(|id| queues.contains_key(id))
+                };
+                if !busy || core.stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let served = core.agent.cache().network_ids().len();
+            tracing::info!(networks = served, "first full sync applied");
+            core.first_sync.send_replace(Some(served));
+        });
     }
 }
 
