@@ -1075,3 +1075,63 @@ fn slow_resync_blocks_neither_events_nor_heartbeat() {
     assert!(beats >= 3, "only {beats} heartbeats during a 4 s sync");
     agent.stop();
 }
+
+/// systemd readiness in RPC mode: `READY=1` only once the first full sync has been applied
+/// (not while neutron-server is still answering `get_active_networks_info`), and by then the
+/// network is plumbed and answering.
+#[test]
+fn ready_is_notified_once_the_first_full_sync_is_applied() {
+    use std::os::unix::net::UnixDatagram;
+    let env = Env::new();
+    let mut net = NetSpec::new("10.88.0.0/24", Some(ip("10.88.0.1")), ip("10.88.0.2"));
+    let vm = net.add_port(PortSpec::vm(ip("10.88.0.10")));
+    let _ns = NsCleanup(vec![net.namespace()]);
+    let _bridge = LinkGuard::bridge(&net.bridge_name());
+    let client = ClientNs::new(&net.bridge_name(), &vm.mac);
+    env.peer
+        .cmd(json!({"cmd": "set_networks", "networks": [neutron_net(&net, DhcpPort::None)]}));
+    // The first sync's fetch takes 3 s.
+    env.peer.cmd(
+        json!({"cmd": "inject", "method": "get_active_networks_info", "delay": 3, "count": 1}),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("notify");
+    let sock = UnixDatagram::bind(&path).expect("bind notify socket");
+    let mark = env.peer.mark();
+    let agent = Agent::start_with_env(
+        &env.ini(),
+        "[]",
+        &[("NOTIFY_SOCKET", path.to_str().expect("utf-8 path"))],
+    );
+    env.peer.expect_call(
+        mark,
+        "get_active_networks_info",
+        Duration::from_secs(10),
+        |_| true,
+    );
+    // The fetch is under way: nothing may say ready yet.
+    sock.set_read_timeout(Some(Duration::from_secs(1)))
+        .expect("timeout");
+    let mut buf = [0u8; 512];
+    if let Ok(n) = sock.recv(&mut buf) {
+        panic!(
+            "notified {:?} while the first sync was still fetching",
+            String::from_utf8_lossy(&buf[..n])
+        );
+    }
+    sock.set_read_timeout(Some(AGENT_TIMEOUT)).expect("timeout");
+    let n = sock.recv(&mut buf).expect("READY=1 after the first sync");
+    let ready = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert_eq!(ready, "READY=1\nSTATUS=first sync done: serving 1 networks");
+    assert!(
+        agent.log_text().contains("serving network"),
+        "served before READY"
+    );
+    assert_eq!(
+        client.dhclient(LEASE_TIMEOUT).expect("a lease after READY"),
+        net.expected_lease(&vm)
+    );
+    agent.stop();
+    let n = sock.recv(&mut buf).expect("STOPPING=1");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("STOPPING=1"));
+}

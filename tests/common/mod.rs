@@ -714,16 +714,26 @@ impl Agent {
     /// Started with `--teardown-on-exit`, so [`Agent::stop`] can check that SIGTERM removes
     /// everything.
     pub fn start(config_ini: &str, networks_json: &str) -> Agent {
-        Agent::start_with(config_ini, networks_json, true)
+        Agent::start_with(config_ini, networks_json, true, &[])
+    }
+
+    /// [`Agent::start`] with extra environment variables (e.g. systemd's `NOTIFY_SOCKET`).
+    pub fn start_with_env(config_ini: &str, networks_json: &str, env: &[(&str, &str)]) -> Agent {
+        Agent::start_with(config_ini, networks_json, true, env)
     }
 
     /// Started without `--teardown-on-exit` (the default for operators): SIGTERM leaves the
     /// namespaces and devices for the next start; stop it with [`Agent::stop_keeping_plumbing`].
     pub fn start_keeping_plumbing(config_ini: &str, networks_json: &str) -> Agent {
-        Agent::start_with(config_ini, networks_json, false)
+        Agent::start_with(config_ini, networks_json, false, &[])
     }
 
-    fn start_with(config_ini: &str, networks_json: &str, teardown: bool) -> Agent {
+    fn start_with(
+        config_ini: &str,
+        networks_json: &str,
+        teardown: bool,
+        env: &[(&str, &str)],
+    ) -> Agent {
         let dir = tempfile::Builder::new()
             .prefix("ndrs-agent-")
             .tempdir()
@@ -758,7 +768,8 @@ impl Agent {
         if std::env::var_os("NDRS_TEST_DEBUG").is_some() {
             cmd.arg("--debug");
         }
-        cmd.env_remove("RUST_LOG")
+        cmd.envs(env.iter().copied())
+            .env_remove("RUST_LOG")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
