@@ -453,6 +453,24 @@ mod tests {
         }
     }
 
+    /// The README's table is the code's table: a row per option, saying the same thing.
+    #[test]
+    fn the_readme_lists_every_option_as_the_code_does() {
+        let readme = include_str!("../README.md");
+        for line in table_text().lines().skip(1) {
+            let (name, what) = line.trim().split_once(": ").unwrap();
+            let row = format!("| `{name}` | {what} |");
+            assert!(readme.contains(&row), "README.md lacks the row {row}");
+        }
+        let section = readme
+            .split("### Neutron's options and what this agent does with them")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .unwrap();
+        let rows = section.lines().filter(|l| l.starts_with("| `[")).count();
+        assert_eq!(rows, OPTIONS.len(), "README.md rows vs OPTIONS");
+    }
+
     #[test]
     fn the_table_text_names_every_option() {
         let text = table_text();
