@@ -232,6 +232,78 @@ impl Network {
     }
 }
 
+/// `oslo_utils.uuidutils.is_uuid_like`: 32 hex digits, optionally hyphenated 8-4-4-4-12. Every
+/// Neutron resource id has this form; the agent accepts no other, because ids become file
+/// names (`$state_path/dhcp/<network>`), namespace names and device names.
+pub fn is_uuid_like(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    match bytes.len() {
+        32 => bytes.iter().all(u8::is_ascii_hexdigit),
+        36 => bytes.iter().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => *b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        }),
+        _ => false,
+    }
+}
+
+/// A network id known to be a Neutron UUID ([`is_uuid_like`]): the only form of id from which
+/// the agent builds paths and namespace names, so a `..` or `a/b` from a file or the broker
+/// can never reach the file system or the kernel.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NetworkId(String);
+
+/// An id that is not a Neutron UUID.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} id {id:?} is not a UUID")]
+pub struct InvalidId {
+    pub kind: &'static str,
+    pub id: String,
+}
+
+impl NetworkId {
+    pub fn parse(s: &str) -> Result<NetworkId, InvalidId> {
+        if is_uuid_like(s) {
+            Ok(NetworkId(s.to_owned()))
+        } else {
+            Err(InvalidId {
+                kind: "network",
+                id: s.to_owned(),
+            })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `qdhcp-<id>`.
+    pub fn namespace(&self) -> String {
+        format!("qdhcp-{}", self.0)
+    }
+}
+
+impl fmt::Display for NetworkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for NetworkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl AsRef<str> for NetworkId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The smallest MTU IPv6 works with (RFC 8200): below it the kernel removes IPv6 from a device.
+pub const IPV6_MIN_MTU: u16 = 1280;
+
 /// Neutron's network MTU: absent or 0 means unset; anything else must fit an interface.
 fn checked_mtu(raw: Option<u32>) -> Result<Option<u16>, String> {
     match raw {
@@ -376,6 +448,150 @@ impl Network {
             non_local_subnets,
             ports,
         })
+    }
+}
+
+impl Network {
+    /// Checks everything the agent derives host state from, before anything is changed on the
+    /// host: the network, subnet and DHCP port ids are UUIDs, the subnets are sane (see
+    /// [`Subnet::check`]) and every DHCP port's fixed IPs lie inside their subnets. VM ports are
+    /// checked by [`Network::check_port`] (one bad VM port is refused on its own).
+    pub fn check(&self) -> Result<NetworkId, ModelError> {
+        let id = NetworkId::parse(&self.id).map_err(|e| self.error("", "id", e.to_string()))?;
+        let mut seen = std::collections::HashSet::new();
+        for s in self.subnets.iter().chain(&self.non_local_subnets) {
+            let object = format!("subnet {}: ", s.id);
+            if !is_uuid_like(&s.id) {
+                return Err(self.error(&object, "id", "not a UUID".into()));
+            }
+            if !seen.insert(s.id.as_str()) {
+                return Err(self.error(&object, "id", "appears more than once".into()));
+            }
+            s.check()
+                .map_err(|(field, reason)| self.error(&object, field, reason))?;
+        }
+        for p in self.ports.iter().filter(|p| p.device_owner == OWNER_DHCP) {
+            self.check_port(p)?;
+        }
+        Ok(id)
+    }
+
+    /// A port's id is a UUID and each of its fixed IPs lies inside its subnet (same IP
+    /// version, inside the CIDR). A fixed IP on a subnet the network does not list is not
+    /// served (nor plumbed) anyway and is let through.
+    pub fn check_port(&self, port: &Port) -> Result<(), ModelError> {
+        let object = format!("port {}: ", port.id);
+        if !is_uuid_like(&port.id) {
+            return Err(self.error(&object, "id", "not a UUID".into()));
+        }
+        for (i, fip) in port.fixed_ips.iter().enumerate() {
+            let Some(subnet) = self.subnet(&fip.subnet_id) else {
+                continue;
+            };
+            if !subnet.cidr.contains(fip.ip_address) {
+                return Err(self.error(
+                    &object,
+                    &format!("fixed_ips[{i}].ip_address"),
+                    format!(
+                        "{} is outside its subnet {} ({})",
+                        fip.ip_address, subnet.id, subnet.cidr
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Network::check`], then [`Network::check_port`] for the other ports: a VM port that
+    /// fails is removed (and its error returned with the others), so one bad port never keeps
+    /// a network's other ports from being served. `Err` refuses the whole network.
+    pub fn validate(&mut self) -> Result<(NetworkId, Vec<ModelError>), ModelError> {
+        let id = self.check()?;
+        let mut refused = Vec::new();
+        let bad: Vec<usize> = self
+            .ports
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match self.check_port(p) {
+                Ok(()) => None,
+                Err(e) => {
+                    refused.push(e);
+                    Some(i)
+                }
+            })
+            .collect();
+        for i in bad.into_iter().rev() {
+            self.ports.remove(i);
+        }
+        Ok((id, refused))
+    }
+
+    fn error(&self, object: &str, field: &str, reason: String) -> ModelError {
+        ModelError {
+            network: self.id.clone(),
+            object: object.to_owned(),
+            field: field.to_owned(),
+            reason,
+        }
+    }
+}
+
+impl Subnet {
+    /// CIDR and gateway sanity, as Neutron enforces them when a subnet is created: no host
+    /// bits in the CIDR, not a multicast range; a gateway of the subnet's IP version that is
+    /// not unspecified, multicast, nor (inside the subnet) its network or IPv4 broadcast
+    /// address; host routes of the subnet's IP version.
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        self.validate()?;
+        if self.cidr.ip() != self.cidr.network() {
+            return Err(("cidr", format!("{} has host bits set", self.cidr)));
+        }
+        if self.cidr.network().is_multicast() {
+            return Err(("cidr", format!("{} is a multicast range", self.cidr)));
+        }
+        if let Some(gw) = self.gateway_ip {
+            let bad = if gw.is_unspecified() || gw.is_multicast() {
+                Some("is not a unicast address")
+            } else if self.cidr.contains(gw) && has_network_address(self.cidr) {
+                let broadcast =
+                    matches!(self.cidr, IpNetwork::V4(n) if IpAddr::V4(n.broadcast()) == gw);
+                if gw == self.cidr.network() {
+                    Some("is the subnet's network address")
+                } else if broadcast {
+                    Some("is the subnet's broadcast address")
+                } else {
+                    None
+                }
+            } else {
+                None
+            };
+            if let Some(why) = bad {
+                return Err(("gateway_ip", format!("{gw} {why}")));
+            }
+        }
+        for (i, r) in self.host_routes.iter().enumerate() {
+            if r.destination.is_ipv4() != self.cidr.is_ipv4()
+                || r.nexthop.is_ipv4() != self.cidr.is_ipv4()
+            {
+                return Err((
+                    "host_routes",
+                    format!(
+                        "route {i} ({} via {}) does not match ip_version",
+                        r.destination, r.nexthop
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a prefix has distinct network (and, for IPv4, broadcast) addresses: /31, /32, /127
+/// and /128 have none.
+fn has_network_address(cidr: IpNetwork) -> bool {
+    match cidr {
+        IpNetwork::V4(n) => n.prefix() < 31,
+        IpNetwork::V6(n) => n.prefix() < 127,
     }
 }
 
