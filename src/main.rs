@@ -417,6 +417,7 @@ fn run_standalone(
             removed = summary.removed,
             unchanged = summary.unchanged,
             failed = summary.failed.len(),
+            rolled_back = summary.rolled_back.len(),
             "reloaded networks file"
         );
         failed = summary.failed;
