@@ -728,4 +728,110 @@ mod tests {
             "fa:16:3e:00:00:01"
         );
     }
+
+    const NET: &str = "6f1a5d2e-9c3b-4e7a-8d21-3b5c7e9f0a11";
+    const SUB: &str = "a1b2c3d4-1111-4a5b-9c6d-7e8f9a0b1c2d";
+    const DHCP: &str = "0d4c6a1e-3b2f-4c8d-9e7a-1f2b3c4d5e6f";
+    const VM: &str = "1e5d7b2f-4c3a-4d9e-8f1b-2a3c4d5e6f70";
+
+    fn valid() -> serde_json::Value {
+        json!({
+            "id": NET, "mtu": 1450,
+            "subnets": [{"id": SUB, "ip_version": 4, "cidr": "10.0.0.0/24", "gateway_ip": "10.0.0.1"}],
+            "ports": [
+                {"id": DHCP, "mac_address": "fa:16:3e:00:00:02", "device_owner": "network:dhcp",
+                 "fixed_ips": [{"subnet_id": SUB, "ip_address": "10.0.0.2"}]},
+                {"id": VM, "mac_address": "fa:16:3e:00:00:03", "device_owner": "compute:nova",
+                 "fixed_ips": [{"subnet_id": SUB, "ip_address": "10.0.0.3"}]}]
+        })
+    }
+
+    fn verdict(v: &serde_json::Value) -> Result<usize, String> {
+        let mut n = Network::from_json(v).map_err(|e| e.to_string())?;
+        n.validate()
+            .map(|(id, refused)| {
+                assert_eq!(id.as_str(), n.id);
+                refused.len()
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn ids_must_be_uuids() {
+        assert_eq!(verdict(&valid()), Ok(0));
+        for bad in [
+            "..",
+            ".",
+            "x/../../../y",
+            "",
+            "net-1",
+            "6f1a5d2e-9c3b-4e7a-8d21-3b5c7e9f0a1/",
+        ] {
+            let mut v = valid();
+            v["id"] = json!(bad);
+            assert!(verdict(&v).is_err(), "network id {bad:?}");
+            let mut v = valid();
+            v["subnets"][0]["id"] = json!(bad);
+            assert!(verdict(&v).is_err(), "subnet id {bad:?}");
+            let mut v = valid();
+            v["ports"][0]["id"] = json!(bad);
+            let e = verdict(&v).unwrap_err();
+            assert!(e.contains("port") && e.contains("not a UUID"), "{e}");
+            // A VM port is refused alone.
+            let mut v = valid();
+            v["ports"][1]["id"] = json!(bad);
+            assert_eq!(verdict(&v), Ok(1), "VM port id {bad:?}");
+        }
+        assert!(NetworkId::parse("0D4C6A1E3B2F4C8D9E7A1F2B3C4D5E6F").is_ok());
+        assert_eq!(
+            NetworkId::parse(NET).unwrap().namespace(),
+            format!("qdhcp-{NET}")
+        );
+    }
+
+    #[test]
+    fn subnets_must_be_sane() {
+        let bad = [
+            ("cidr", json!("10.0.0.5/24"), "host bits"),
+            ("cidr", json!("224.0.0.0/24"), "multicast"),
+            ("gateway_ip", json!("10.0.0.0"), "network address"),
+            ("gateway_ip", json!("10.0.0.255"), "broadcast"),
+            ("gateway_ip", json!("0.0.0.0"), "unicast"),
+            ("gateway_ip", json!("fd00::1"), "ip_version"),
+        ];
+        for (field, value, why) in bad {
+            let mut v = valid();
+            v["subnets"][0][field] = value;
+            let e = verdict(&v).unwrap_err();
+            assert!(e.contains(field) && e.contains(why), "{e}");
+        }
+        // A gateway outside the subnet is Neutron's on-link case, and /31 has no network
+        // or broadcast address.
+        let mut v = valid();
+        v["subnets"][0]["gateway_ip"] = json!("192.168.0.1");
+        assert_eq!(verdict(&v), Ok(0));
+        let mut v = valid();
+        v["subnets"][0]["cidr"] = json!("10.0.0.0/31");
+        v["subnets"][0]["gateway_ip"] = json!("10.0.0.0");
+        v["ports"] = json!([]);
+        assert_eq!(verdict(&v), Ok(0));
+    }
+
+    #[test]
+    fn fixed_ips_must_lie_inside_their_subnet() {
+        let mut v = valid();
+        v["ports"][1]["fixed_ips"][0]["ip_address"] = json!("10.198.5.5");
+        let mut n = Network::from_json(&v).unwrap();
+        let (_, refused) = n.validate().unwrap();
+        let e = refused[0].to_string();
+        assert!(
+            e.contains(VM) && e.contains("10.198.5.5 is outside its subnet"),
+            "{e}"
+        );
+        assert_eq!(n.ports.len(), 1);
+        let mut v = valid();
+        v["ports"][0]["fixed_ips"][0]["ip_address"] = json!("fd00::2");
+        let e = verdict(&v).unwrap_err();
+        assert!(e.contains(DHCP) && e.contains("outside"), "{e}");
+    }
 }

@@ -975,4 +975,29 @@ mod tests {
         upsert_port(&mut n, a2);
         assert_eq!(n.ports.len(), 2);
     }
+
+    #[test]
+    fn casts_with_ids_that_are_not_uuids_are_refused() {
+        let net = "6f1a5d2e-9c3b-4e7a-8d21-3b5c7e9f0a11";
+        let ok = parse_cast(
+            "network_delete_end",
+            &json!({"payload": {"network_id": net}}),
+        )
+        .unwrap();
+        assert!(invalid_id(&ok.event).is_none());
+        for bad in ["..", "x/../../y", "n1"] {
+            let c = parse_cast(
+                "network_delete_end",
+                &json!({"payload": {"network_id": bad}}),
+            )
+            .unwrap();
+            assert_eq!(invalid_id(&c.event).unwrap().id, bad);
+            let c = parse_cast(
+                "port_delete_end",
+                &json!({"payload": {"network_id": net, "port_id": bad}}),
+            )
+            .unwrap();
+            assert_eq!(invalid_id(&c.event).unwrap().kind, "port");
+        }
+    }
 }
