@@ -10,10 +10,14 @@
 //! - fixed IPs outside their subnet (VM port, DHCP port) are refused, at start and on reload;
 //! - a change that fails half way is rolled back, and reverting the file repairs the host;
 //! - a network that failed to configure leaves nothing behind, on removal and on exit;
-//! - a same-size replacement with the old mtime is noticed without SIGHUP.
+//! - a same-size replacement with the old mtime is noticed without SIGHUP;
+//! - in RPC mode, a network neutron-server sends with an id that is not a UUID, and a VM port
+//!   outside its subnet, are refused while the rest is served.
 //!
 //! Needs root. Every name is unique to the test, addresses are private (10.17x, fd00:17x::).
 
+#[path = "common/broker.rs"]
+mod broker;
 mod common;
 
 use std::fs;
@@ -525,4 +529,63 @@ fn a_same_size_replacement_with_the_old_mtime_is_noticed() {
     );
     assert_eq!(link_mtu(&ns, &dev), 1300);
     agent.stop();
+}
+
+/// RPC mode (the real broker and the Python oslo.messaging peer as neutron-server): among the
+/// networks of the sync, one with id `..` is refused with an error, and so is a VM port of the
+/// valid network whose fixed IP lies outside its subnet; the valid network is served and its
+/// other port gets its lease.
+#[test]
+fn rpc_mode_refuses_bad_ids_and_ports_and_serves_the_rest() {
+    require_privileged_env();
+    let vhost = broker::TestVhost::for_guest("hc");
+    let peer = broker::Peer::start(&vhost.url());
+    let host = unique_name("hch");
+    let mut net = NetSpec::new("10.181.0.0/24", Some(v4("10.181.0.1")), v4("10.181.0.2"));
+    let good = net.add_port(PortSpec::vm(v4("10.181.0.10")));
+    let outside = net.add_port(PortSpec::vm(v4("10.198.5.5")));
+    let evil = NetSpec::new("10.181.1.0/24", Some(v4("10.181.1.1")), v4("10.181.1.2"));
+    let mut evil_json = evil.to_json();
+    evil_json["id"] = json!("..");
+    for mut v in [net.to_json(), evil_json] {
+        // No DHCP port: the agent asks neutron-server for one.
+        v["subnets"][0]
+            .as_object_mut()
+            .expect("subnet")
+            .remove("allocation_pools");
+        v["ports"]
+            .as_array_mut()
+            .expect("ports")
+            .retain(|p| p["device_owner"] != "network:dhcp");
+        peer.cmd(json!({"cmd": "upsert_network", "network": v}));
+    }
+    let _bridge = LinkGuard::bridge(&net.bridge_name());
+    let c_good = ClientNs::new(&net.bridge_name(), &good.mac);
+    let c_out = ClientNs::new(&net.bridge_name(), &outside.mac);
+    let ini = format!(
+        "{}\n[DEFAULT]\nhost = {host}\ntransport_url = {}\nrpc_response_timeout = 10\n",
+        test_ini(),
+        vhost.url()
+    );
+    let agent = Agent::start(&ini, "[]");
+    agent.wait_serving(&net.id);
+    let line = agent
+        .wait_for_line_since(0, &["refusing a network", "\"..\""], AGENT_TIMEOUT)
+        .unwrap_or_else(|| panic!("the `..` network was not refused\n{}", agent.log_text()));
+    assert!(line.contains("not a UUID"), "{line}");
+    let line = agent
+        .wait_for_line_since(0, &["refusing a port", &outside.id], AGENT_TIMEOUT)
+        .unwrap_or_else(|| panic!("the port outside was not refused\n{}", agent.log_text()));
+    assert!(line.contains("outside its subnet"), "{line}");
+    assert!(!netns_exists("qdhcp-.."));
+    let (l_good, l_out) = thread::scope(|s| {
+        let a = s.spawn(|| c_good.run_client(Client::Udhcpc, LEASE_TIMEOUT));
+        let b = s.spawn(|| c_out.run_client(Client::Udhcpc, NO_LEASE_TIMEOUT));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let lease = l_good.expect_lease("port inside");
+    assert_eq!(lease.ip, good.ip);
+    l_out.expect_no_lease("port outside its subnet");
+    agent.stop();
+    drop(peer);
 }
