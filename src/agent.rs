@@ -760,6 +760,37 @@ mod tests {
         assert!(!is_uuid_like("8d4c2c5e-1a2b-4c3d-8e9f-0123456789a"));
         assert!(!is_uuid_like("8d4c2c5e1-a2b-4c3d-8e9f-0123456789ab"));
     }
+
+    fn agent(state: &Path) -> Agent {
+        let cache = Arc::new(NetworkCache::new(crate::config::ServeConfig::default()));
+        let devices = DeviceManager::new(crate::device::DeviceConfig::default());
+        Agent::new(cache, devices, state.to_owned())
+    }
+
+    #[test]
+    fn only_network_ids_are_taken_from_the_state_directory() {
+        let state = tempfile::tempdir().unwrap();
+        let id = "8d4c2c5e-1a2b-4c3d-8e9f-0123456789ab";
+        for dir in [id, "lost+found", "..x", "backup"] {
+            std::fs::create_dir_all(state.path().join("dhcp").join(dir)).unwrap();
+        }
+        assert_eq!(agent(state.path()).recorded_networks(), [id]);
+    }
+
+    /// Whatever id reaches a teardown, nothing outside the network's own record is removed:
+    /// the old agent's `disable("..")` removed the whole state path.
+    #[tokio::test]
+    async fn a_teardown_of_an_id_that_is_no_uuid_touches_nothing() {
+        let state = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(state.path().join("dhcp")).unwrap();
+        std::fs::write(state.path().join("canary"), "x").unwrap();
+        let a = agent(state.path());
+        for id in ["..", ".", "x/../..", ""] {
+            a.disable(id).await;
+        }
+        assert!(state.path().join("canary").exists());
+        assert!(state.path().join("dhcp").exists());
+    }
 }
 
 const DUID_FILE: &str = "duid";
