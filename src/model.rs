@@ -472,6 +472,14 @@ impl Network {
         }
         for p in self.ports.iter().filter(|p| p.device_owner == OWNER_DHCP) {
             self.check_port(p)?;
+            // The agent gives its device this MAC: the kernel refuses a multicast or zero one.
+            if p.mac_address.0[0] & 1 != 0 || p.mac_address.0 == [0; 6] {
+                return Err(self.error(
+                    &format!("port {}: ", p.id),
+                    "mac_address",
+                    format!("{} is not a unicast address", p.mac_address),
+                ));
+            }
         }
         Ok(id)
     }
@@ -805,6 +813,10 @@ mod tests {
             let e = verdict(&v).unwrap_err();
             assert!(e.contains(field) && e.contains(why), "{e}");
         }
+        let mut v = valid();
+        v["ports"][0]["mac_address"] = json!("01:00:5e:00:00:01");
+        let e = verdict(&v).unwrap_err();
+        assert!(e.contains("mac_address") && e.contains("unicast"), "{e}");
         // A gateway outside the subnet is Neutron's on-link case, and /31 has no network
         // or broadcast address.
         let mut v = valid();

@@ -102,7 +102,7 @@ pub fn parse(text: &str, path: &Path, host: &str) -> Result<Parsed, StandaloneEr
             index,
             source: Box::new(source),
         };
-        if let Some(id) = named.filter(|id| count[id] > 1) {
+        if let Some(id) = named.filter(|id| count.get(id).is_some_and(|n| *n > 1)) {
             if duplicates.insert(id) {
                 out.rejected.push(Rejected {
                     network: Some(id.to_owned()),
