@@ -470,6 +470,22 @@ impl Network {
             s.check()
                 .map_err(|(field, reason)| self.error(&object, field, reason))?;
         }
+        // Below 1280 the device has no IPv6: an IPv6 subnet is then not served (a warning where
+        // the plumbing is made), and a network with nothing else to serve is refused.
+        let dhcp = |v: IpVersion| {
+            self.subnets
+                .iter()
+                .any(|s| s.enable_dhcp && s.ip_version == v)
+        };
+        if let Some(mtu) = self.mtu.filter(|m| *m < IPV6_MIN_MTU) {
+            if dhcp(IpVersion::V6) && !dhcp(IpVersion::V4) {
+                return Err(self.error(
+                    "",
+                    "mtu",
+                    format!("{mtu} is below 1280, the least IPv6 works with, and the network has no IPv4 subnet to serve"),
+                ));
+            }
+        }
         for p in self.ports.iter().filter(|p| p.device_owner == OWNER_DHCP) {
             self.check_port(p)?;
             // The agent gives its device this MAC: the kernel refuses a multicast or zero one.
@@ -813,6 +829,18 @@ mod tests {
             let e = verdict(&v).unwrap_err();
             assert!(e.contains(field) && e.contains(why), "{e}");
         }
+        // MTU per IP version: IPv4 goes down to 68; IPv6 alone needs 1280.
+        let mut v = valid();
+        v["mtu"] = json!(68);
+        assert_eq!(verdict(&v), Ok(0));
+        v["subnets"][0]["ip_version"] = json!(6);
+        v["subnets"][0]["cidr"] = json!("fd00::/64");
+        v["subnets"][0]["gateway_ip"] = json!("fd00::1");
+        v["ports"] = json!([]);
+        let e = verdict(&v).unwrap_err();
+        assert!(e.contains("mtu") && e.contains("below 1280"), "{e}");
+        v["mtu"] = json!(1280);
+        assert_eq!(verdict(&v), Ok(0));
         let mut v = valid();
         v["ports"][0]["mac_address"] = json!("01:00:5e:00:00:01");
         let e = verdict(&v).unwrap_err();
