@@ -22,11 +22,18 @@ use tracing::Instrument;
 use crate::cache::NetworkCache;
 use crate::device::{DeviceManager, PlumbPlan};
 use crate::dhcp::server::{DhcpServer, Endpoint, ServerError, Sockets};
-use crate::model::MacAddr;
+use crate::model::{MacAddr, NetworkId};
 use crate::standalone::DesiredNetwork;
+
+pub use crate::model::is_uuid_like;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    /// Refused before anything was changed on the host.
+    #[error("{source}")]
+    Invalid {
+        source: Box<crate::model::ModelError>,
+    },
     #[error("network {network}: own DHCP port {port} is not in the network's port list")]
     OwnPortMissing { network: String, port: String },
     #[error("network {network}: {source}")]
@@ -71,7 +78,11 @@ pub struct ApplySummary {
     pub changed: usize,
     pub removed: usize,
     pub unchanged: usize,
+    /// Not served: failed to configure (and torn down), to be retried.
     pub failed: Vec<String>,
+    /// Failed to take the new configuration and put back on the last one that worked, on
+    /// which they are still served; re-applied in full by the next apply.
+    pub rolled_back: Vec<String>,
 }
 
 /// What [`Agent::configure`] did to a network.
@@ -94,6 +105,13 @@ pub struct Agent {
     /// `$state_path/dhcp`: one directory per served network, like the Python agent's
     /// `dhcp_confs`, so a restarted agent can find and remove networks it no longer serves.
     state_dir: PathBuf,
+    /// Served networks whose last configure failed and was rolled back: what is on the host
+    /// may not be what the desired network says even when it equals the one served, so the
+    /// next apply re-applies them in full.
+    dirty: Mutex<HashSet<String>>,
+    /// Networks that are not served but may have plumbing on the host (their configure or
+    /// their teardown failed): torn down on removal and on exit like served ones.
+    failed: Mutex<HashSet<String>>,
 }
 
 /// Networks [`Agent::apply`] configures (or tears down) at once: enough to overlap the kernel
@@ -107,7 +125,17 @@ impl Agent {
             devices,
             served: Mutex::new(HashMap::new()),
             state_dir: state_path.join("dhcp"),
+            dirty: Mutex::new(HashSet::new()),
+            failed: Mutex::new(HashSet::new()),
         }
+    }
+
+    fn dirty(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.dirty.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn failed(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.failed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn cache(&self) -> &Arc<NetworkCache> {
@@ -133,12 +161,18 @@ impl Agent {
     pub async fn apply(&self, desired: &[DesiredNetwork]) -> ApplySummary {
         let mut summary = ApplySummary::default();
         let wanted: HashSet<String> = desired.iter().map(|d| d.network.id.clone()).collect();
-        let stale: Vec<String> = self
+        let mut stale: Vec<String> = self
             .cache
             .network_ids()
             .into_iter()
             .filter(|id| !wanted.contains(id))
             .collect();
+        let failed: Vec<String> = self.failed().iter().cloned().collect();
+        for id in failed {
+            if !wanted.contains(&id) && !stale.contains(&id) {
+                stale.push(id);
+            }
+        }
         summary.removed = stale.len();
         futures_util::stream::iter(stale)
             .for_each_concurrent(PARALLELISM, |id| async move { self.disable(&id).await })
@@ -147,6 +181,7 @@ impl Agent {
         for d in desired {
             let id = &d.network.id;
             let same = self.is_served(id)
+                && !self.dirty().contains(id)
                 && self.cache.get(id).is_some_and(|n| *n == d.network)
                 && self.cache.own_port_id(id).as_deref() == Some(d.own_port_id.as_str());
             if same {
@@ -185,6 +220,10 @@ impl Agent {
             match result {
                 Ok(_) if existed => summary.changed += 1,
                 Ok(_) => summary.added += 1,
+                Err(e) if self.is_served(id) => {
+                    tracing::error!(network_id = %id, error = %e, "cannot configure network; still served on its last good configuration");
+                    summary.rolled_back.push(id.clone());
+                }
                 Err(e) => {
                     tracing::error!(network_id = %id, error = %e, "cannot configure network");
                     summary.failed.push(id.clone());
@@ -192,6 +231,7 @@ impl Agent {
             }
         }
         summary.failed.sort();
+        summary.rolled_back.sort();
         summary
     }
 
@@ -204,6 +244,11 @@ impl Agent {
     }
 
     async fn configure_inner(&self, d: &DesiredNetwork) -> Result<Configured, AgentError> {
+        // The gate: nothing on the host is touched for a network that fails validation, and
+        // every name and path below comes from the validated id.
+        let nid = d.network.check().map_err(|source| AgentError::Invalid {
+            source: Box::new(source),
+        })?;
         let id = d.network.id.clone();
         if !d.network.is_servable() {
             tracing::info!("network is admin down or has no DHCP-enabled subnet; not serving it");
@@ -218,7 +263,8 @@ impl Agent {
         let same_plan = self
             .served()
             .get(&id)
-            .is_some_and(|s| s.plan == plan && s.verified);
+            .is_some_and(|s| s.plan == plan && s.verified)
+            && !self.dirty().contains(&id);
         if same_plan {
             // Only ports/options changed: a view swap is all it takes.
             let view = self.cache.upsert_borrowed(&d.network, &d.own_port_id);
@@ -228,16 +274,19 @@ impl Agent {
             );
             return Ok(Configured::ViewUpdated);
         }
-        self.pin_server_duid(&id, port.mac_address);
-        let plugged = self
-            .devices
-            .setup(&plan)
-            .await
-            .map_err(|source| AgentError::Device {
-                network: id.clone(),
-                source,
-            })?;
-        self.remember(&id, &plugged.ifname, &self.plumbing_fingerprint(&plan));
+        self.record_intent(&nid, &plan);
+        self.pin_server_duid(&nid, port.mac_address);
+        let plugged = match self.devices.setup(&plan).await {
+            Ok(plugged) => plugged,
+            Err(source) => {
+                self.recover(&nid, &plan).await;
+                return Err(AgentError::Device {
+                    network: id.clone(),
+                    source,
+                });
+            }
+        };
+        self.remember(&nid, &plugged.ifname, &self.plumbing_fingerprint(&plan));
         let view = self.cache.upsert_borrowed(&d.network, &d.own_port_id);
         let endpoint = Endpoint {
             network_id: id.clone(),
@@ -248,11 +297,14 @@ impl Agent {
         let previous = self.served().remove(&id);
         let replumb = previous.is_some();
         if let Some(mut served) = previous {
-            if served.server.endpoint == endpoint {
+            // A device that gained or lost IPv6 (its MTU crossed 1280) needs new DHCPv6
+            // sockets: the old one lost its multicast membership with the device's IPv6.
+            if served.server.endpoint == endpoint && served.server.serves_v6() == plugged.ipv6 {
                 let adopted = !served.verified;
                 served.plan = plan;
                 served.verified = true;
                 self.served().insert(id.clone(), served);
+                self.configured(&id);
                 if adopted {
                     tracing::info!(network_id = %id, "plumbing left by the previous run verified");
                     return Ok(Configured::Started);
@@ -262,13 +314,16 @@ impl Agent {
             }
             served.server.stop().await;
         }
-        let server =
-            DhcpServer::start(endpoint, view)
-                .await
-                .map_err(|source| AgentError::Server {
+        let server = match DhcpServer::start(endpoint, view).await {
+            Ok(server) => server,
+            Err(source) => {
+                self.recover(&nid, &plan).await;
+                return Err(AgentError::Server {
                     network: id.clone(),
                     source,
-                })?;
+                });
+            }
+        };
         tracing::info!(
             network_id = %id,
             namespace = %plugged.namespace,
@@ -276,18 +331,88 @@ impl Agent {
             "serving network"
         );
         self.served().insert(
-            id,
+            id.clone(),
             Served {
                 plan,
                 server,
                 verified: true,
             },
         );
+        self.configured(&id);
         Ok(if replumb {
             Configured::Replumbed
         } else {
             Configured::Started
         })
+    }
+
+    /// A configure succeeded: the host matches the network's plan.
+    fn configured(&self, id: &str) {
+        self.dirty().remove(id);
+        self.failed().remove(id);
+    }
+
+    /// After a configure that failed half way: puts the host back to the last plan that
+    /// worked, on which the network stays served (its server and view were not touched), or,
+    /// when there is none or that fails too, tears the network down completely. Either way
+    /// the next apply re-applies the whole plan, comparing with what is on the host.
+    async fn recover(&self, nid: &NetworkId, attempted: &PlumbPlan) {
+        let id = nid.as_str();
+        let last_good = self
+            .served()
+            .get(id)
+            .map(|s| (s.plan.clone(), s.server.endpoint.clone()));
+        if let Some((plan, endpoint)) = last_good.filter(|(plan, _)| plan != attempted) {
+            match self.devices.setup(&plan).await {
+                Ok(p) if p.ifname == endpoint.ifname && p.ifindex == endpoint.ifindex => {
+                    tracing::warn!(network_id = %id, "rolled the host back to the network's last good plumbing");
+                    self.dirty().insert(id.to_owned());
+                    return;
+                }
+                Ok(_) => {
+                    tracing::error!(network_id = %id, "rolling back recreated the DHCP device; tearing the network down")
+                }
+                Err(e) => {
+                    tracing::error!(network_id = %id, error = %e, "cannot roll back to the last good plumbing; tearing the network down")
+                }
+            }
+        }
+        self.failed().insert(id.to_owned());
+        self.disable(id).await;
+    }
+
+    /// Before a new network's first plumbing: records the DHCP device it is about to get, so
+    /// that whatever a failure (or a crash) leaves half made can be found and removed, by this
+    /// run on removal and exit, or by the next start. Without the plan's fingerprint beside it
+    /// such a record is never adopted as working plumbing.
+    fn record_intent(&self, nid: &NetworkId, plan: &PlumbPlan) {
+        let Some(dir) = self.network_dir(nid) else {
+            return;
+        };
+        if dir.join(INTERFACE_FILE).exists() {
+            return;
+        }
+        let ifname = crate::device::plan::ns_ifname(&plan.port_id);
+        if let Err(e) = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(dir.join(INTERFACE_FILE), ifname))
+        {
+            tracing::warn!(network_id = %nid, dir = %dir.display(), error = %e, "cannot record the network's DHCP device");
+        }
+    }
+
+    /// `$state_path/dhcp/<network>`, checked to be a directory right under `$state_path/dhcp`
+    /// (a validated id always is one plain path component; this is the last line of defence
+    /// against a path that would escape the state directory).
+    fn network_dir(&self, nid: &NetworkId) -> Option<PathBuf> {
+        use std::path::Component;
+        let mut parts = Path::new(nid.as_str()).components();
+        match (parts.next(), parts.next()) {
+            (Some(Component::Normal(_)), None) => Some(self.state_dir.join(nid.as_str())),
+            _ => {
+                tracing::error!(network_id = %nid, "network id does not name one directory; refusing to use it as a path");
+                None
+            }
+        }
     }
 
     /// Serves a network at once on the namespace and device a previous run of this agent left
@@ -367,9 +492,10 @@ impl Agent {
         if self.is_served(id) || !d.network.is_servable() {
             return None;
         }
+        let nid = d.network.check().ok()?;
         let port = d.own_port()?;
         let plan = PlumbPlan::for_network(&d.network, port, self.devices.config());
-        let dir = self.state_dir.join(id);
+        let dir = self.network_dir(&nid)?;
         let recorded = |file: &str| std::fs::read_to_string(dir.join(file)).ok();
         let ifname = recorded(INTERFACE_FILE)?.trim().to_owned();
         if recorded(PLUMBING_FILE)?.trim() != self.plumbing_fingerprint(&plan) {
@@ -384,7 +510,9 @@ impl Agent {
     }
 
     fn adopt_view(&self, d: &DesiredNetwork, found: &RecordedPlumbing) -> crate::cache::ViewHandle {
-        self.pin_server_duid(&d.network.id, found.mac);
+        if let Ok(nid) = NetworkId::parse(&d.network.id) {
+            self.pin_server_duid(&nid, found.mac);
+        }
         self.cache.upsert(d.network.clone(), &d.own_port_id)
     }
 
@@ -432,12 +560,19 @@ impl Agent {
     /// Stops serving a network and removes everything made for it on this host, including what
     /// a previous run left behind (found through the state directory). Idempotent.
     pub async fn disable(&self, network_id: &str) {
+        let Ok(nid) = NetworkId::parse(network_id) else {
+            // Nothing is ever made for such an id: there is nothing to remove, and its name
+            // must not reach a path or the kernel.
+            tracing::error!(%network_id, "not a network id (not a UUID); nothing to tear down");
+            return;
+        };
+        self.dirty().remove(network_id);
         let served = self.served().remove(network_id);
         let mut port_id = served
             .as_ref()
             .map(|s| s.plan.port_id.clone())
             .or_else(|| self.cache.own_port_id(network_id))
-            .or_else(|| self.recorded_port_prefix(network_id));
+            .or_else(|| self.recorded_port_prefix(&nid));
         let counters = match served {
             Some(s) => {
                 let counts = (s.server.counters.clone(), s.server.counters6.clone());
@@ -462,9 +597,12 @@ impl Agent {
         };
         if let Err(e) = removed {
             tracing::error!(%network_id, error = %e, "teardown failed");
+            // Tried again when the network is removed or the agent exits.
+            self.failed().insert(network_id.to_owned());
             return;
         }
-        self.forget(network_id);
+        self.failed().remove(network_id);
+        self.forget(&nid);
         if let Some((v4, v6)) = counters {
             // Read after the stop, so the figures are final.
             let packets = format_args!("DHCPv4 {v4}; DHCPv6 {v6}");
@@ -505,6 +643,7 @@ impl Agent {
     pub async fn shutdown(&self) {
         let mut ids: HashSet<String> = self.cache.network_ids().into_iter().collect();
         ids.extend(self.served().keys().cloned());
+        ids.extend(self.failed().iter().cloned());
         // Each teardown mostly waits for the kernel (RCU grace periods when sockets and devices
         // go): concurrent teardowns share those waits.
         futures_util::stream::iter(ids)
@@ -517,10 +656,13 @@ impl Agent {
         let Ok(entries) = std::fs::read_dir(&self.state_dir) else {
             return Vec::new();
         };
+        // Only network ids: anything else there (`lost+found`, an operator's backup) is not
+        // ours to remove.
         let mut ids: Vec<String> = entries
             .flatten()
             .filter(|e| e.path().is_dir())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .filter(|name| is_uuid_like(name))
             .collect();
         ids.sort();
         ids
@@ -543,9 +685,8 @@ impl Agent {
 
     /// The DHCP device recorded for a network: `ns-<port_id[:11]>` → the port id prefix, which
     /// is all a teardown needs.
-    fn recorded_port_prefix(&self, network_id: &str) -> Option<String> {
-        let ifname =
-            std::fs::read_to_string(self.state_dir.join(network_id).join(INTERFACE_FILE)).ok()?;
+    fn recorded_port_prefix(&self, nid: &NetworkId) -> Option<String> {
+        let ifname = std::fs::read_to_string(self.network_dir(nid)?.join(INTERFACE_FILE)).ok()?;
         let prefix = ifname
             .trim()
             .trim_start_matches("ns-")
@@ -557,8 +698,11 @@ impl Agent {
     /// Keeps the network's DHCPv6 server DUID stable across restarts and DHCP port changes:
     /// the first one (DUID-LL of our port's MAC) is persisted in `$state_path/dhcp/<net>/duid`,
     /// as dnsmasq keeps its DUID in the lease file Neutron preserves.
-    fn pin_server_duid(&self, network_id: &str, mac: MacAddr) {
-        let dir = self.state_dir.join(network_id);
+    fn pin_server_duid(&self, nid: &NetworkId, mac: MacAddr) {
+        let network_id = nid.as_str();
+        let Some(dir) = self.network_dir(nid) else {
+            return;
+        };
         match load_or_create_duid(&dir, mac) {
             Ok(duid) => self.cache.pin_server_duid(network_id, duid),
             Err(e) => {
@@ -568,8 +712,11 @@ impl Agent {
     }
 
     /// Records the served network, its device and the plan it was plumbed for.
-    fn remember(&self, network_id: &str, ifname: &str, fingerprint: &str) {
-        let dir = self.state_dir.join(network_id);
+    fn remember(&self, nid: &NetworkId, ifname: &str, fingerprint: &str) {
+        let network_id = nid.as_str();
+        let Some(dir) = self.network_dir(nid) else {
+            return;
+        };
         let res = std::fs::create_dir_all(&dir).and_then(|()| {
             write_if_changed(&dir.join(INTERFACE_FILE), ifname)?;
             write_if_changed(&dir.join(PLUMBING_FILE), fingerprint)
@@ -579,8 +726,11 @@ impl Agent {
         }
     }
 
-    fn forget(&self, network_id: &str) {
-        let dir = self.state_dir.join(network_id);
+    fn forget(&self, nid: &NetworkId) {
+        let network_id = nid.as_str();
+        let Some(dir) = self.network_dir(nid) else {
+            return;
+        };
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(%network_id, dir = %dir.display(), error = %e, "cannot remove state dir");
@@ -598,20 +748,6 @@ fn write_if_changed(path: &Path, content: &str) -> std::io::Result<()> {
     std::fs::write(path, content)
 }
 
-/// `oslo_utils.uuidutils.is_uuid_like`, as the Python agent filters `dhcp_confs` entries:
-/// 32 hex digits, optionally hyphenated 8-4-4-4-12.
-pub fn is_uuid_like(s: &str) -> bool {
-    let hex: String = s.chars().filter(|c| *c != '-').collect();
-    if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return false;
-    }
-    if s.contains('-') {
-        let groups: Vec<usize> = s.split('-').map(str::len).collect();
-        return groups == [8, 4, 4, 4, 12];
-    }
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -623,6 +759,37 @@ mod tests {
         assert!(!is_uuid_like("lost+found"));
         assert!(!is_uuid_like("8d4c2c5e-1a2b-4c3d-8e9f-0123456789a"));
         assert!(!is_uuid_like("8d4c2c5e1-a2b-4c3d-8e9f-0123456789ab"));
+    }
+
+    fn agent(state: &Path) -> Agent {
+        let cache = Arc::new(NetworkCache::new(crate::config::ServeConfig::default()));
+        let devices = DeviceManager::new(crate::device::DeviceConfig::default());
+        Agent::new(cache, devices, state.to_owned())
+    }
+
+    #[test]
+    fn only_network_ids_are_taken_from_the_state_directory() {
+        let state = tempfile::tempdir().unwrap();
+        let id = "8d4c2c5e-1a2b-4c3d-8e9f-0123456789ab";
+        for dir in [id, "lost+found", "..x", "backup"] {
+            std::fs::create_dir_all(state.path().join("dhcp").join(dir)).unwrap();
+        }
+        assert_eq!(agent(state.path()).recorded_networks(), [id]);
+    }
+
+    /// Whatever id reaches a teardown, nothing outside the network's own record is removed:
+    /// the old agent's `disable("..")` removed the whole state path.
+    #[tokio::test]
+    async fn a_teardown_of_an_id_that_is_no_uuid_touches_nothing() {
+        let state = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(state.path().join("dhcp")).unwrap();
+        std::fs::write(state.path().join("canary"), "x").unwrap();
+        let a = agent(state.path());
+        for id in ["..", ".", "x/../..", ""] {
+            a.disable(id).await;
+        }
+        assert!(state.path().join("canary").exists());
+        assert!(state.path().join("dhcp").exists());
     }
 }
 

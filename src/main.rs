@@ -378,6 +378,7 @@ fn run_standalone(
         );
     };
     let mut file = NetworksFile::load(&networks_file, &cfg.host)?;
+    log_rejected(&file);
     tracing::info!(
         file = %networks_file.display(),
         networks = file.networks().len(),
@@ -452,7 +453,11 @@ fn run_standalone(
         let began = Instant::now();
         stamp = FileStamp::of(&networks_file);
         let reparsed = match file.reload() {
-            Ok(how) => how,
+            Ok(Reparsed::Unchanged) => Reparsed::Unchanged,
+            Ok(how) => {
+                log_rejected(&file);
+                how
+            }
             Err(e) if reason != "retrying failed networks" => {
                 tracing::error!(error = %e, "networks file not applied; keeping the running configuration");
                 continue;
@@ -473,6 +478,7 @@ fn run_standalone(
             removed = summary.removed,
             unchanged = summary.unchanged,
             failed = summary.failed.len(),
+            rolled_back = summary.rolled_back.len(),
             "reloaded networks file"
         );
         failed = summary.failed;
@@ -496,6 +502,19 @@ fn run_standalone(
     process.notify("that the agent stops", process.notifier.stopping());
     runtime.block_on(agent.exit(cfg.teardown_on_exit));
     Ok(())
+}
+
+/// Each network (or VM port) the networks file refused, with the error naming the file, the
+/// entry and the id; the others are served.
+fn log_rejected(file: &NetworksFile) {
+    for r in file.rejected() {
+        match &r.network {
+            Some(id) => {
+                tracing::error!(network_id = %id, error = %r.error, "network refused; not applied")
+            }
+            None => tracing::error!(error = %r.error, "networks file entry refused; not applied"),
+        }
+    }
 }
 
 /// Closing the last handle of a replaced networks file frees its page cache (about 0.5 ms per

@@ -232,6 +232,78 @@ impl Network {
     }
 }
 
+/// `oslo_utils.uuidutils.is_uuid_like`: 32 hex digits, optionally hyphenated 8-4-4-4-12. Every
+/// Neutron resource id has this form; the agent accepts no other, because ids become file
+/// names (`$state_path/dhcp/<network>`), namespace names and device names.
+pub fn is_uuid_like(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    match bytes.len() {
+        32 => bytes.iter().all(u8::is_ascii_hexdigit),
+        36 => bytes.iter().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => *b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        }),
+        _ => false,
+    }
+}
+
+/// A network id known to be a Neutron UUID ([`is_uuid_like`]): the only form of id from which
+/// the agent builds paths and namespace names, so a `..` or `a/b` from a file or the broker
+/// can never reach the file system or the kernel.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NetworkId(String);
+
+/// An id that is not a Neutron UUID.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} id {id:?} is not a UUID")]
+pub struct InvalidId {
+    pub kind: &'static str,
+    pub id: String,
+}
+
+impl NetworkId {
+    pub fn parse(s: &str) -> Result<NetworkId, InvalidId> {
+        if is_uuid_like(s) {
+            Ok(NetworkId(s.to_owned()))
+        } else {
+            Err(InvalidId {
+                kind: "network",
+                id: s.to_owned(),
+            })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `qdhcp-<id>`.
+    pub fn namespace(&self) -> String {
+        format!("qdhcp-{}", self.0)
+    }
+}
+
+impl fmt::Display for NetworkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for NetworkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl AsRef<str> for NetworkId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The smallest MTU IPv6 works with (RFC 8200): below it the kernel removes IPv6 from a device.
+pub const IPV6_MIN_MTU: u16 = 1280;
+
 /// Neutron's network MTU: absent or 0 means unset; anything else must fit an interface.
 fn checked_mtu(raw: Option<u32>) -> Result<Option<u16>, String> {
     match raw {
@@ -379,6 +451,174 @@ impl Network {
     }
 }
 
+impl Network {
+    /// Checks everything the agent derives host state from, before anything is changed on the
+    /// host: the network, subnet and DHCP port ids are UUIDs, the subnets are sane (see
+    /// [`Subnet::check`]) and every DHCP port's fixed IPs lie inside their subnets. VM ports are
+    /// checked by [`Network::check_port`] (one bad VM port is refused on its own).
+    pub fn check(&self) -> Result<NetworkId, ModelError> {
+        let id = NetworkId::parse(&self.id).map_err(|e| self.error("", "id", e.to_string()))?;
+        let mut seen = std::collections::HashSet::new();
+        for s in self.subnets.iter().chain(&self.non_local_subnets) {
+            let object = format!("subnet {}: ", s.id);
+            if !is_uuid_like(&s.id) {
+                return Err(self.error(&object, "id", "not a UUID".into()));
+            }
+            if !seen.insert(s.id.as_str()) {
+                return Err(self.error(&object, "id", "appears more than once".into()));
+            }
+            s.check()
+                .map_err(|(field, reason)| self.error(&object, field, reason))?;
+        }
+        // Below 1280 the device has no IPv6: an IPv6 subnet is then not served (a warning where
+        // the plumbing is made), and a network with nothing else to serve is refused.
+        let dhcp = |v: IpVersion| {
+            self.subnets
+                .iter()
+                .any(|s| s.enable_dhcp && s.ip_version == v)
+        };
+        if let Some(mtu) = self.mtu.filter(|m| *m < IPV6_MIN_MTU) {
+            if dhcp(IpVersion::V6) && !dhcp(IpVersion::V4) {
+                return Err(self.error(
+                    "",
+                    "mtu",
+                    format!("{mtu} is below 1280, the least IPv6 works with, and the network has no IPv4 subnet to serve"),
+                ));
+            }
+        }
+        for p in self.ports.iter().filter(|p| p.device_owner == OWNER_DHCP) {
+            self.check_port(p)?;
+            // The agent gives its device this MAC: the kernel refuses a multicast or zero one.
+            if p.mac_address.0[0] & 1 != 0 || p.mac_address.0 == [0; 6] {
+                return Err(self.error(
+                    &format!("port {}: ", p.id),
+                    "mac_address",
+                    format!("{} is not a unicast address", p.mac_address),
+                ));
+            }
+        }
+        Ok(id)
+    }
+
+    /// A port's id is a UUID and each of its fixed IPs lies inside its subnet (same IP
+    /// version, inside the CIDR). A fixed IP on a subnet the network does not list is not
+    /// served (nor plumbed) anyway and is let through.
+    pub fn check_port(&self, port: &Port) -> Result<(), ModelError> {
+        let object = format!("port {}: ", port.id);
+        if !is_uuid_like(&port.id) {
+            return Err(self.error(&object, "id", "not a UUID".into()));
+        }
+        for (i, fip) in port.fixed_ips.iter().enumerate() {
+            let Some(subnet) = self.subnet(&fip.subnet_id) else {
+                continue;
+            };
+            if !subnet.cidr.contains(fip.ip_address) {
+                return Err(self.error(
+                    &object,
+                    &format!("fixed_ips[{i}].ip_address"),
+                    format!(
+                        "{} is outside its subnet {} ({})",
+                        fip.ip_address, subnet.id, subnet.cidr
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Network::check`], then [`Network::check_port`] for the other ports: a VM port that
+    /// fails is removed (and its error returned with the others), so one bad port never keeps
+    /// a network's other ports from being served. `Err` refuses the whole network.
+    pub fn validate(&mut self) -> Result<(NetworkId, Vec<ModelError>), ModelError> {
+        let id = self.check()?;
+        let mut refused = Vec::new();
+        let bad: Vec<usize> = self
+            .ports
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match self.check_port(p) {
+                Ok(()) => None,
+                Err(e) => {
+                    refused.push(e);
+                    Some(i)
+                }
+            })
+            .collect();
+        for i in bad.into_iter().rev() {
+            self.ports.remove(i);
+        }
+        Ok((id, refused))
+    }
+
+    fn error(&self, object: &str, field: &str, reason: String) -> ModelError {
+        ModelError {
+            network: self.id.clone(),
+            object: object.to_owned(),
+            field: field.to_owned(),
+            reason,
+        }
+    }
+}
+
+impl Subnet {
+    /// CIDR and gateway sanity, as Neutron enforces them when a subnet is created: no host
+    /// bits in the CIDR, not a multicast range; a gateway of the subnet's IP version that is
+    /// not unspecified, multicast, nor (inside the subnet) its network or IPv4 broadcast
+    /// address; host routes of the subnet's IP version.
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        self.validate()?;
+        if self.cidr.ip() != self.cidr.network() {
+            return Err(("cidr", format!("{} has host bits set", self.cidr)));
+        }
+        if self.cidr.network().is_multicast() {
+            return Err(("cidr", format!("{} is a multicast range", self.cidr)));
+        }
+        if let Some(gw) = self.gateway_ip {
+            let bad = if gw.is_unspecified() || gw.is_multicast() {
+                Some("is not a unicast address")
+            } else if self.cidr.contains(gw) && has_network_address(self.cidr) {
+                let broadcast =
+                    matches!(self.cidr, IpNetwork::V4(n) if IpAddr::V4(n.broadcast()) == gw);
+                if gw == self.cidr.network() {
+                    Some("is the subnet's network address")
+                } else if broadcast {
+                    Some("is the subnet's broadcast address")
+                } else {
+                    None
+                }
+            } else {
+                None
+            };
+            if let Some(why) = bad {
+                return Err(("gateway_ip", format!("{gw} {why}")));
+            }
+        }
+        for (i, r) in self.host_routes.iter().enumerate() {
+            if r.destination.is_ipv4() != self.cidr.is_ipv4()
+                || r.nexthop.is_ipv4() != self.cidr.is_ipv4()
+            {
+                return Err((
+                    "host_routes",
+                    format!(
+                        "route {i} ({} via {}) does not match ip_version",
+                        r.destination, r.nexthop
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a prefix has distinct network (and, for IPv4, broadcast) addresses: /31, /32, /127
+/// and /128 have none.
+fn has_network_address(cidr: IpNetwork) -> bool {
+    match cidr {
+        IpNetwork::V4(n) => n.prefix() < 31,
+        IpNetwork::V6(n) => n.prefix() < 127,
+    }
+}
+
 impl Subnet {
     fn validate(&self) -> Result<(), (&'static str, String)> {
         let v4 = self.ip_version == IpVersion::V4;
@@ -511,5 +751,127 @@ mod tests {
             "FA-16-3E-00-00-01".parse::<MacAddr>().unwrap().to_string(),
             "fa:16:3e:00:00:01"
         );
+    }
+
+    const NET: &str = "6f1a5d2e-9c3b-4e7a-8d21-3b5c7e9f0a11";
+    const SUB: &str = "a1b2c3d4-1111-4a5b-9c6d-7e8f9a0b1c2d";
+    const DHCP: &str = "0d4c6a1e-3b2f-4c8d-9e7a-1f2b3c4d5e6f";
+    const VM: &str = "1e5d7b2f-4c3a-4d9e-8f1b-2a3c4d5e6f70";
+
+    fn valid() -> serde_json::Value {
+        json!({
+            "id": NET, "mtu": 1450,
+            "subnets": [{"id": SUB, "ip_version": 4, "cidr": "10.0.0.0/24", "gateway_ip": "10.0.0.1"}],
+            "ports": [
+                {"id": DHCP, "mac_address": "fa:16:3e:00:00:02", "device_owner": "network:dhcp",
+                 "fixed_ips": [{"subnet_id": SUB, "ip_address": "10.0.0.2"}]},
+                {"id": VM, "mac_address": "fa:16:3e:00:00:03", "device_owner": "compute:nova",
+                 "fixed_ips": [{"subnet_id": SUB, "ip_address": "10.0.0.3"}]}]
+        })
+    }
+
+    fn verdict(v: &serde_json::Value) -> Result<usize, String> {
+        let mut n = Network::from_json(v).map_err(|e| e.to_string())?;
+        n.validate()
+            .map(|(id, refused)| {
+                assert_eq!(id.as_str(), n.id);
+                refused.len()
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn ids_must_be_uuids() {
+        assert_eq!(verdict(&valid()), Ok(0));
+        for bad in [
+            "..",
+            ".",
+            "x/../../../y",
+            "",
+            "net-1",
+            "6f1a5d2e-9c3b-4e7a-8d21-3b5c7e9f0a1/",
+        ] {
+            let mut v = valid();
+            v["id"] = json!(bad);
+            assert!(verdict(&v).is_err(), "network id {bad:?}");
+            let mut v = valid();
+            v["subnets"][0]["id"] = json!(bad);
+            assert!(verdict(&v).is_err(), "subnet id {bad:?}");
+            let mut v = valid();
+            v["ports"][0]["id"] = json!(bad);
+            let e = verdict(&v).unwrap_err();
+            assert!(e.contains("port") && e.contains("not a UUID"), "{e}");
+            // A VM port is refused alone.
+            let mut v = valid();
+            v["ports"][1]["id"] = json!(bad);
+            assert_eq!(verdict(&v), Ok(1), "VM port id {bad:?}");
+        }
+        assert!(NetworkId::parse("0D4C6A1E3B2F4C8D9E7A1F2B3C4D5E6F").is_ok());
+        assert_eq!(
+            NetworkId::parse(NET).unwrap().namespace(),
+            format!("qdhcp-{NET}")
+        );
+    }
+
+    #[test]
+    fn subnets_must_be_sane() {
+        let bad = [
+            ("cidr", json!("10.0.0.5/24"), "host bits"),
+            ("cidr", json!("224.0.0.0/24"), "multicast"),
+            ("gateway_ip", json!("10.0.0.0"), "network address"),
+            ("gateway_ip", json!("10.0.0.255"), "broadcast"),
+            ("gateway_ip", json!("0.0.0.0"), "unicast"),
+            ("gateway_ip", json!("fd00::1"), "ip_version"),
+        ];
+        for (field, value, why) in bad {
+            let mut v = valid();
+            v["subnets"][0][field] = value;
+            let e = verdict(&v).unwrap_err();
+            assert!(e.contains(field) && e.contains(why), "{e}");
+        }
+        // MTU per IP version: IPv4 goes down to 68; IPv6 alone needs 1280.
+        let mut v = valid();
+        v["mtu"] = json!(68);
+        assert_eq!(verdict(&v), Ok(0));
+        v["subnets"][0]["ip_version"] = json!(6);
+        v["subnets"][0]["cidr"] = json!("fd00::/64");
+        v["subnets"][0]["gateway_ip"] = json!("fd00::1");
+        v["ports"] = json!([]);
+        let e = verdict(&v).unwrap_err();
+        assert!(e.contains("mtu") && e.contains("below 1280"), "{e}");
+        v["mtu"] = json!(1280);
+        assert_eq!(verdict(&v), Ok(0));
+        let mut v = valid();
+        v["ports"][0]["mac_address"] = json!("01:00:5e:00:00:01");
+        let e = verdict(&v).unwrap_err();
+        assert!(e.contains("mac_address") && e.contains("unicast"), "{e}");
+        // A gateway outside the subnet is Neutron's on-link case, and /31 has no network
+        // or broadcast address.
+        let mut v = valid();
+        v["subnets"][0]["gateway_ip"] = json!("192.168.0.1");
+        assert_eq!(verdict(&v), Ok(0));
+        let mut v = valid();
+        v["subnets"][0]["cidr"] = json!("10.0.0.0/31");
+        v["subnets"][0]["gateway_ip"] = json!("10.0.0.0");
+        v["ports"] = json!([]);
+        assert_eq!(verdict(&v), Ok(0));
+    }
+
+    #[test]
+    fn fixed_ips_must_lie_inside_their_subnet() {
+        let mut v = valid();
+        v["ports"][1]["fixed_ips"][0]["ip_address"] = json!("10.198.5.5");
+        let mut n = Network::from_json(&v).unwrap();
+        let (_, refused) = n.validate().unwrap();
+        let e = refused[0].to_string();
+        assert!(
+            e.contains(VM) && e.contains("10.198.5.5 is outside its subnet"),
+            "{e}"
+        );
+        assert_eq!(n.ports.len(), 1);
+        let mut v = valid();
+        v["ports"][0]["fixed_ips"][0]["ip_address"] = json!("fd00::2");
+        let e = verdict(&v).unwrap_err();
+        assert!(e.contains(DHCP) && e.contains("outside"), "{e}");
     }
 }

@@ -16,12 +16,13 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::io::Read;
 use std::ops::Range;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::jsonscan;
 use crate::model::{Network, NetworkHead, Port, OWNER_DHCP};
-use crate::standalone::{self, DesiredNetwork, StandaloneError};
+use crate::standalone::{self, DesiredNetwork, Rejected, StandaloneError};
 
 /// Where one network lies in the text.
 #[derive(Clone, Debug)]
@@ -62,6 +63,8 @@ pub struct NetworksFile {
     spare: Vec<u8>,
     layout: Option<Layout>,
     networks: Vec<DesiredNetwork>,
+    /// What the last parse refused (networks, or VM ports of networks that are served).
+    rejected: Vec<Rejected>,
 }
 
 /// How a reload went, for logs and tests.
@@ -80,6 +83,7 @@ pub enum Reparsed {
 struct Parsed {
     layout: Option<Layout>,
     networks: Vec<DesiredNetwork>,
+    rejected: Vec<Rejected>,
 }
 
 impl NetworksFile {
@@ -109,11 +113,18 @@ impl NetworksFile {
             spare: Vec::new(),
             layout: parsed.layout,
             networks: parsed.networks,
+            rejected: parsed.rejected,
         })
     }
 
     pub fn networks(&self) -> &[DesiredNetwork] {
         &self.networks
+    }
+
+    /// What the last parse that changed anything refused, each with the error that names the
+    /// file, the entry and the id; empty when everything was accepted.
+    pub fn rejected(&self) -> &[Rejected] {
+        &self.rejected
     }
 
     /// Re-reads the file; on error the previous content is kept.
@@ -143,9 +154,11 @@ impl NetworksFile {
         let how = match self.incremental(&text, p) {
             Some(how) => how,
             None => {
-                let parsed = full_parse(&text, &self.path, &self.host)?;
+                let mut parsed = full_parse(&text, &self.path, &self.host)?;
+                keep_refused(&mut parsed, &self.networks);
                 self.layout = parsed.layout;
                 self.networks = parsed.networks;
+                self.rejected = parsed.rejected;
                 Reparsed::Full
             }
         };
@@ -184,6 +197,7 @@ impl NetworksFile {
         let count = parsed.networks.len() + last - first - self.networks.len();
         self.layout = parsed.layout;
         self.networks = parsed.networks;
+        self.rejected = parsed.rejected;
         Some(Reparsed::Networks(count))
     }
 
@@ -228,7 +242,11 @@ impl NetworksFile {
             .iter()
             .map(|r| parse_port(&new[r.clone()]))
             .collect::<Option<_>>()?;
-        let old = &self.networks[k].network.ports;
+        let network = &self.networks[k].network;
+        if parsed.iter().any(|p| network.check_port(p).is_err()) {
+            return None;
+        }
+        let old = &network.ports;
         if old.len() != items.len() {
             return None;
         }
@@ -320,8 +338,27 @@ impl NetworksFile {
         Some(Parsed {
             layout: Some(layout),
             networks,
+            rejected: Vec::new(),
         })
     }
+}
+
+/// A network refused by the new text keeps its running configuration: the version of it that
+/// was accepted before stays (a typo in one network never takes its DHCP down, as a typo that
+/// breaks the whole file never does).
+fn keep_refused(parsed: &mut Parsed, before: &[DesiredNetwork]) {
+    let kept: Vec<DesiredNetwork> = parsed
+        .rejected
+        .iter()
+        .filter_map(|r| r.network.as_deref())
+        .filter(|id| !parsed.networks.iter().any(|d| d.network.id == *id))
+        .filter_map(|id| before.iter().find(|d| d.network.id == id))
+        .cloned()
+        .collect();
+    for d in &kept {
+        tracing::warn!(network_id = %d.network.id, "network refused by the networks file: keeping its running configuration");
+    }
+    parsed.networks.extend(kept);
 }
 
 /// Reads the file into `text` (cleared first), returning it still open.
@@ -331,13 +368,44 @@ fn read(path: &Path, text: &mut Vec<u8>) -> Result<File, StandaloneError> {
         source,
     };
     text.clear();
-    let mut file = File::open(path).map_err(err)?;
+    // Non-blocking: opening a FIFO (or a device) for reading would otherwise wait for a writer
+    // with the control loop, and its signal handling, stuck in open(2).
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(err)?;
     // Room to grow, so that the buffers a reload alternates between are not reallocated (and
     // their pages faulted in afresh) each time the file grows by a port.
-    let size = file.metadata().map_err(err)?.len() as usize;
+    let meta = file.metadata().map_err(err)?;
+    if !meta.file_type().is_file() {
+        return Err(StandaloneError::NotAFile {
+            path: path.to_owned(),
+            kind: file_kind(&meta.file_type()),
+        });
+    }
+    let size = meta.len() as usize;
     text.reserve(size + size / 8 + 4096);
     file.read_to_end(text).map_err(err)?;
     Ok(file)
+}
+
+/// What a networks file that is not a regular file is, for the error.
+fn file_kind(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    }
 }
 
 /// Moves a position of the old text that lies after the edit to the new text.
@@ -359,10 +427,11 @@ fn full_parse(text: &[u8], path: &Path, host: &str) -> Result<Parsed, Standalone
     if let Some(parsed) = fast_parse(text.as_bytes(), host) {
         return Ok(parsed);
     }
-    let networks = standalone::parse(text, path, host)?;
+    let parsed = standalone::parse(text, path, host)?;
     Ok(Parsed {
         layout: None,
-        networks,
+        networks: parsed.networks,
+        rejected: parsed.rejected,
     })
 }
 
@@ -386,6 +455,7 @@ fn fast_parse(text: &[u8], host: &str) -> Option<Parsed> {
     Some(Parsed {
         layout: Some(Layout { content, nets }),
         networks,
+        rejected: Vec::new(),
     })
 }
 
@@ -450,6 +520,11 @@ fn parse_network(text: &[u8], r: Range<usize>, host: &str) -> Option<(DesiredNet
         _ => (Vec::new(), None),
     };
     let network = Network::from_head(head, ports)?;
+    // Anything the validation would refuse is left to the full parse, which says what.
+    network.check().ok()?;
+    if network.ports.iter().any(|p| network.check_port(p).is_err()) {
+        return None;
+    }
     let own_port_id = standalone::pick_own_port(&network, host)?.id.clone();
     Some((
         DesiredNetwork {

@@ -116,7 +116,11 @@ fn main() -> anyhow::Result<()> {
     let raw = RawConfig::load(&cli.config_file, &[])?;
     let agent = AgentConfig::from_raw(&raw)?;
     let host = cli.host.clone().unwrap_or_else(|| agent.host.clone());
-    let nets = standalone::load(&cli.networks_file, &host)?;
+    let parsed = standalone::load(&cli.networks_file, &host)?;
+    for r in &parsed.rejected {
+        eprintln!("render-dnsmasq: skipped: {}", r.error);
+    }
+    let nets = parsed.networks;
     let desired = match &cli.network {
         Some(id) => nets
             .iter()

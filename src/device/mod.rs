@@ -32,7 +32,7 @@ use self::ovs::OvsDriver;
 pub use self::ovs::{checksum_offload, disable_checksum_offload, OvsConfig};
 pub use self::ovsdb::OvsdbError;
 pub use self::plan::{bridge_name, namespace_name, ns_ifname, tap_name, DefaultRoute, PlumbPlan};
-use crate::model::MacAddr;
+use crate::model::{MacAddr, IPV6_MIN_MTU};
 
 /// `interface_driver` of `dhcp_agent.ini`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,6 +118,9 @@ pub struct Plugged {
     /// Its index inside the namespace.
     pub ifindex: u32,
     pub mac: MacAddr,
+    /// The device has IPv6 (enabled on the host and an MTU of at least 1280): DHCPv6 can be
+    /// served on it.
+    pub ipv6: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -301,16 +304,30 @@ impl DeviceManager {
             .await?;
 
         let mut addresses = plan.addresses.clone();
-        if sysctls.ipv6 {
+        // Below 1280 the kernel removes IPv6 from a device (and its sysctls with it): Neutron
+        // allows such MTUs for IPv4, so the network is served for IPv4 alone.
+        let small_mtu = plan.mtu.filter(|m| *m < IPV6_MIN_MTU);
+        let ipv6 = sysctls.ipv6 && small_mtu.is_none();
+        let wants_v6 = addresses.iter().any(|a| a.is_ipv6()) || plan.default_v6.is_some();
+        if ipv6 {
             netns::disable_accept_ra(&ns, &dev.name).await?;
-        } else if addresses.iter().any(|a| a.is_ipv6()) || plan.default_v6.is_some() {
-            warn!(namespace = %ns, "IPv6 is disabled on this host: skipping IPv6 addresses and routes");
+        } else if wants_v6 {
+            match small_mtu {
+                Some(mtu) => {
+                    warn!(namespace = %ns, mtu, "MTU below 1280: the device has no IPv6; the network's IPv6 subnets are not served (IPv4 only)")
+                }
+                None => {
+                    warn!(namespace = %ns, "IPv6 is disabled on this host: skipping IPv6 addresses and routes")
+                }
+            }
+        }
+        if !ipv6 {
             addresses.retain(|a| a.is_ipv4());
         }
         nsnl.sync_addresses(&dev, &addresses).await?;
         nsnl.sync_default_route(&dev, false, plan.default_v4.as_ref())
             .await?;
-        if sysctls.ipv6 {
+        if ipv6 {
             nsnl.sync_default_route(&dev, true, plan.default_v6.as_ref())
                 .await?;
         }
@@ -319,6 +336,7 @@ impl DeviceManager {
             ifname: dev.name.clone(),
             ifindex: dev.index,
             mac: plan.mac,
+            ipv6,
         })
     }
 

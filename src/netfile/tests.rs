@@ -22,12 +22,18 @@ impl Rng {
     }
 }
 
+/// A UUID-shaped id: the agent accepts no other. `kind` tells ports (`a0`), DHCP ports
+/// (`d0`), networks (`e0`) and subnets (`5b`) apart.
+fn uuid(kind: &str, net: usize, serial: usize) -> String {
+    format!("{kind}{net:06x}-0000-4000-8000-{serial:012x}")
+}
+
 fn port(rng: &mut Rng, net: usize, serial: usize) -> Value {
     let mut p = json!({
-        "id": format!("p{net}-{serial}"),
+        "id": uuid("a0", net, serial),
         "mac_address": format!("fa:16:3e:{:02x}:{:02x}:{:02x}", net, serial >> 8, serial & 255),
         "device_owner": "compute:nova",
-        "fixed_ips": [{"subnet_id": format!("s{net}"), "ip_address": format!("10.{net}.{}.{}", serial >> 8, serial & 255)}],
+        "fixed_ips": [{"subnet_id": uuid("5b", net, 0), "ip_address": format!("10.{net}.{}.{}", serial >> 8, serial & 255)}],
     });
     if rng.chance(30) {
         p["extra_dhcp_opts"] =
@@ -44,16 +50,16 @@ fn port(rng: &mut Rng, net: usize, serial: usize) -> Value {
 
 fn network(rng: &mut Rng, net: usize, ports: usize) -> Value {
     let mut list = vec![json!({
-        "id": format!("d{net}"), "mac_address": format!("fa:16:3e:ff:00:{net:02x}"),
+        "id": uuid("d0", net, 0), "mac_address": format!("fa:16:3e:ff:00:{net:02x}"),
         "device_owner": "network:dhcp",
-        "fixed_ips": [{"subnet_id": format!("s{net}"), "ip_address": format!("10.{net}.255.2")}],
+        "fixed_ips": [{"subnet_id": uuid("5b", net, 0), "ip_address": format!("10.{net}.255.2")}],
     })];
     for i in 0..ports {
         list.push(port(rng, net, i));
     }
     json!({
-        "id": format!("n{net}"), "mtu": 1450, "admin_state_up": true,
-        "subnets": [{"id": format!("s{net}"), "ip_version": 4, "cidr": format!("10.{net}.0.0/16"),
+        "id": uuid("e0", net, 0), "mtu": 1450, "admin_state_up": true,
+        "subnets": [{"id": uuid("5b", net, 0), "ip_version": 4, "cidr": format!("10.{net}.0.0/16"),
                      "gateway_ip": format!("10.{net}.0.1")}],
         "ports": list,
     })
@@ -148,7 +154,7 @@ fn mutate(rng: &mut Rng, text: &str) -> Vec<u8> {
         }
         6 => {
             // A port id made of several multi-byte characters.
-            let text = text.replacen("\"p", "\"pé€", 1);
+            let text = text.replacen("\"a0", "\"aé€", 1);
             b = text.into_bytes();
         }
         0 => {
@@ -173,15 +179,40 @@ fn mutate(rng: &mut Rng, text: &str) -> Vec<u8> {
     b
 }
 
+/// What a reload must leave: the networks of a full parse, plus the running version of each
+/// network the new text refuses as a whole.
+fn with_kept(full: &NetworksFile, before: &[DesiredNetwork]) -> Vec<DesiredNetwork> {
+    let mut out = full.networks().to_vec();
+    for r in full.rejected() {
+        let Some(id) = &r.network else { continue };
+        if out.iter().any(|d| &d.network.id == id) {
+            continue;
+        }
+        out.extend(before.iter().find(|d| &d.network.id == id).cloned());
+    }
+    out
+}
+
 fn check(file: &mut NetworksFile, bytes: Vec<u8>, path: &Path) -> Option<Reparsed> {
     let before = file.networks().to_vec();
     let text = String::from_utf8_lossy(&bytes).into_owned();
-    let full = NetworksFile::parse(bytes.clone(), path, "me").map(|f| f.networks().to_vec());
+    let parsed = NetworksFile::parse(bytes.clone(), path, "me");
+    let full = parsed.as_ref().map(|f| with_kept(f, &before));
     match std::str::from_utf8(&bytes) {
         Ok(valid) => {
             let slow = standalone::parse(valid, path, "me");
-            match (&full, &slow) {
-                (Ok(a), Ok(b)) => assert_eq!(a, b, "typed and Value parses differ"),
+            match (&parsed, &slow) {
+                (Ok(a), Ok(b)) => {
+                    assert_eq!(
+                        a.networks(),
+                        &b.networks[..],
+                        "typed and Value parses differ"
+                    );
+                    let errors = |r: &[standalone::Rejected]| -> Vec<String> {
+                        r.iter().map(|r| r.error.to_string()).collect()
+                    };
+                    assert_eq!(errors(a.rejected()), errors(&b.rejected));
+                }
                 (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
                 _ => panic!(
                     "typed {:?} vs Value {:?} for {text}",
@@ -251,7 +282,8 @@ fn incremental_reload_equals_full_parse() {
             }
             // Keep editing from a valid state most of the time.
             if file.networks().len() == next.len() || rng.chance(30) {
-                let ok = NetworksFile::parse(render(&mut rng, &next), path, "me").is_ok();
+                let ok = NetworksFile::parse(render(&mut rng, &next), path, "me")
+                    .is_ok_and(|f| f.rejected().is_empty());
                 if ok {
                     nets = next;
                 }
@@ -298,17 +330,29 @@ fn errors_keep_the_state_and_match_the_full_parse() {
     let path = Path::new("nets.json");
     let text = serde_json::to_string(&nets).unwrap();
     let mut file = NetworksFile::parse(text.clone(), path, "me").unwrap();
+    let before = file.networks().to_vec();
+    // A malformed port refuses its network, which keeps its running configuration.
     let bad = text.replace("10.1.0.2\"", "10.1.0.300\"");
-    let e = file.update(bad).unwrap_err().to_string();
+    assert_eq!(file.update(bad).unwrap(), Reparsed::Full);
+    let e = file.rejected()[0].error.to_string();
+    let port = uuid("a0", 1, 2);
     assert!(
-        e.contains("nets.json") && e.contains("entry 0") && e.contains("port p1-2"),
+        e.contains("nets.json") && e.contains("entry 0") && e.contains(&port),
         "{e}"
     );
-    assert_eq!(file.networks().len(), 1);
+    assert_eq!(file.networks(), &before[..]);
+    // A port outside its subnet is refused alone: the network is served without it.
+    let outside = text.replace("10.1.0.2\"", "10.99.0.2\"");
+    file.update(outside).unwrap();
+    let e = file.rejected()[0].error.to_string();
+    assert!(e.contains(&port) && e.contains("outside its subnet"), "{e}");
+    assert_eq!(file.networks()[0].network.ports.len(), 3);
+    assert!(file.networks()[0].network.port(&port).is_none());
     let dup = format!("[{0},{0}]", &text[1..text.len() - 1]);
+    file.update(dup).unwrap();
     assert!(matches!(
-        file.update(dup),
-        Err(StandaloneError::Duplicate { .. })
+        file.rejected()[0].error,
+        StandaloneError::Duplicate { .. }
     ));
     // Fields the agent does not read may hold what serde_json's Value rejects: still an error.
     let odd = text.replacen("\"mtu\"", "\"x\":\"\\ud800\",\"mtu\"", 1);
@@ -352,4 +396,30 @@ fn reload_reads_the_file_and_finds_the_change_across_blocks() {
         assert_eq!(file.text, text.as_bytes());
     }
     assert_eq!(file.take_replaced().len(), 5);
+}
+
+#[test]
+fn a_fifo_is_refused_at_once_instead_of_waiting_for_a_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nets.json");
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // Without O_NONBLOCK this open(2) would wait forever: nobody writes.
+    let e = NetworksFile::load(&path, "me").err().unwrap();
+    assert!(
+        matches!(e, StandaloneError::NotAFile { kind: "a FIFO", .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("not a regular file"), "{e}");
+    // On reload, likewise, and the parsed state stays.
+    let good = dir.path().join("good.json");
+    std::fs::write(&good, "[]").unwrap();
+    let mut file = NetworksFile::load(&good, "me").unwrap();
+    std::fs::remove_file(&good).unwrap();
+    std::fs::rename(&path, &good).unwrap();
+    assert!(matches!(
+        file.reload(),
+        Err(StandaloneError::NotAFile { .. })
+    ));
 }

@@ -307,6 +307,12 @@ impl Core {
             }
         };
         tracing::debug!(%method, request_id, priority = cast.priority, network_id = cast.event.network_id().unwrap_or(""), "cast received");
+        // Ids become names on this host: anything but a Neutron UUID is refused here, before
+        // it is queued, looked up or logged as a network of ours.
+        if let Some(bad) = invalid_id(&cast.event) {
+            tracing::error!(%method, request_id, error = %bad, "refusing a cast with an id that is not a UUID");
+            return;
+        }
         match &cast.event {
             Event::AgentUpdated { admin_state_up } => {
                 tracing::info!(
@@ -555,6 +561,20 @@ impl Core {
     /// `configure_dhcp_for_network`: our DHCP port, then plumbing and serving; then every port
     /// of the network is reported ready. `fetched_at`: when `info` was requested.
     async fn configure_network(self: &Arc<Self>, info: NetworkInfo, fetched_at: Instant) {
+        let mut info = info;
+        // Refused before anything is asked of neutron-server or changed on the host; a bad VM
+        // port is refused alone.
+        match info.network.validate() {
+            Ok((_, refused)) => {
+                for e in refused {
+                    tracing::error!(error = %e, "refusing a port neutron-server sent");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "refusing a network neutron-server sent; it keeps its running configuration, if any");
+                return;
+            }
+        }
         let network_id = info.network.id.clone();
         if !info.network.admin_state_up {
             tracing::debug!("network is admin down; not configuring it");
@@ -572,7 +592,6 @@ impl Core {
         }
         let device_id = self.device_id(&network_id);
         let stale = self.is_stale(&network_id, fetched_at);
-        let mut info = info;
         if stale {
             // Not served (else the data would have been dropped): it may still lack a DHCP port
             // we obtained after it was fetched; never create a second one.
@@ -736,6 +755,10 @@ impl Core {
             tracing::debug!(port_id = %port.id, "port on a network we do not serve; ignored");
             return;
         };
+        if let Err(e) = net.check_port(&port) {
+            tracing::error!(error = %e, "refusing a port neutron-server sent");
+            return;
+        }
         let new_ips: HashSet<IpAddr> = port.fixed_ips.iter().map(|f| f.ip_address).collect();
         if let Some(dup) = net.ports.iter().find(|c| {
             (c.id != port.id || c.mac_address != port.mac_address)
@@ -762,6 +785,10 @@ impl Core {
             tracing::debug!(port_id = %port.id, "port on a network we do not serve; ignored");
             return;
         };
+        if let Err(e) = net.check_port(&port) {
+            tracing::error!(error = %e, "refusing a port update neutron-server sent; the port keeps its running configuration");
+            return;
+        }
         self.reload_allocations(network_id, &net, port).await;
     }
 
@@ -883,7 +910,10 @@ impl Core {
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "ignoring a network neutron-server sent that cannot be parsed");
-                        active_ids.insert(e.network.clone());
+                        // Still active: not torn down for a typo (only a UUID can be ours).
+                        if is_uuid_like(&e.network) {
+                            active_ids.insert(e.network.clone());
+                        }
                     }
                 }
             }
@@ -954,6 +984,27 @@ fn upsert_port(network: &mut Network, port: Port) {
     }
 }
 
+/// The first id of an event that is not a Neutron UUID (network, subnet or port).
+fn invalid_id(event: &Event) -> Option<crate::model::InvalidId> {
+    let bad = |kind: &'static str, id: &str| {
+        (!is_uuid_like(id)).then(|| crate::model::InvalidId {
+            kind,
+            id: id.to_owned(),
+        })
+    };
+    if let Some(id) = event.network_id() {
+        if let Some(e) = bad("network", id) {
+            return Some(e);
+        }
+    }
+    match event {
+        Event::PortCreate(p) | Event::PortUpdate(p) => bad("port", &p.port.id),
+        Event::PortDelete { port_id, .. } => bad("port", port_id),
+        Event::SubnetDelete { subnet_id, .. } => bad("subnet", subnet_id),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -974,5 +1025,30 @@ mod tests {
         a2.id = "b".into();
         upsert_port(&mut n, a2);
         assert_eq!(n.ports.len(), 2);
+    }
+
+    #[test]
+    fn casts_with_ids_that_are_not_uuids_are_refused() {
+        let net = "6f1a5d2e-9c3b-4e7a-8d21-3b5c7e9f0a11";
+        let ok = parse_cast(
+            "network_delete_end",
+            &json!({"payload": {"network_id": net}}),
+        )
+        .unwrap();
+        assert!(invalid_id(&ok.event).is_none());
+        for bad in ["..", "x/../../y", "n1"] {
+            let c = parse_cast(
+                "network_delete_end",
+                &json!({"payload": {"network_id": bad}}),
+            )
+            .unwrap();
+            assert_eq!(invalid_id(&c.event).unwrap().id, bad);
+            let c = parse_cast(
+                "port_delete_end",
+                &json!({"payload": {"network_id": net, "port_id": bad}}),
+            )
+            .unwrap();
+            assert_eq!(invalid_id(&c.event).unwrap().kind, "port");
+        }
     }
 }
