@@ -405,7 +405,7 @@ fn run_standalone(
         "that the agent is ready",
         process.notifier.ready(&format!(
             "serving {} networks from {} ({} failed)",
-            file.networks().len() - failed.len(),
+            file.networks().len().saturating_sub(failed.len()),
             networks_file.display(),
             failed.len()
         )),
