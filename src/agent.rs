@@ -94,6 +94,19 @@ pub struct Agent {
     /// `$state_path/dhcp`: one directory per served network, like the Python agent's
     /// `dhcp_confs`, so a restarted agent can find and remove networks it no longer serves.
     state_dir: PathBuf,
+    /// Isolated metadata (issue 15): `None` when the agent runs without it.
+    metadata: Option<crate::metadata::ProxySettings>,
+    /// The running metadata proxies, by network.
+    proxies: Mutex<HashMap<String, RunningProxy>>,
+}
+
+/// A network's metadata proxy and the DHCP device it was opened on (a new device or
+/// namespace needs new listeners).
+struct RunningProxy {
+    proxy: crate::metadata::MetadataProxy,
+    namespace: String,
+    ifname: String,
+    ifindex: u32,
 }
 
 /// Networks [`Agent::apply`] configures (or tears down) at once: enough to overlap the kernel
@@ -107,7 +120,15 @@ impl Agent {
             devices,
             served: Mutex::new(HashMap::new()),
             state_dir: state_path.join("dhcp"),
+            metadata: None,
+            proxies: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Serves isolated metadata on the networks [`crate::metadata::decide`] picks.
+    pub fn with_metadata(mut self, settings: crate::metadata::ProxySettings) -> Agent {
+        self.metadata = Some(settings);
+        self
     }
 
     pub fn cache(&self) -> &Arc<NetworkCache> {
@@ -200,8 +221,83 @@ impl Agent {
     /// When only ports or options changed, this is a view swap and nothing else.
     pub async fn configure(&self, d: &DesiredNetwork) -> Result<Configured, AgentError> {
         let span = tracing::info_span!("configure", network_id = %d.network.id);
-        self.configure_inner(d).instrument(span).await
+        let r = self.configure_inner(d).instrument(span.clone()).await;
+        if matches!(r, Ok(c) if c != Configured::NotServed) {
+            self.update_metadata(d).instrument(span).await;
+        }
+        r
     }
+
+    // --- metadata proxy (issue 15) ---
+
+    fn proxies(&self) -> MutexGuard<'_, HashMap<String, RunningProxy>> {
+        // Entries are inserted/removed in single statements: a poisoned lock is consistent.
+        self.proxies.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a metadata proxy runs for this network.
+    pub fn has_metadata_proxy(&self, network_id: &str) -> bool {
+        self.proxies().contains_key(network_id)
+    }
+
+    /// Neutron's `update_isolated_metadata_proxy`, after every change of a served network:
+    /// starts, keeps, restarts (new keying or device) or stops its metadata proxy. A proxy
+    /// that cannot start is logged and leaves DHCP served; the next change tries again.
+    async fn update_metadata(&self, d: &DesiredNetwork) {
+        let Some(settings) = &self.metadata else {
+            return;
+        };
+        let id = &d.network.id;
+        let wanted = crate::metadata::decide(&d.network, &d.own_port_id, settings.switches);
+        let endpoint = self.served().get(id).map(|s| s.server.endpoint.clone());
+        let current = self.proxies().remove(id);
+        if let (Some(w), Some(e), Some(cur)) = (&wanted, &endpoint, &current) {
+            let same_device =
+                cur.namespace == e.namespace && cur.ifname == e.ifname && cur.ifindex == e.ifindex;
+            if *w == cur.proxy.decision && same_device {
+                if let Some(cur) = current {
+                    self.proxies().insert(id.clone(), cur);
+                }
+                return;
+            }
+        }
+        if let Some(cur) = current {
+            let counters = cur.proxy.stop().await;
+            tracing::info!(network_id = %id, %counters, "metadata proxy stopped");
+        }
+        let (Some(decision), Some(e)) = (wanted, endpoint) else {
+            return;
+        };
+        let started =
+            crate::metadata::MetadataProxy::start(id, &e.namespace, &e.ifname, decision, settings)
+                .await;
+        match started {
+            Ok(proxy) => {
+                self.proxies().insert(
+                    id.clone(),
+                    RunningProxy {
+                        proxy,
+                        namespace: e.namespace,
+                        ifname: e.ifname,
+                        ifindex: e.ifindex,
+                    },
+                );
+            }
+            Err(e) => {
+                tracing::error!(network_id = %id, error = %e, "cannot start the metadata proxy")
+            }
+        }
+    }
+
+    async fn stop_metadata(&self, network_id: &str) {
+        let running = self.proxies().remove(network_id);
+        if let Some(p) = running {
+            let counters = p.proxy.stop().await;
+            tracing::info!(%network_id, %counters, "metadata proxy stopped");
+        }
+    }
+
+    // --- end of metadata proxy ---
 
     async fn configure_inner(&self, d: &DesiredNetwork) -> Result<Configured, AgentError> {
         let id = d.network.id.clone();
@@ -432,6 +528,7 @@ impl Agent {
     /// Stops serving a network and removes everything made for it on this host, including what
     /// a previous run left behind (found through the state directory). Idempotent.
     pub async fn disable(&self, network_id: &str) {
+        self.stop_metadata(network_id).await;
         let served = self.served().remove(network_id);
         let mut port_id = served
             .as_ref()
@@ -481,6 +578,8 @@ impl Agent {
             return;
         }
         let started = std::time::Instant::now();
+        // Metadata proxies stop with their tasks (listeners closed, connections cut).
+        drop(std::mem::take(&mut *self.proxies()));
         let servers: Vec<Served> = self.served().drain().map(|(_, s)| s).collect();
         let networks = servers.len();
         tracing::info!(

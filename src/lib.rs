@@ -10,6 +10,7 @@ pub mod dnsmasq;
 pub mod fds;
 pub mod jsonscan;
 pub mod memory;
+pub mod metadata;
 pub mod model;
 pub mod netfile;
 pub mod neutron;
