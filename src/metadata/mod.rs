@@ -10,6 +10,7 @@ pub mod decision;
 pub mod forward;
 pub mod proxy;
 pub mod ratelimit;
+pub mod stall;
 
 pub use decision::{decide, Decision, Keyed, Switches};
 pub use proxy::{MetadataError, MetadataProxy, ProxySettings};

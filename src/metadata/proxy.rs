@@ -28,6 +28,7 @@ use tracing::Instrument;
 use super::decision::{Decision, Keyed, Switches};
 use super::forward::{self, KeyHeader};
 use super::ratelimit::RateLimiter;
+use super::stall::WriteStallTimeout;
 use crate::config::{AgentConfig, MetadataTimeouts, RateLimitOptions};
 use crate::device::plan::{METADATA_V4, METADATA_V6};
 
@@ -300,7 +301,10 @@ async fn serve_connection(stream: tokio::net::TcpStream, client: IpAddr, shared:
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(head_timeout)
-        .serve_connection(TokioIo::new(stream), svc);
+        .serve_connection(
+            TokioIo::new(WriteStallTimeout::new(stream, shared.timeouts.client)),
+            svc,
+        );
     if let Err(e) = conn.await {
         if e.is_parse() || e.is_parse_too_large() {
             bump(&shared.counters.bad_requests);
