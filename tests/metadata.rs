@@ -350,3 +350,37 @@ fn ipv6_link_local_listener_on_the_dhcp_device() {
     assert_eq!(echoed(&echo, "x-neutron-network-id"), [net.id.as_str()]);
     agent.stop();
 }
+
+#[test]
+fn restarted_agent_serves_metadata_again_on_the_plumbing_it_adopts() {
+    require_privileged_env();
+    let (net, port) = network(8);
+    let _bridge = LinkGuard::bridge(&net.bridge_name());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("metadata_proxy");
+    let _fake = FakeMetadataAgent::start(&socket);
+    // Both runs share state_path and host, so the second finds the first one's records.
+    let ini = metadata_ini(&socket, "")
+        + &format!(
+            "\n[DEFAULT]\nstate_path = {}\nhost = {}\n",
+            dir.path().join("state").display(),
+            unique_name("mdr")
+        );
+    let json = networks_json(&[&net]);
+    let first = Agent::start_keeping_plumbing(&ini, &json);
+    first.wait_serving(&net.id);
+    first.wait_for_log("metadata proxy listening", AGENT_TIMEOUT);
+    let vm = Vm::new(&net, &port);
+    assert_eq!(vm.curl_until_answer(&format!("{URL}/"), &[]).0, 200);
+    first.stop_keeping_plumbing();
+    // The namespace and its addresses stay, but nothing listens while no agent runs.
+    assert_eq!(vm.curl(&format!("{URL}/"), &[]).0, 0);
+
+    let second = Agent::start(&ini, &json);
+    second.wait_for_log("on the previous run's plumbing", AGENT_TIMEOUT);
+    second.wait_for_log("metadata proxy listening", AGENT_TIMEOUT);
+    let (code, echo) = vm.curl_json(&format!("{URL}/after-restart"), &[]);
+    assert_eq!(code, 200);
+    assert_eq!(echo["uri"], "/after-restart");
+    second.stop();
+}
