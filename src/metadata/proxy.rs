@@ -269,10 +269,15 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let shared = shared.clone();
-                conns.spawn(async move {
-                    serve_connection(stream, peer.ip(), &shared).await;
-                    drop(slot);
-                });
+                // Inside the network's span (this task's), one span per client connection.
+                let span = tracing::debug_span!("client", client = %peer.ip());
+                conns.spawn(
+                    async move {
+                        serve_connection(stream, peer.ip(), &shared).await;
+                        drop(slot);
+                    }
+                    .instrument(span),
+                );
             }
             Err(e) => {
                 // EMFILE and the like: back off instead of spinning; the client is retried.
