@@ -7,6 +7,7 @@
 #   jq                                                        demo.sh reads config/networks.json
 #   dnsmasq (dnsmasq-base)                                    the oracle of tests/differential.rs
 #   cc (gcc, libc6-dev)                                       the linker cargo needs
+#   curl                                                      tests/metadata*.rs (VM side)
 #
 # The Rust toolchain itself comes from rustup (rust-version in Cargo.toml is newer than
 # Debian's rustc); this script only checks that it is there.
@@ -27,6 +28,7 @@ have ip || need+=(iproute2)
 have jq || need+=(jq)
 have dnsmasq || need+=(dnsmasq-base)
 have cc || need+=(gcc libc6-dev)
+have curl || need+=(curl) # tests/metadata*.rs: the VMs' HTTP client
 
 if [ "${#need[@]}" -gt 0 ]; then
     echo "install-deps.sh: installing ${need[*]}"
