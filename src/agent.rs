@@ -248,8 +248,22 @@ impl Agent {
             return;
         };
         let id = &d.network.id;
-        let wanted = crate::metadata::decide(&d.network, &d.own_port_id, settings.switches);
-        let endpoint = self.served().get(id).map(|s| s.server.endpoint.clone());
+        let mut wanted = crate::metadata::decide(&d.network, &d.own_port_id, settings.switches);
+        let (endpoint, has_v6_address) = match self.served().get(id) {
+            Some(s) => (
+                Some(s.server.endpoint.clone()),
+                s.plan
+                    .addresses
+                    .iter()
+                    .any(|a| a.ip() == crate::device::plan::METADATA_V6),
+            ),
+            None => (None, false),
+        };
+        // The IPv6 listener needs fe80::a9fe:a9fe on the device, which the plan puts there
+        // only for a DHCP-enabled IPv6 subnet.
+        if let Some(w) = wanted.as_mut() {
+            w.ipv6 &= has_v6_address;
+        }
         let current = self.proxies().remove(id);
         if let (Some(w), Some(e), Some(cur)) = (&wanted, &endpoint, &current) {
             let same_device =
