@@ -203,11 +203,19 @@ fn metadata_agent_down_gives_503_slow_gives_504_and_it_recovers() {
     assert_eq!(code, 503, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("503 Service Unavailable"));
 
-    // It comes back: the next request is served, nothing restarted.
-    let _fake = FakeMetadataAgent::start(&dir.path().join("metadata_proxy"));
-    let (code, echo) = vm.curl_json(&format!("{URL}/again"), &[]);
+    // It comes back while a request waits (haproxy's retries, 1 s apart): that request is
+    // served, and so are the next ones; nothing restarted.
+    let (code, echo) = std::thread::scope(|s| {
+        let waiting = s.spawn(|| vm.curl_json(&format!("{URL}/again"), &[]));
+        std::thread::sleep(Duration::from_millis(300));
+        fake = Some(FakeMetadataAgent::start(&dir.path().join("metadata_proxy")));
+        waiting.join().expect("curl thread")
+    });
     assert_eq!(code, 200);
     assert_eq!(echo["uri"], "/again");
+    let (code, _) = vm.curl_json(&format!("{URL}/next"), &[]);
+    assert_eq!(code, 200);
+    drop(fake);
     let log = agent.stop();
     assert!(log.contains("agent unavailable 1,"), "{log}");
     assert!(log.contains("agent timeouts 1,"), "{log}");

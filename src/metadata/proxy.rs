@@ -381,23 +381,7 @@ async fn forward(
     shared: &Shared,
 ) -> Result<Response<Incoming>, StatusCode> {
     let t = shared.timeouts;
-    let connect = async {
-        let stream = UnixStream::connect(&shared.socket).await?;
-        hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(io::Error::other)
-    };
-    let (mut sender, conn) = match tokio::time::timeout(t.connect, connect).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => {
-            tracing::warn!(socket = %shared.socket.display(), error = %e, "metadata agent unavailable");
-            return Err(StatusCode::SERVICE_UNAVAILABLE);
-        }
-        Err(_) => {
-            tracing::warn!(socket = %shared.socket.display(), timeout = ?t.connect, "timed out connecting to the metadata agent");
-            return Err(StatusCode::SERVICE_UNAVAILABLE);
-        }
-    };
+    let (mut sender, conn) = connect_upstream(shared).await?;
     // Drives the upstream connection until the response body is read (or dropped, when the
     // client goes away).
     tokio::spawn(async move {
@@ -415,6 +399,46 @@ async fn forward(
             tracing::warn!(timeout = ?t.server, "the metadata agent did not answer in time");
             Err(StatusCode::GATEWAY_TIMEOUT)
         }
+    }
+}
+
+/// haproxy's `retries 3` of Neutron's config: connection attempts after the first.
+const RETRIES: u32 = 3;
+
+/// Connects to the metadata agent like haproxy: each attempt within `timeout_connect`, up to
+/// [`RETRIES`] more after a failure, each after haproxy's turn-around pause of
+/// `min(timeout_connect, 1 s)`, so a metadata agent that is restarting is waited for briefly
+/// instead of failing the request at once.
+async fn connect_upstream(
+    shared: &Shared,
+) -> Result<
+    (
+        hyper::client::conn::http1::SendRequest<Incoming>,
+        hyper::client::conn::http1::Connection<TokioIo<UnixStream>, Incoming>,
+    ),
+    StatusCode,
+> {
+    let t = shared.timeouts;
+    let mut attempt = 0;
+    loop {
+        let connect = async {
+            let stream = UnixStream::connect(&shared.socket).await?;
+            hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(io::Error::other)
+        };
+        let error = match tokio::time::timeout(t.connect, connect).await {
+            Ok(Ok(c)) => return Ok(c),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no connection within {:?}", t.connect),
+        };
+        if attempt == RETRIES {
+            tracing::warn!(socket = %shared.socket.display(), %error, attempts = attempt + 1, "metadata agent unavailable");
+            return Err(StatusCode::SERVICE_UNAVAILABLE);
+        }
+        attempt += 1;
+        tracing::debug!(socket = %shared.socket.display(), %error, attempt, "cannot reach the metadata agent; retrying");
+        tokio::time::sleep(t.connect.min(Duration::from_secs(1))).await;
     }
 }
 
