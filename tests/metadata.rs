@@ -392,3 +392,30 @@ fn restarted_agent_serves_metadata_again_on_the_plumbing_it_adopts() {
     assert_eq!(echo["uri"], "/after-restart");
     second.stop();
 }
+
+#[test]
+fn metadata_network_with_a_router_is_keyed_by_router() {
+    require_privileged_env();
+    // enable_metadata_network: a 169.254/16 subnet with a router interface is served (though
+    // routed), and the proxy names the router instead of the network.
+    let p = |last: u8| Ipv4Addr::new(169, 254, 77, last);
+    let mut net = NetSpec::new("169.254.77.0/24", Some(p(1)), p(2));
+    let port = net.add_port(PortSpec::vm(p(10)));
+    let router = net.add_port(router_port(&net));
+    let _bridge = LinkGuard::bridge(&net.bridge_name());
+    let (_dir, _fake, agent) = setup(&net, "\n[DEFAULT]\nenable_metadata_network = true\n");
+    let vm = Vm::new(&net, &port);
+    let (code, body) = vm.curl_until_answer(
+        &format!("{URL}/latest/meta-data/"),
+        &["-H", "X-Neutron-Network-ID: spoofed-network"],
+    );
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let echo: serde_json::Value = serde_json::from_slice(&body).expect("JSON echo");
+    assert_eq!(
+        echoed(&echo, "x-neutron-router-id"),
+        [router.device_id.as_str()]
+    );
+    assert!(echoed(&echo, "x-neutron-network-id").is_empty(), "{echo}");
+    assert_eq!(echoed(&echo, "x-forwarded-for"), [vm.ip.to_string()]);
+    agent.stop();
+}
