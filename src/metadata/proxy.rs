@@ -8,9 +8,11 @@
 //! http-server-close`), so a metadata agent that restarts is used again at the next request.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -320,7 +322,7 @@ async fn serve_connection(stream: tokio::net::TcpStream, client: IpAddr, shared:
     }
 }
 
-type ProxyBody = Either<Incoming, Full<Bytes>>;
+type ProxyBody = Either<Upstream, Full<Bytes>>;
 
 async fn handle(
     mut req: Request<Incoming>,
@@ -379,18 +381,20 @@ async fn handle(
 async fn forward(
     req: Request<Incoming>,
     shared: &Shared,
-) -> Result<Response<Incoming>, StatusCode> {
+) -> Result<Response<Upstream>, StatusCode> {
     let t = shared.timeouts;
     let (mut sender, conn) = connect_upstream(shared).await?;
-    // Drives the upstream connection until the response body is read (or dropped, when the
-    // client goes away).
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "metadata agent connection ended");
-        }
+    // The connection is driven by this request's own task: while the answer's head is awaited
+    // here, then by the answer's body as the client takes it. No task per request, no hand-off
+    // between threads.
+    let mut conn = Some(conn);
+    let mut send = std::pin::pin!(sender.send_request(req));
+    let head = std::future::poll_fn(|cx| {
+        drive(&mut conn, cx);
+        send.as_mut().poll(cx)
     });
-    match tokio::time::timeout(t.server, sender.send_request(req)).await {
-        Ok(Ok(resp)) => Ok(resp),
+    match tokio::time::timeout(t.server, head).await {
+        Ok(Ok(resp)) => Ok(resp.map(|body| Upstream { body, conn })),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "bad answer from the metadata agent");
             Err(StatusCode::BAD_GATEWAY)
@@ -399,6 +403,50 @@ async fn forward(
             tracing::warn!(timeout = ?t.server, "the metadata agent did not answer in time");
             Err(StatusCode::GATEWAY_TIMEOUT)
         }
+    }
+}
+
+type UpstreamConn = hyper::client::conn::http1::Connection<TokioIo<UnixStream>, Incoming>;
+
+/// Polls the metadata agent's connection (reading its answer, writing the request body) until
+/// it is done.
+fn drive(conn: &mut Option<UpstreamConn>, cx: &mut std::task::Context<'_>) {
+    if let Some(c) = conn.as_mut() {
+        if let std::task::Poll::Ready(r) = Pin::new(c).poll(cx) {
+            *conn = None;
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "metadata agent connection ended");
+            }
+        }
+    }
+}
+
+/// The metadata agent's answer body; polling it also drives the connection it comes from, so
+/// dropping it (the client went away) closes that connection too.
+pub struct Upstream {
+    body: Incoming,
+    conn: Option<UpstreamConn>,
+}
+
+impl hyper::body::Body for Upstream {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        drive(&mut this.conn, cx);
+        Pin::new(&mut this.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 
