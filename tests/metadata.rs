@@ -196,6 +196,9 @@ fn metadata_agent_down_gives_503_slow_gives_504_and_it_recovers() {
     // Slower than timeout_server: 504, not a hang.
     let (code, body) = vm.curl(&format!("{URL}/slow"), &[]);
     assert_eq!(code, 504, "{}", String::from_utf8_lossy(&body));
+    // Stalled in the middle of an answer for timeout_server: the client's connection is cut
+    // (curl: 18, partial file), it does not wait for its own timeout (28).
+    assert_eq!(vm.curl_exit(&format!("{URL}/stall")), Some(18));
 
     // The metadata agent goes away: 503.
     drop(fake.take());

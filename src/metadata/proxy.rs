@@ -394,7 +394,13 @@ async fn forward(
         send.as_mut().poll(cx)
     });
     match tokio::time::timeout(t.server, head).await {
-        Ok(Ok(resp)) => Ok(resp.map(|body| Upstream { body, conn })),
+        Ok(Ok(resp)) => Ok(resp.map(|body| Upstream {
+            body,
+            conn,
+            timeout: t.server,
+            stalled: None,
+            waiting: false,
+        })),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "bad answer from the metadata agent");
             Err(StatusCode::BAD_GATEWAY)
@@ -422,23 +428,54 @@ fn drive(conn: &mut Option<UpstreamConn>, cx: &mut std::task::Context<'_>) {
 }
 
 /// The metadata agent's answer body; polling it also drives the connection it comes from, so
-/// dropping it (the client went away) closes that connection too.
+/// dropping it (the client went away) closes that connection too. A metadata agent that
+/// stops sending in the middle of an answer for `timeout_server` (haproxy's server-side
+/// inactivity timeout) makes it fail, which cuts the client's connection: the client sees a
+/// truncated answer instead of waiting forever.
 pub struct Upstream {
     body: Incoming,
     conn: Option<UpstreamConn>,
+    timeout: Duration,
+    /// Armed at the first `Pending` after a frame (or the head).
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    waiting: bool,
 }
 
 impl hyper::body::Body for Upstream {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
         let this = self.get_mut();
         drive(&mut this.conn, cx);
-        Pin::new(&mut this.body).poll_frame(cx)
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.waiting = false;
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                let deadline = tokio::time::Instant::now() + this.timeout;
+                let sleep = this
+                    .stalled
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if !this.waiting {
+                    // Timed from when the metadata agent owes us data, not while the client
+                    // was slow to ask for more.
+                    sleep.as_mut().reset(deadline);
+                    this.waiting = true;
+                }
+                if sleep.as_mut().poll(cx).is_ready() {
+                    tracing::warn!(timeout = ?this.timeout, "the metadata agent stopped sending its answer");
+                    this.conn = None;
+                    return Poll::Ready(Some(Err("metadata agent answer stalled".into())));
+                }
+                Poll::Pending
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {

@@ -39,6 +39,7 @@ pub fn big_body() -> Vec<u8> {
 /// - `/big`: 1 MiB of [`big_body`];
 /// - `/status/<n>`: answers status `n`;
 /// - `/slow`: answers after 5 s;
+/// - `/stall`: promises 100 kB, sends 1 kB, then nothing;
 /// - anything else: a JSON echo of the request (`method`, `uri`, `headers` as
 ///   `[name, value]` pairs in order, `body`).
 ///
@@ -89,10 +90,46 @@ impl Drop for FakeMetadataAgent {
     }
 }
 
-async fn answer(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+/// A body that sends one chunk of a longer answer, then nothing ever again.
+struct Stalling {
+    sent: bool,
+}
+
+impl hyper::body::Body for Stalling {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        if self.sent {
+            return std::task::Poll::Pending;
+        }
+        self.sent = true;
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from(vec![
+            b'x';
+            1000
+        ])))))
+    }
+}
+
+type FakeBody = http_body_util::Either<Full<Bytes>, Stalling>;
+
+async fn answer(req: Request<hyper::body::Incoming>) -> Result<Response<FakeBody>, Infallible> {
+    let full = |b: Vec<u8>| Response::new(http_body_util::Either::Left(Full::new(Bytes::from(b))));
     let path = req.uri().path().to_owned();
     if path == "/big" {
-        return Ok(Response::new(Full::new(Bytes::from(big_body()))));
+        return Ok(full(big_body()));
+    }
+    if path == "/stall" {
+        // Promises 100 kB, sends 1 kB, then stalls.
+        let mut resp = Response::new(http_body_util::Either::Right(Stalling { sent: false }));
+        resp.headers_mut().insert(
+            "content-length",
+            hyper::header::HeaderValue::from_static("100000"),
+        );
+        return Ok(resp);
     }
     if path == "/slow" {
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -120,7 +157,7 @@ async fn answer(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Byt
         "headers": headers,
         "body": String::from_utf8_lossy(&body),
     });
-    let mut resp = Response::new(Full::new(Bytes::from(echo.to_string())));
+    let mut resp = full(echo.to_string().into_bytes());
     *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
     resp.headers_mut().insert(
         "content-type",
@@ -204,6 +241,26 @@ impl Vm {
             return (0, format!("curl exit {:?}", o.status.code()).into_bytes());
         }
         (code, std::fs::read(&out).unwrap_or_default())
+    }
+
+    /// `curl`'s exit code (28: its own `-m 10` timeout fired).
+    pub fn curl_exit(&self, url: &str) -> Option<i32> {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns.ns,
+                "curl",
+                "-s",
+                "-m",
+                "10",
+                "-o",
+                "/dev/null",
+                url,
+            ])
+            .status()
+            .expect("run curl")
+            .code()
     }
 
     /// `curl` that must get an answer; returns (status, parsed JSON echo or Null).
