@@ -337,8 +337,8 @@ Notes: the ratios come from interleaved rounds of one run, so both proxies saw t
 machine; the machine is shared (see the load average), so absolute numbers move between runs.
 Both proxies open one connection to the metadata agent per request (haproxy: `option
 http-server-close`). The stand-in metadata agent answers in microseconds; behind the real
-neutron-metadata-agent (Python) neither proxy is the bottleneck. The agent's proxies are two
-tasks, a listening socket and a few hundred bytes of state per network, so their memory is
+neutron-metadata-agent (Python) neither proxy is the bottleneck. The agent's proxies are a
+task and a listening socket per listener and a few hundred bytes of state per network, so their memory is
 at the resolution of VmRSS; each haproxy is a process of its own (~6 MiB RSS, ~3.5 MiB Pss).
 """)
 EOF
