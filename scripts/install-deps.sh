@@ -9,6 +9,7 @@
 #   cc (gcc, libc6-dev)                                       the linker cargo needs
 #   strip (binutils), setpriv (util-linux), systemd-analyze   tests/service.rs: the Debian
 #     (systemd)                                               package, run as its unit says
+#   curl                                                      tests/metadata*.rs (VM side)
 #
 # The Rust toolchain itself comes from rustup (rust-version in Cargo.toml is newer than
 # Debian's rustc); this script only checks that it is there.
@@ -32,6 +33,7 @@ have cc || need+=(gcc libc6-dev)
 have strip || need+=(binutils)
 have setpriv || need+=(util-linux)
 have systemd-analyze || need+=(systemd)
+have curl || need+=(curl) # tests/metadata*.rs: the VMs' HTTP client
 
 if [ "${#need[@]}" -gt 0 ]; then
     echo "install-deps.sh: installing ${need[*]}"

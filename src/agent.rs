@@ -112,6 +112,19 @@ pub struct Agent {
     /// Networks that are not served but may have plumbing on the host (their configure or
     /// their teardown failed): torn down on removal and on exit like served ones.
     failed: Mutex<HashSet<String>>,
+    /// Isolated metadata (issue 15): `None` when the agent runs without it.
+    metadata: Option<crate::metadata::ProxySettings>,
+    /// The running metadata proxies, by network.
+    proxies: Mutex<HashMap<String, RunningProxy>>,
+}
+
+/// A network's metadata proxy and the DHCP device it was opened on (a new device or
+/// namespace needs new listeners).
+struct RunningProxy {
+    proxy: crate::metadata::MetadataProxy,
+    namespace: String,
+    ifname: String,
+    ifindex: u32,
 }
 
 /// Networks [`Agent::apply`] configures (or tears down) at once: enough to overlap the kernel
@@ -127,7 +140,15 @@ impl Agent {
             state_dir: state_path.join("dhcp"),
             dirty: Mutex::new(HashSet::new()),
             failed: Mutex::new(HashSet::new()),
+            metadata: None,
+            proxies: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Serves isolated metadata on the networks [`crate::metadata::decide`] picks.
+    pub fn with_metadata(mut self, settings: crate::metadata::ProxySettings) -> Agent {
+        self.metadata = Some(settings);
+        self
     }
 
     fn dirty(&self) -> MutexGuard<'_, HashSet<String>> {
@@ -240,8 +261,97 @@ impl Agent {
     /// When only ports or options changed, this is a view swap and nothing else.
     pub async fn configure(&self, d: &DesiredNetwork) -> Result<Configured, AgentError> {
         let span = tracing::info_span!("configure", network_id = %d.network.id);
-        self.configure_inner(d).instrument(span).await
+        let r = self.configure_inner(d).instrument(span.clone()).await;
+        if matches!(r, Ok(c) if c != Configured::NotServed) {
+            self.update_metadata(d).instrument(span).await;
+        }
+        r
     }
+
+    // --- metadata proxy (issue 15) ---
+
+    fn proxies(&self) -> MutexGuard<'_, HashMap<String, RunningProxy>> {
+        // Entries are inserted/removed in single statements: a poisoned lock is consistent.
+        self.proxies.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a metadata proxy runs for this network.
+    pub fn has_metadata_proxy(&self, network_id: &str) -> bool {
+        self.proxies().contains_key(network_id)
+    }
+
+    /// Neutron's `update_isolated_metadata_proxy`, after every change of a served network:
+    /// starts, keeps, restarts (new keying or device) or stops its metadata proxy. A proxy
+    /// that cannot start is logged and leaves DHCP served; the next change tries again.
+    async fn update_metadata(&self, d: &DesiredNetwork) {
+        let Some(settings) = &self.metadata else {
+            return;
+        };
+        let id = &d.network.id;
+        let mut wanted = crate::metadata::decide(&d.network, &d.own_port_id, settings.switches);
+        let (endpoint, has_v6_address) = match self.served().get(id) {
+            Some(s) => (
+                Some(s.server.endpoint.clone()),
+                s.plan
+                    .addresses
+                    .iter()
+                    .any(|a| a.ip() == crate::device::plan::METADATA_V6),
+            ),
+            None => (None, false),
+        };
+        // The IPv6 listener needs fe80::a9fe:a9fe on the device, which the plan puts there
+        // only for a DHCP-enabled IPv6 subnet.
+        if let Some(w) = wanted.as_mut() {
+            w.ipv6 &= has_v6_address;
+        }
+        let current = self.proxies().remove(id);
+        if let (Some(w), Some(e), Some(cur)) = (&wanted, &endpoint, &current) {
+            let same_device =
+                cur.namespace == e.namespace && cur.ifname == e.ifname && cur.ifindex == e.ifindex;
+            if *w == cur.proxy.decision && same_device {
+                if let Some(cur) = current {
+                    self.proxies().insert(id.clone(), cur);
+                }
+                return;
+            }
+        }
+        if let Some(cur) = current {
+            let counters = cur.proxy.stop().await;
+            tracing::info!(network_id = %id, %counters, "metadata proxy stopped");
+        }
+        let (Some(decision), Some(e)) = (wanted, endpoint) else {
+            return;
+        };
+        let started =
+            crate::metadata::MetadataProxy::start(id, &e.namespace, &e.ifname, decision, settings)
+                .await;
+        match started {
+            Ok(proxy) => {
+                self.proxies().insert(
+                    id.clone(),
+                    RunningProxy {
+                        proxy,
+                        namespace: e.namespace,
+                        ifname: e.ifname,
+                        ifindex: e.ifindex,
+                    },
+                );
+            }
+            Err(e) => {
+                tracing::error!(network_id = %id, error = %e, "cannot start the metadata proxy")
+            }
+        }
+    }
+
+    async fn stop_metadata(&self, network_id: &str) {
+        let running = self.proxies().remove(network_id);
+        if let Some(p) = running {
+            let counters = p.proxy.stop().await;
+            tracing::info!(%network_id, %counters, "metadata proxy stopped");
+        }
+    }
+
+    // --- end of metadata proxy ---
 
     async fn configure_inner(&self, d: &DesiredNetwork) -> Result<Configured, AgentError> {
         // The gate: nothing on the host is touched for a network that fails validation, and
@@ -567,6 +677,7 @@ impl Agent {
             return;
         };
         self.dirty().remove(network_id);
+        self.stop_metadata(network_id).await;
         let served = self.served().remove(network_id);
         let mut port_id = served
             .as_ref()
@@ -619,6 +730,8 @@ impl Agent {
             return;
         }
         let started = std::time::Instant::now();
+        // Metadata proxies stop with their tasks (listeners closed, connections cut).
+        drop(std::mem::take(&mut *self.proxies()));
         let servers: Vec<Served> = self.served().drain().map(|(_, s)| s).collect();
         let networks = servers.len();
         tracing::info!(

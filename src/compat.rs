@@ -100,13 +100,7 @@ pub static OPTIONS: &[OptionSupport] = &[
     opt!("DEFAULT", "dhcp_rebinding_time", "0", Int, Implemented),
     opt!("DEFAULT", "enable_isolated_metadata", "false", Bool, Implemented),
     opt!("DEFAULT", "force_metadata", "false", Bool, Implemented),
-    opt!(
-        "DEFAULT",
-        "enable_metadata_network",
-        "false",
-        Bool,
-        Missing("metadata networks (169.254/16 subnets, router-keyed proxy) are served like any other network")
-    ),
+    opt!("DEFAULT", "enable_metadata_network", "false", Bool, Implemented),
     opt!("DEFAULT", "metadata_proxy_socket", "$state_path/metadata_proxy", Str, Implemented),
     opt!(
         "DEFAULT",

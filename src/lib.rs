@@ -13,6 +13,7 @@ pub mod fds;
 pub mod jsonscan;
 pub mod logfile;
 pub mod memory;
+pub mod metadata;
 pub mod model;
 pub mod netfile;
 pub mod neutron;

@@ -386,7 +386,8 @@ fn run_standalone(
         "starting in standalone mode"
     );
     let cache = Arc::new(NetworkCache::new(cfg.serve.clone()));
-    let agent = Agent::new(cache, devices, cfg.state_path.clone());
+    let agent = Agent::new(cache, devices, cfg.state_path.clone())
+        .with_metadata(neutron_dhcp::metadata::ProxySettings::from_config(&cfg));
     let keep: HashSet<String> = file
         .networks()
         .iter()
@@ -557,7 +558,10 @@ async fn run_rpc(
         Duration::from_secs(cfg.neutron.rpc_response_max_timeout),
     ));
     let cache = Arc::new(NetworkCache::new(cfg.serve.clone()));
-    let agent = Arc::new(Agent::new(cache, devices, cfg.state_path.clone()));
+    let agent = Arc::new(
+        Agent::new(cache, devices, cfg.state_path.clone())
+            .with_metadata(neutron_dhcp::metadata::ProxySettings::from_config(&cfg)),
+    );
     let report_interval =
         (!cfg.neutron.report_interval.is_zero()).then_some(cfg.neutron.report_interval);
     let settings = Settings {

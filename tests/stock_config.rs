@@ -480,12 +480,9 @@ fn debug_lists_the_ignored_options_and_no_password() {
         (&conf, "oslo_policy", "enforce_scope"),
         (&conf, "quotas", "quota_port"),
         (&conf, "ovs", "igmp_snooping_enable"),
-        (&ini, "DEFAULT", "enable_metadata_network"),
         (&ini, "DEFAULT", "dnsmasq_dns_servers"),
         (&ini, "DEFAULT", "dnsmasq_lease_max"),
-        (&ini, "DEFAULT", "metadata_proxy_socket"),
         (&ini, "AGENT", "check_child_processes_action"),
-        (&ini, "metadata_rate_limiting", "rate_limit_enabled"),
     ] {
         assert!(
             ignored(file, section, key),
@@ -511,6 +508,11 @@ fn debug_lists_the_ignored_options_and_no_password() {
         ("DEFAULT", "interface_driver"),
         ("DEFAULT", "dhcp_driver"),
         ("DEFAULT", "enable_isolated_metadata"),
+        // The isolated-metadata proxy's options (src/metadata).
+        ("DEFAULT", "enable_metadata_network"),
+        ("DEFAULT", "metadata_proxy_socket"),
+        ("metadata_rate_limiting", "rate_limit_enabled"),
+        ("metadata_rate_limiting", "ip_versions"),
         ("DEFAULT", "resync_interval"),
         ("DEFAULT", "num_sync_threads"),
         ("DEFAULT", "ovs_use_veth"),
