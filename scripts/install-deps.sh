@@ -6,6 +6,7 @@
 #   ip (iproute2)                                             namespaces, veth pairs, bridges
 #   jq                                                        demo.sh reads config/networks.json
 #   dnsmasq (dnsmasq-base)                                    the oracle of tests/differential.rs
+#   dig (bind9-dnsutils), dnsperf                           DNS clients of tests/dns*.rs and bench-dns.sh
 #   cc (gcc, libc6-dev)                                       the linker cargo needs
 #
 # The Rust toolchain itself comes from rustup (rust-version in Cargo.toml is newer than
@@ -27,6 +28,8 @@ have ip || need+=(iproute2)
 have jq || need+=(jq)
 have dnsmasq || need+=(dnsmasq-base)
 have cc || need+=(gcc libc6-dev)
+have dig || need+=(bind9-dnsutils)
+have dnsperf || need+=(dnsperf)
 
 if [ "${#need[@]}" -gt 0 ]; then
     echo "install-deps.sh: installing ${need[*]}"

@@ -90,11 +90,24 @@ impl NetworkCache {
         });
         // A port change copies the current view and patches it; anything else, or a patch the
         // view cannot take, builds it afresh.
+        // ---- DNS names (issue 14): rebuilt on the same change, swapped with the view ----
+        let dns = previous
+            .as_ref()
+            .filter(|(old, _)| crate::dns::names::same_names(old, &network))
+            .map(|(_, view)| view.dns().clone())
+            .unwrap_or_else(|| {
+                Arc::new(crate::dns::DnsNames::build(
+                    &network,
+                    &self.serve.dns_domain,
+                ))
+            });
+        // ---- end of DNS names ----
         let updated = previous.and_then(|(old, view)| view.update(&old, &network, &self.serve));
         let incremental = updated.is_some();
         let mut view =
             updated.unwrap_or_else(|| NetworkView::build(&network, own_port_id, &self.serve));
         tracing::debug!(network_id = %network.id, incremental, "view rebuilt");
+        view.set_dns(dns);
         let pinned = relock(&self.duids).get(&network.id).copied();
         if let Some(duid) = pinned {
             view.pin_server_duid(duid);

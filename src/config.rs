@@ -61,7 +61,82 @@ pub struct AgentConfig {
     pub neutron: NeutronOptions,
     /// `[OVS]` options and `[DEFAULT] ovs_use_veth` (the `openvswitch` interface driver).
     pub ovs: OvsOptions,
+    /// The DNS service's options (`dnsmasq_dns_servers`, `dnsmasq_local_resolv`, ...).
+    pub dns: DnsOptions,
 }
+
+// ---- DNS service options (issue 14) ----
+
+/// Options of the network's DNS service, with the names and defaults of Neutron's dnsmasq
+/// driver (reference §9.1, §11). `[DEFAULT] dns_domain` is in [`ServeConfig`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DnsOptions {
+    /// `dnsmasq_dns_servers` (`[]`): where names that are not the network's are forwarded;
+    /// `ip` or dnsmasq's `ip#port`.
+    pub servers: Vec<std::net::SocketAddr>,
+    /// `dnsmasq_local_resolv` (false): without `dnsmasq_dns_servers`, forward to the host's
+    /// resolv.conf servers.
+    pub local_resolv: bool,
+    /// `dnsmasq_enable_addr6_list` (false): merges a port's addresses on one stateful DHCPv6
+    /// subnet into one *host* line; Neutron's `addn_hosts` (the DNS names) is never merged,
+    /// so the DNS service answers the same either way.
+    pub enable_addr6_list: bool,
+}
+
+/// Options that change what dnsmasq answers on port 53 but that this agent does not
+/// implement: each one set is named in a WARNING at start.
+const UNIMPLEMENTED_DNS: &[(&str, &str)] = &[
+    ("dnsmasq_txt_record", "the TXT record is not served"),
+    (
+        "dnsmasq_config_file",
+        "extra dnsmasq configuration is not read",
+    ),
+    (
+        "dnsmasq_base_log_dir",
+        "DNS queries are not logged to a file",
+    ),
+];
+
+fn dns_options(r: &Reader<'_>) -> Result<DnsOptions, ConfigError> {
+    let mut servers = Vec::new();
+    if let Some((v, raw)) = r.string("DEFAULT", "dnsmasq_dns_servers") {
+        for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (ip, port) = match item.split_once('#') {
+                Some((ip, port)) => (ip, port.parse::<u16>().ok()),
+                None => (item, Some(53)),
+            };
+            let ip: Option<std::net::IpAddr> = ip.parse().ok();
+            match (ip, port) {
+                (Some(ip), Some(port)) if port != 0 => {
+                    servers.push(std::net::SocketAddr::new(ip, port))
+                }
+                _ => {
+                    return Err(r.invalid(
+                        "DEFAULT",
+                        "dnsmasq_dns_servers",
+                        raw,
+                        format!("{item:?} is not an IP address or address#port"),
+                    ))
+                }
+            }
+        }
+    }
+    for (key, effect) in UNIMPLEMENTED_DNS {
+        let set = r
+            .string("DEFAULT", key)
+            .is_some_and(|(v, _)| !v.is_empty() && !v.eq_ignore_ascii_case("false"));
+        if set {
+            tracing::warn!(option = %key, "option not implemented by this agent's DNS service: {effect}");
+        }
+    }
+    Ok(DnsOptions {
+        servers,
+        local_resolv: r.boolean("DEFAULT", "dnsmasq_local_resolv", false)?,
+        enable_addr6_list: r.boolean("DEFAULT", "dnsmasq_enable_addr6_list", false)?,
+    })
+}
+
+// ---- end of DNS service options ----
 
 /// `[OVS]` options and `[DEFAULT] ovs_use_veth`, with Neutron's defaults (checked further by
 /// the device layer).
@@ -395,6 +470,13 @@ const KNOWN: &[(&str, &str)] = &[
     ("AGENT", "log_agent_heartbeats"),
     ("veth", "bridge"),
     ("standalone", "networks_file"),
+    // The DNS service (issue 14); the unimplemented ones are warned about.
+    ("DEFAULT", "dnsmasq_dns_servers"),
+    ("DEFAULT", "dnsmasq_local_resolv"),
+    ("DEFAULT", "dnsmasq_enable_addr6_list"),
+    ("DEFAULT", "dnsmasq_txt_record"),
+    ("DEFAULT", "dnsmasq_config_file"),
+    ("DEFAULT", "dnsmasq_base_log_dir"),
 ];
 
 struct Reader<'a> {
@@ -552,9 +634,11 @@ impl AgentConfig {
                 .unwrap_or(d.datapath_type),
             use_veth: r.boolean("DEFAULT", "ovs_use_veth", false)?,
         };
+        let dns = dns_options(&r)?;
         Ok(AgentConfig {
             neutron,
             ovs,
+            dns,
             host,
             state_path,
             transport_url: r.opt_string("DEFAULT", "transport_url"),

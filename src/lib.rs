@@ -6,6 +6,7 @@ pub mod cache;
 pub mod config;
 pub mod device;
 pub mod dhcp;
+pub mod dns;
 pub mod dnsmasq;
 pub mod fds;
 pub mod jsonscan;

@@ -338,7 +338,7 @@ fn run_standalone(
         "starting in standalone mode"
     );
     let cache = Arc::new(NetworkCache::new(cfg.serve.clone()));
-    let agent = Agent::new(cache, devices, cfg.state_path.clone());
+    let agent = Agent::new(cache, devices, cfg.state_path.clone()).with_dns(&cfg.dns);
     let keep: HashSet<String> = file
         .networks()
         .iter()
@@ -475,7 +475,7 @@ async fn run_rpc(
         Duration::from_secs(cfg.neutron.rpc_response_max_timeout),
     ));
     let cache = Arc::new(NetworkCache::new(cfg.serve.clone()));
-    let agent = Arc::new(Agent::new(cache, devices, cfg.state_path.clone()));
+    let agent = Arc::new(Agent::new(cache, devices, cfg.state_path.clone()).with_dns(&cfg.dns));
     let report_interval =
         (!cfg.neutron.report_interval.is_zero()).then_some(cfg.neutron.report_interval);
     let settings = Settings {
