@@ -262,3 +262,129 @@ fn other_names_are_forwarded_from_inside_the_namespace() {
     }
     agent.stop();
 }
+
+#[test]
+fn a_restart_on_the_plumbing_left_behind_answers_at_once() {
+    require_privileged_env();
+    require_tool("dig");
+    let mut net = NetSpec::new("10.74.0.0/24", None, v4("10.74.0.2"));
+    net.add_port(PortSpec::vm(v4("10.74.0.10")).with_hostname("web-1"));
+    let _bridge = LinkGuard::bridge(&net.bridge_name());
+    let c = client(&net, "10.74.0.99");
+    let server = "10.74.0.2";
+    // Both runs share the state directory, where the plumbing is recorded.
+    let state = tempfile::tempdir().expect("state dir");
+    let ini = format!(
+        "{}\n[DEFAULT]\nstate_path = {}\n",
+        test_ini(),
+        state.path().display()
+    );
+    let first = Agent::start_keeping_plumbing(&ini, &networks_json(&[&net]));
+    first.wait_serving(&net.id);
+    assert_eq!(
+        dig_ready(&c.ns, server, "web-1", "A"),
+        Dug::ok(&["a 10.74.0.10"])
+    );
+    first.stop_keeping_plumbing();
+    // Nothing listens between the runs.
+    assert_eq!(dig(&c.ns, server, "web-1", "A", false).status, "TIMEOUT");
+
+    let second = Agent::start(&ini, &networks_json(&[&net]));
+    second.wait_for_log(
+        "serving network (on the previous run's plumbing",
+        Duration::from_secs(20),
+    );
+    for tcp in [false, true] {
+        assert_eq!(
+            dig(&c.ns, server, "web-1", "A", tcp),
+            Dug::ok(&["a 10.74.0.10"]),
+            "tcp={tcp}"
+        );
+    }
+    second.wait_for_log(
+        "plumbing left by the previous run verified",
+        Duration::from_secs(20),
+    );
+    assert_eq!(
+        dig(&c.ns, server, "web-1", "A", false),
+        Dug::ok(&["a 10.74.0.10"])
+    );
+    second.stop();
+}
+
+/// A fake upstream (Python, raw sockets) that answers every query four times: from another
+/// port, with another id, for another question, and only then rightly. Only the last may
+/// reach the client.
+const SPOOFING_UPSTREAM: &str = r#"
+import socket, struct, sys
+addr = sys.argv[1]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((addr, 53))
+other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+other.bind((addr, 5353))
+def answer(q, qid, name_bytes, ip):
+    hdr = struct.pack(">HHHHHH", qid, 0x8180, 1, 1, 0, 0)
+    qend = 12 + len(name_bytes) + 4
+    question = name_bytes + q[qend - 4:qend]
+    rr = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + socket.inet_aton(ip)
+    return hdr + question + rr
+def qname(q):
+    i = 12
+    while q[i] != 0:
+        i += 1 + q[i]
+    return q[12:i + 1]
+while True:
+    q, peer = s.recvfrom(4096)
+    (qid,) = struct.unpack(">H", q[:2])
+    name = qname(q)
+    other.sendto(answer(q, qid, name, "192.0.2.66"), peer)
+    s.sendto(answer(q, qid ^ 0x5a5a, name, "192.0.2.67"), peer)
+    s.sendto(answer(q, qid, b"\x05other\x04test\x00", "192.0.2.68"), peer)
+    s.sendto(answer(q, qid, name, "192.0.2.7"), peer)
+"#;
+
+#[test]
+fn only_the_upstream_answer_matching_the_query_reaches_the_client() {
+    require_privileged_env();
+    require_tool("dig");
+    require_tool("python3");
+    let mut net = NetSpec::new("10.75.0.0/24", None, v4("10.75.0.2"));
+    net.add_port(PortSpec::vm(v4("10.75.0.10")));
+    let _bridge = LinkGuard::bridge(&net.bridge_name());
+    let up = client(&net, "10.75.0.53");
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &up.ns,
+            "python3",
+            "-c",
+            SPOOFING_UPSTREAM,
+            "10.75.0.53",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("python3");
+    let _up_child = ChildGuard::new(child, false);
+    let c = client(&net, "10.75.0.99");
+    let ini = format!(
+        "{}\n[DEFAULT]\ndnsmasq_dns_servers = 10.75.0.53\n",
+        test_ini()
+    );
+    let agent = Agent::start_serving(&ini, &[&net]);
+    let server = "10.75.0.2";
+    dig_ready(&c.ns, server, "host-10-75-0-10", "A");
+    for name in [
+        "one.upstream.test",
+        "two.upstream.test",
+        "Three.Upstream.Test",
+    ] {
+        assert_eq!(
+            dig(&c.ns, server, name, "A", false),
+            Dug::ok(&["a 192.0.2.7"]),
+            "{name}"
+        );
+    }
+    let log = agent.stop();
+    assert!(log.contains("stopped DNS"), "{log}");
+}
