@@ -87,8 +87,8 @@ fn local_names_over_udp_and_tcp_follow_port_changes() {
             ask(&arpa("10.71.0.11"), "PTR"),
             Dug::ok(&[&format!("ptr host-10-71-0-11.{DNS_DOMAIN}.")])
         );
-        // The name exists, without IPv6: an empty answer, not a referral elsewhere.
-        assert_eq!(ask("web-1", "AAAA"), Dug::ok(&[]), "tcp={tcp}");
+        // No IPv6 address: not answered here, so (no upstream) REFUSED, as dnsmasq does.
+        assert_eq!(ask("web-1", "AAAA"), Dug::status("REFUSED"), "tcp={tcp}");
         // Not a local name and no upstream: REFUSED, at once.
         assert_eq!(ask("example.com", "A"), Dug::status("REFUSED"));
         // The DHCP port has no name (Neutron leaves it out of addn_hosts).

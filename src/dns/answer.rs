@@ -1,9 +1,8 @@
 //! The pure core of the DNS service: one query in, a reply (or a decision) out, no I/O.
 //!
 //! What dnsmasq does under Neutron's command line (reference §9.9), for one network:
-//! - a name of the network's `addn_hosts` (or its address, for PTR): answered here,
-//!   authoritatively, TTL 0; a local name asked for a type it has no records of: an empty
-//!   answer (NOERROR), not forwarded;
+//! - a name of the network's `addn_hosts` (or its address, for PTR) asked for a type it has
+//!   records of: answered here, authoritatively, TTL 0;
 //! - anything else: forwarded when the network has upstream servers, else REFUSED;
 //! - a message that is not a query (a response, garbage): dropped and counted.
 //!
@@ -44,7 +43,7 @@ pub enum Outcome {
 /// Which kind of reply was written; for the counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Answered {
-    /// A local name (possibly with no records of the asked type).
+    /// A local name.
     Local,
     /// Not a local name and nowhere to forward it: REFUSED.
     Refused,
@@ -324,11 +323,13 @@ mod tests {
         assert_eq!(m.answers[0].ttl, 0);
         assert_eq!(m.answers[0].data, RData::A("10.0.0.10".parse().unwrap()));
 
-        let (_, m) = ask(&query("host-10-0-0-1", RecordType::AAAA, true), false);
+        let (_, m) = ask(&query("host-10-0-0-1", RecordType::A, true), false);
         let m = m.unwrap();
-        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
-        assert!(m.answers.is_empty(), "exists, but without AAAA");
+        assert_eq!(m.answers.len(), 1);
         assert_eq!(m.edns.as_ref().map(Edns::max_payload), Some(EDNS_PAYLOAD));
+        // A local name without records of the type is not answered here (as dnsmasq).
+        let (o, _) = ask(&query("host-10-0-0-1", RecordType::AAAA, true), true);
+        assert_eq!(o, Outcome::Forward);
     }
 
     #[test]
