@@ -90,11 +90,16 @@ impl NetworkCache {
         });
         // A port change copies the current view and patches it; anything else, or a patch the
         // view cannot take, builds it afresh.
-        // ---- DNS names (issue 14): rebuilt on the same change, swapped with the view ----
+        // ---- DNS names (issue 14): patched or rebuilt on the same change, swapped with the view ----
         let dns = previous
             .as_ref()
-            .filter(|(old, _)| crate::dns::names::same_names(old, &network))
-            .map(|(_, view)| view.dns().clone())
+            .and_then(|(old, view)| {
+                if crate::dns::names::same_names(old, &network) {
+                    return Some(view.dns().clone());
+                }
+                let updated = view.dns().update(old, &network, &self.serve.dns_domain);
+                updated.map(Arc::new)
+            })
             .unwrap_or_else(|| {
                 Arc::new(crate::dns::DnsNames::build(
                     &network,

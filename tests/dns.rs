@@ -7,6 +7,8 @@
 //! Needs root, `dig` (bind9-dnsutils) and, for the upstream, `dnsmasq`. Names, namespaces and
 //! bridges are unique per test and removed afterwards.
 
+#[path = "common/alloc_count.rs"]
+mod alloc_count;
 mod common;
 #[path = "common/dns.rs"]
 mod dnstools;
@@ -387,4 +389,71 @@ fn only_the_upstream_answer_matching_the_query_reaches_the_client() {
     }
     let log = agent.stop();
     assert!(log.contains("stopped DNS"), "{log}");
+}
+
+/// The hot path: a query for a local name (A by short name and FQDN, PTR) or one refused takes
+/// no allocation once the reply buffer exists (names up to 32 octets, no EDNS options).
+#[test]
+fn a_local_answer_allocates_nothing() {
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::{Name, RecordType};
+    use neutron_dhcp::dns::answer::{respond, Answered, Outcome, Transport};
+    use neutron_dhcp::dns::DnsNames;
+
+    let mut net = NetSpec::new("10.79.0.0/24", None, v4("10.79.0.2"));
+    for i in 10..200u8 {
+        let p = PortSpec::vm(Ipv4Addr::new(10, 79, 0, i));
+        net.add_port(if i % 2 == 0 {
+            p.with_hostname(&format!("vm-{i}"))
+        } else {
+            p
+        });
+    }
+    let network = neutron_dhcp::model::Network::from_json(&net.to_json()).expect("parses");
+    let names = DnsNames::build(&network, DNS_DOMAIN);
+    let query = |name: &str, t: RecordType| {
+        let mut m = Message::query();
+        m.add_query(Query::query(Name::from_ascii(name).expect("name"), t));
+        m.to_vec().expect("encode")
+    };
+    let cases = [
+        (
+            query("vm-10", RecordType::A),
+            Outcome::Reply(Answered::Local),
+        ),
+        (
+            query(&format!("VM-20.{DNS_DOMAIN}"), RecordType::A),
+            Outcome::Reply(Answered::Local),
+        ),
+        (
+            query("host-10-79-0-11", RecordType::A),
+            Outcome::Reply(Answered::Local),
+        ),
+        (
+            query("11.0.79.10.in-addr.arpa", RecordType::PTR),
+            Outcome::Reply(Answered::Local),
+        ),
+        (
+            query("example.com", RecordType::A),
+            Outcome::Reply(Answered::Refused),
+        ),
+    ];
+    let mut out = Vec::with_capacity(4096);
+    for (q, expected) in &cases {
+        assert_eq!(
+            respond(q, &names, false, Transport::Udp, &mut out),
+            *expected
+        );
+    }
+    let before = alloc_count::allocations();
+    for _ in 0..100 {
+        for (q, _) in &cases {
+            respond(q, &names, false, Transport::Udp, &mut out);
+        }
+    }
+    assert_eq!(
+        alloc_count::allocations() - before,
+        0,
+        "allocations per 500 queries"
+    );
 }

@@ -10,33 +10,39 @@
 //!   the first name of its `addn_hosts` line, as dnsmasq answers reverse lookups from it.
 //! - Names are looked up case-insensitively and without the root dot (dnsmasq's canonical form).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
-use crate::model::Network;
+use crate::model::{Network, Port};
 
 /// dnsmasq's `local-ttl` default (Neutron sets none): local answers are not cached.
 pub const LOCAL_TTL: u32 = 0;
 
+/// Beyond this many changed ports a full build costs about the same as a patched copy.
+const MAX_CHANGED: usize = 64;
+
 /// One answer record, encoded once: its owner name is a pointer to the question's name (the
 /// only name a reply to one question carries before its answers), so the record is valid in
-/// any reply to a query for this name.
+/// any reply to a query for this name. Shared, so that copying a table copies no record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EncodedRr {
     pub rtype: RecordType,
-    pub bytes: Box<[u8]>,
+    pub bytes: Arc<[u8]>,
 }
 
 /// A network's DNS names. Immutable once built; shared by every view of the network until its
-/// ports change.
+/// ports change, and then patched on a copy whose entries are shared with this one
+/// ([`DnsNames::update`]).
 #[derive(Clone, Debug, Default)]
 pub struct DnsNames {
-    /// Lower-case name without the root dot -> its A/AAAA records, in `addn_hosts` order.
-    forward: HashMap<Box<[u8]>, Vec<EncodedRr>>,
+    /// Lower-case name without the root dot -> its A/AAAA records (A first), in `addn_hosts`
+    /// order.
+    forward: HashMap<Arc<[u8]>, Arc<[EncodedRr]>>,
     /// Address -> its PTR record.
     reverse: HashMap<IpAddr, EncodedRr>,
 }
@@ -50,19 +56,113 @@ pub enum Lookup<'a> {
     Unknown,
 }
 
+/// Names being added to, before their record lists are frozen.
+#[derive(Default)]
+struct Staged(HashMap<Arc<[u8]>, Vec<EncodedRr>>);
+
 impl DnsNames {
     /// The table for `net` under `dns_domain` (the agent's `[DEFAULT] dns_domain`; empty: the
     /// generated names have no domain).
     pub fn build(net: &Network, dns_domain: &str) -> DnsNames {
         let mut names = DnsNames::default();
+        let mut staged = Staged::default();
         for (ip, fqdn, hostname) in entries(net, dns_domain) {
-            names.add(ip, &fqdn, &hostname);
+            names.add(&mut staged, ip, &fqdn, &hostname);
         }
-        for records in names.forward.values_mut() {
+        names.freeze(staged);
+        names
+    }
+
+    /// The table of `new`, made from this one (the table of `old`, whose unchanged ports
+    /// `new` shares: ports are compared by pointer, as the view's update does) by taking out
+    /// the names of the ports that left and adding those of the ports that came. `None` when
+    /// only a full build answers right: other subnets, too many changed ports, or an address
+    /// of a changed port that another port also has (then the file order decides its PTR).
+    pub fn update(&self, old: &Network, new: &Network, dns_domain: &str) -> Option<DnsNames> {
+        if old.subnets != new.subnets || old.non_local_subnets != new.non_local_subnets {
+            return None;
+        }
+        let in_old: HashSet<*const Port> = old.ports.iter().map(Arc::as_ptr).collect();
+        let in_new: HashSet<*const Port> = new.ports.iter().map(Arc::as_ptr).collect();
+        let removed: Vec<&Port> = old
+            .ports
+            .iter()
+            .filter(|p| !in_new.contains(&Arc::as_ptr(p)) && p.wants_dhcp())
+            .map(|p| &**p)
+            .collect();
+        let added: Vec<&Port> = new
+            .ports
+            .iter()
+            .filter(|p| !in_old.contains(&Arc::as_ptr(p)) && p.wants_dhcp())
+            .map(|p| &**p)
+            .collect();
+        if removed.len() + added.len() > MAX_CHANGED {
+            return None;
+        }
+        let changed: HashSet<*const Port> = removed
+            .iter()
+            .chain(&added)
+            .map(|p| *p as *const Port)
+            .collect();
+        let shared_address = |net: &Network, ip: IpAddr| {
+            net.ports.iter().any(|p| {
+                p.wants_dhcp()
+                    && !changed.contains(&Arc::as_ptr(p))
+                    && p.fixed_ips.iter().any(|f| f.ip_address == ip)
+            })
+        };
+        let mut names = self.clone();
+        let mut staged = Staged::default();
+        for port in removed {
+            for (ip, fqdn, hostname) in port_entries(old, port, dns_domain) {
+                if shared_address(old, ip) {
+                    return None;
+                }
+                let rr = address_rr(ip)?;
+                for name in [&fqdn, &hostname] {
+                    let Some(key) = key_of_text(name) else {
+                        continue;
+                    };
+                    let records = names.staged(&mut staged, key);
+                    if let Some(i) = records.iter().position(|r| *r == rr) {
+                        records.remove(i);
+                    }
+                }
+                names.reverse.remove(&ip);
+            }
+        }
+        for port in added {
+            for (ip, fqdn, hostname) in port_entries(new, port, dns_domain) {
+                if shared_address(new, ip) {
+                    return None;
+                }
+                names.add(&mut staged, ip, &fqdn, &hostname);
+            }
+        }
+        names.freeze(staged);
+        Some(names)
+    }
+
+    /// The records of `key` to change: staged already, or copied from the table.
+    fn staged<'s>(&self, staged: &'s mut Staged, key: Arc<[u8]>) -> &'s mut Vec<EncodedRr> {
+        let current = self.forward.get(&key);
+        staged
+            .0
+            .entry(key)
+            .or_insert_with(|| current.map(|r| r.to_vec()).unwrap_or_default())
+    }
+
+    /// Puts the staged names into the table (an emptied name leaves it).
+    fn freeze(&mut self, staged: Staged) {
+        for (key, mut records) in staged.0 {
+            if records.is_empty() {
+                self.forward.remove(&key);
+                continue;
+            }
             // Stable: addresses of one family keep the file's order.
             records.sort_by_key(|rr| u16::from(rr.rtype));
+            self.forward.insert(key, records.into());
         }
-        names
     }
 
     /// Number of distinct names; for logs and tests.
@@ -70,12 +170,8 @@ impl DnsNames {
         self.forward.len()
     }
 
-    fn add(&mut self, ip: IpAddr, fqdn: &str, hostname: &str) {
-        let rdata = match ip {
-            IpAddr::V4(v4) => RData::A(A(v4)),
-            IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
-        };
-        let Some(rr) = encode(rdata) else {
+    fn add(&mut self, staged: &mut Staged, ip: IpAddr, fqdn: &str, hostname: &str) {
+        let Some(rr) = address_rr(ip) else {
             return;
         };
         for name in [fqdn, hostname] {
@@ -83,7 +179,7 @@ impl DnsNames {
                 tracing::warn!(name, %ip, "not a valid DNS name; not answered");
                 continue;
             };
-            let records = self.forward.entry(key).or_default();
+            let records = self.staged(staged, key);
             if !records.contains(&rr) {
                 records.push(rr.clone());
             }
@@ -154,9 +250,26 @@ pub fn same_names(old: &Network, new: &Network) -> bool {
             .all(|(a, b)| std::sync::Arc::ptr_eq(a, b))
 }
 
+/// The A or AAAA record of an address.
+fn address_rr(ip: IpAddr) -> Option<EncodedRr> {
+    encode(match ip {
+        IpAddr::V4(v4) => RData::A(A(v4)),
+        IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+    })
+}
+
 /// `(address, fqdn, hostname)` per line of Neutron's `addn_hosts` for `net` (reference §9.4,
 /// §9.5), in file order.
 pub fn entries(net: &Network, dns_domain: &str) -> Vec<(IpAddr, String, String)> {
+    net.ports
+        .iter()
+        .filter(|p| p.wants_dhcp())
+        .flat_map(|p| port_entries(net, p, dns_domain))
+        .collect()
+}
+
+/// The `addn_hosts` lines of one port of `net`.
+fn port_entries(net: &Network, port: &Port, dns_domain: &str) -> Vec<(IpAddr, String, String)> {
     let stateless = |subnet_id: &str| {
         net.subnets.iter().chain(&net.non_local_subnets).any(|s| {
             s.id == subnet_id
@@ -164,12 +277,12 @@ pub fn entries(net: &Network, dns_domain: &str) -> Vec<(IpAddr, String, String)>
                 && s.ipv6_address_mode == Some(crate::model::Ipv6Mode::Dhcpv6Stateless)
         })
     };
-    let mut out = Vec::new();
-    for port in net.ports.iter().filter(|p| p.wants_dhcp()) {
-        // `_iter_hosts` lists stateless IPv6 allocations first (a stable sort).
-        let mut fixed: Vec<_> = port.fixed_ips.iter().collect();
-        fixed.sort_by_key(|f| !stateless(&f.subnet_id));
-        for f in fixed {
+    // `_iter_hosts` lists stateless IPv6 allocations first (a stable sort).
+    let mut fixed: Vec<_> = port.fixed_ips.iter().collect();
+    fixed.sort_by_key(|f| !stateless(&f.subnet_id));
+    fixed
+        .into_iter()
+        .map(|f| {
             let ip = f.ip_address;
             let (hostname, fqdn) = match port.dns_assignment.iter().find(|d| d.ip_address == ip) {
                 Some(d) => (d.hostname.clone(), d.fqdn.clone()),
@@ -183,10 +296,9 @@ pub fn entries(net: &Network, dns_domain: &str) -> Vec<(IpAddr, String, String)>
                     (hostname, fqdn)
                 }
             };
-            out.push((ip, fqdn, hostname));
-        }
-    }
-    out
+            (ip, fqdn, hostname)
+        })
+        .collect()
 }
 
 /// Most bytes a name's key can take (a DNS name is at most 255 octets on the wire).
@@ -215,13 +327,13 @@ pub fn key_of<'b>(name: &Name, buf: &'b mut [u8; MAX_KEY]) -> Option<&'b [u8]> {
 
 /// The key of a name given as text (a host name or FQDN from Neutron), checked by hickory's
 /// parser.
-fn key_of_text(text: &str) -> Option<Box<[u8]>> {
+fn key_of_text(text: &str) -> Option<Arc<[u8]>> {
     let name = Name::from_ascii(text.trim_end_matches('.')).ok()?;
     if name.is_root() {
         return None;
     }
     let mut buf = [0; MAX_KEY];
-    key_of(&name, &mut buf).map(Box::from)
+    key_of(&name, &mut buf).map(Arc::from)
 }
 
 /// An answer record for the question's name, encoded with hickory: the record is written with
@@ -243,7 +355,7 @@ fn encode(rdata: RData) -> Option<EncodedRr> {
     bytes.extend_from_slice(&buf[1..]);
     Some(EncodedRr {
         rtype,
-        bytes: bytes.into_boxed_slice(),
+        bytes: bytes.into(),
     })
 }
 
@@ -323,7 +435,7 @@ pub(crate) mod tests {
     }
 
     fn key(name: &str) -> Vec<u8> {
-        key_of_text(name).unwrap().into()
+        key_of_text(name).unwrap().to_vec()
     }
 
     fn rtypes(l: Lookup<'_>) -> Option<Vec<RecordType>> {
@@ -425,5 +537,68 @@ pub(crate) mod tests {
         );
         assert_eq!(parse_arpa(b"1.0.ip6.arpa"), None);
         assert_eq!(parse_arpa(b"example.org"), None);
+    }
+
+    /// Every answer of a table, for comparing two tables.
+    fn answers(names: &DnsNames) -> Vec<(Vec<u8>, Vec<EncodedRr>)> {
+        let mut all: Vec<(Vec<u8>, Vec<EncodedRr>)> = names
+            .forward
+            .iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect();
+        for (ip, rr) in &names.reverse {
+            all.push((ip.to_string().into_bytes(), vec![rr.clone()]));
+        }
+        for (_, v) in &mut all {
+            v.sort_by(|a, b| (u16::from(a.rtype), &a.bytes).cmp(&(u16::from(b.rtype), &b.bytes)));
+        }
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    #[test]
+    fn a_patched_table_answers_like_a_full_build() {
+        let base = network();
+        let mut names = DnsNames::build(&base, "d");
+        let mut net = base.clone();
+        // A sequence of edits: remove a port, add new ones, rename one, remove the rest.
+        let vm = |i: u8, name: Option<&str>| {
+            let mut p = json!({"id": format!("x{i}"), "mac_address": format!("fa:16:3e:00:01:{i:02x}"),
+                "device_owner": "compute:nova",
+                "fixed_ips": [{"subnet_id": "s4", "ip_address": format!("10.0.0.{}", 100 + i)},
+                              {"subnet_id": "s6", "ip_address": format!("fd00::{}", 100 + i)}]});
+            if let Some(n) = name {
+                p["dns_assignment"] = json!([{"ip_address": format!("10.0.0.{}", 100 + i),
+                    "hostname": n, "fqdn": format!("{n}.example.org.")}]);
+            }
+            std::sync::Arc::new(serde_json::from_value::<Port>(p).unwrap())
+        };
+        type Step = Box<dyn Fn(&mut Network)>;
+        let steps: Vec<Step> = vec![
+            Box::new(|n| n.ports.retain(|p| p.id != "vm1")),
+            Box::new(move |n| n.ports.push(vm(1, Some("app")))),
+            Box::new(move |n| n.ports.insert(1, vm(2, None))),
+            Box::new(move |n| {
+                n.ports.retain(|p| p.id != "x1");
+                n.ports.push(vm(1, Some("app-renamed")));
+            }),
+            Box::new(|n| n.ports.retain(|p| p.device_owner == "network:dhcp")),
+        ];
+        for (i, step) in steps.iter().enumerate() {
+            let old = net.clone();
+            step(&mut net);
+            let patched = names.update(&old, &net, "d").expect("patchable");
+            assert_eq!(
+                answers(&patched),
+                answers(&DnsNames::build(&net, "d")),
+                "step {i}"
+            );
+            names = patched;
+        }
+        assert_eq!(names.name_count(), 0);
+        // Another subnet list: only a full build.
+        let mut other = net.clone();
+        other.subnets.pop();
+        assert!(names.update(&net, &other, "d").is_none());
     }
 }
