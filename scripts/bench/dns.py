@@ -33,6 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 REL = os.path.join(ROOT, "target", "release")
 AGENT = os.path.join(REL, "neutron-dhcp-agent")
 RENDER = os.path.join(REL, "render-dnsmasq")
+FOOTPRINT = os.path.join(REL, "dns-footprint")
 HZ = os.sysconf("SC_CLK_TCK")
 DOMAIN = "ndrs.bench"
 PREFIX = "10.88.0"
@@ -260,6 +261,22 @@ def main():
     wait_answer(client, f"vm-0.{DOMAIN}")
     results["agent"] = measure("agent", agent.pid, client, files, args.secs)
     results["agent_rss_kb"] = rss_kb(agent.pid)
+
+    agent.terminate()
+    agent.wait(timeout=30)
+
+    # Memory the DNS service adds per network (names of 10 ports + a running service).
+    results["footprint"] = json.loads(sh(FOOTPRINT, "--networks", "200", "--ports", "10"))
+    big = json.loads(sh(FOOTPRINT, "--networks", "5", "--ports", "1000"))
+    results["names_build_us_1000_ports"] = big["names_build_us_per_network"]
+    results["names_update_us_1000_ports"] = big["names_update_us_one_port"]
+    fp = results["footprint"]
+    print(f"  added per network (10 ports): names {fp['names_heap_bytes_per_network'] / 1024:.1f} KiB"
+          f" + service {fp['service_heap_bytes_per_network'] / 1024:.1f} KiB heap"
+          f" = {fp['added_heap_bytes_per_network'] / 1024:.1f} KiB"
+          f" (service RSS growth {fp['service_rss_bytes_per_network'] / 1024:.1f} KiB);"
+          f" names of 1,000 ports built in {big['names_build_us_per_network']:.0f} us,"
+          f" patched for a one-port change in {big['names_update_us_one_port']:.0f} us", flush=True)
 
     print()
     for kind in files:

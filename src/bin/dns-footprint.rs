@@ -123,6 +123,19 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let build_us = started.elapsed().as_secs_f64() * 1e6 / cli.networks.max(1) as f64;
     let heap1 = LIVE.load(Ordering::Relaxed);
+    // A port event: one port replaced by another, patched on the event path.
+    let mut update_us = 0.0;
+    if let (Some(old), Some(names0)) = (nets.first(), names.first()) {
+        let mut new = old.clone();
+        let extra = network(usize::MAX - 1, cli.ports + 1);
+        if let (Some(_), Some(added)) = (new.ports.pop(), extra.ports.last()) {
+            new.ports.push(added.clone());
+        }
+        let started = std::time::Instant::now();
+        let patched = names0.update(old, &new, "openstacklocal");
+        update_us = started.elapsed().as_secs_f64() * 1e6;
+        anyhow::ensure!(patched.is_some(), "a one-port change is patched");
+    }
     let views: Vec<_> = nets
         .iter()
         .map(|n| cache.upsert(n.clone(), "dhcp"))
@@ -155,6 +168,7 @@ fn main() -> anyhow::Result<()> {
             "networks": cli.networks,
             "ports_per_network": cli.ports,
             "names_build_us_per_network": build_us,
+            "names_update_us_one_port": update_us,
             "names_heap_bytes_per_network": names_b,
             "service_heap_bytes_per_network": service_b,
             "added_heap_bytes_per_network": names_b + service_b,

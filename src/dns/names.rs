@@ -82,18 +82,30 @@ impl DnsNames {
         if old.subnets != new.subnets || old.non_local_subnets != new.non_local_subnets {
             return None;
         }
-        let in_old: HashSet<*const Port> = old.ports.iter().map(Arc::as_ptr).collect();
-        let in_new: HashSet<*const Port> = new.ports.iter().map(Arc::as_ptr).collect();
-        let removed: Vec<&Port> = old
-            .ports
+        // The ports between the common head and tail of the two lists (a reload or an event
+        // shares the unchanged `Arc<Port>`s): a port in that window that did not change is
+        // taken out and put back, which leaves its names as they were.
+        let (o, n) = (&old.ports, &new.ports);
+        let head = o
             .iter()
-            .filter(|p| !in_new.contains(&Arc::as_ptr(p)) && p.wants_dhcp())
+            .zip(n)
+            .take_while(|(a, b)| Arc::ptr_eq(a, b))
+            .count();
+        let tail = o
+            .iter()
+            .rev()
+            .zip(n.iter().rev())
+            .take(o.len().min(n.len()) - head)
+            .take_while(|(a, b)| Arc::ptr_eq(a, b))
+            .count();
+        let removed: Vec<&Port> = o[head..o.len() - tail]
+            .iter()
+            .filter(|p| p.wants_dhcp())
             .map(|p| &**p)
             .collect();
-        let added: Vec<&Port> = new
-            .ports
+        let added: Vec<&Port> = n[head..n.len() - tail]
             .iter()
-            .filter(|p| !in_old.contains(&Arc::as_ptr(p)) && p.wants_dhcp())
+            .filter(|p| p.wants_dhcp())
             .map(|p| &**p)
             .collect();
         if removed.len() + added.len() > MAX_CHANGED {
