@@ -7,6 +7,7 @@
 //! upstream side.
 
 pub mod answer;
+pub mod batch;
 pub mod names;
 
 pub use names::DnsNames;

@@ -1,9 +1,10 @@
 //! The DNS I/O shell of one namespace: port 53 on the DHCP port's addresses.
 //!
 //! - **UDP** (nearly all DNS traffic) is served like DHCP: each socket is a job on the DNS
-//!   threads ([`threads`], `epoll` loops of their own), a query costs one `recvfrom`, a lookup
-//!   in the view the DHCP threads read ([`ViewHandle`], swapped on every change, never locked)
-//!   and one `sendto`; the buffers are the thread's, so an idle network costs no buffer.
+//!   threads ([`threads`], `epoll` loops of their own): one `recvmmsg` takes the queued
+//!   queries, each is a lookup in the view the DHCP threads read ([`ViewHandle`], swapped on
+//!   every change, never locked), one `sendmmsg` sends the replies ([`super::batch`]); the
+//!   buffers are the thread's, so an idle network costs no buffer.
 //! - **TCP** and **forwarding** are rare and wait on peers: they run as tokio tasks. Their
 //!   sockets are made inside the namespace, so forwarded queries leave through the tenant
 //!   network as dnsmasq's do ([`super::forward`]).
@@ -26,9 +27,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::answer::{self, Answered, Outcome, Transport};
+use super::batch::{Batch, BATCH};
 use super::forward::Forwarder;
 use crate::cache::ViewHandle;
-use crate::dhcp::{dgram, threads};
+use crate::dhcp::threads;
 
 pub const DNS_PORT: u16 = 53;
 
@@ -308,13 +310,9 @@ struct UdpJob {
     shared: Arc<Shared>,
 }
 
-/// Largest query taken over UDP (EDNS allows up to 64 KiB; no query needs a tenth of that).
-const RECV_BUF: usize = 4096;
-
 thread_local! {
-    /// The DNS thread's receive and reply buffers, shared by all the networks it serves.
-    static BUFFERS: RefCell<(Box<[u8]>, Vec<u8>)> =
-        RefCell::new((vec![0; RECV_BUF].into_boxed_slice(), Vec::with_capacity(RECV_BUF)));
+    /// The DNS thread's datagram buffers, shared by all the networks it serves.
+    static BUFFERS: RefCell<Batch> = RefCell::new(Batch::new());
 }
 
 impl threads::Job for UdpJob {
@@ -324,68 +322,67 @@ impl threads::Job for UdpJob {
 
     fn ready(&mut self, _source: usize) {
         BUFFERS.with(|b| {
-            let Ok(mut b) = b.try_borrow_mut() else {
-                return;
-            };
-            let (rx, tx) = &mut *b;
-            self.handle(rx, tx);
+            if let Ok(mut b) = b.try_borrow_mut() {
+                self.handle(&mut b);
+            }
         });
     }
 }
 
 impl UdpJob {
-    fn handle(&self, rx: &mut [u8], tx: &mut Vec<u8>) {
+    /// Answers what one `recvmmsg` takes, with one `sendmmsg`.
+    fn handle(&self, batch: &mut Batch) {
         let s = &*self.shared;
-        let (n, peer) = match self.sock.recv_from(rx) {
-            Ok(r) => r,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) =>
-            {
-                return
-            }
+        let fd = self.sock.as_raw_fd();
+        let n = match batch.recv(fd) {
+            Ok(n) => n,
             Err(e) => {
                 tracing::warn!(parent: &s.span, error = %e, "recv failed");
                 return;
             }
         };
-        Counters::bump(&s.counters.received);
-        if !s.listen.allows(peer.ip()) {
-            Counters::bump(&s.counters.not_local_client);
-            tracing::debug!(parent: &s.span, %peer, "query from a client not on the network's subnets ignored");
-            return;
-        }
-        let req = &rx[..n.min(rx.len())];
-        let outcome = {
-            let view = s.view.load();
-            let forwarding = s.forwarder.enabled();
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                answer::respond(req, view.dns(), forwarding, Transport::Udp, tx)
-            }))
-        };
-        match outcome {
-            Ok(Outcome::Reply(kind)) => {
-                s.count(kind);
-                let sock = &*self.sock;
-                if let Err(e) = dgram::send_now(sock, || sock.send_to(tx, peer)) {
-                    Counters::bump(&s.counters.send_errors);
-                    tracing::debug!(parent: &s.span, error = %e, %peer, "sending DNS reply failed");
+        let mut send = [0usize; BATCH];
+        let mut sends = 0;
+        let view = s.view.load();
+        let forwarding = s.forwarder.enabled();
+        for i in 0..n {
+            Counters::bump(&s.counters.received);
+            let (req, peer, reply) = batch.query(i);
+            let Some(peer) = peer.filter(|p| s.listen.allows(p.ip())) else {
+                Counters::bump(&s.counters.not_local_client);
+                tracing::debug!(parent: &s.span, ?peer, "query from a client not on the network's subnets ignored");
+                continue;
+            };
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                answer::respond(req, view.dns(), forwarding, Transport::Udp, reply)
+            }));
+            match outcome {
+                Ok(Outcome::Reply(kind)) => {
+                    s.count(kind);
+                    send[sends] = i;
+                    sends += 1;
+                }
+                Ok(Outcome::Forward) => {
+                    Counters::bump(&s.counters.forwarded);
+                    s.forwarder.forward_udp(req, peer, &self.sock);
+                }
+                Ok(Outcome::Malformed(why)) => {
+                    Counters::bump(&s.counters.malformed);
+                    tracing::debug!(parent: &s.span, %peer, "dropped malformed DNS query: {why}");
+                }
+                Err(_) => {
+                    Counters::bump(&s.counters.malformed);
+                    tracing::error!(parent: &s.span, %peer, "DNS responder panicked; query dropped");
                 }
             }
-            Ok(Outcome::Forward) => {
-                Counters::bump(&s.counters.forwarded);
-                s.forwarder.forward_udp(req, peer, &self.sock);
-            }
-            Ok(Outcome::Malformed(why)) => {
-                Counters::bump(&s.counters.malformed);
-                tracing::debug!(parent: &s.span, %peer, "dropped malformed DNS query: {why}");
-            }
-            Err(_) => {
-                Counters::bump(&s.counters.malformed);
-                tracing::error!(parent: &s.span, %peer, "DNS responder panicked; query dropped");
-            }
+        }
+        drop(view);
+        let (failed, error) = batch.send(fd, &send[..sends]);
+        if failed > 0 {
+            s.counters
+                .send_errors
+                .fetch_add(failed as u64, Ordering::Relaxed);
+            tracing::debug!(parent: &s.span, failed, error = ?error, "sending DNS replies failed");
         }
     }
 }
