@@ -64,10 +64,12 @@ def sh(*args, check=True, timeout=120):
     return r.stdout
 
 
-def cpu_us(pid):
+def cpu_us(pid, part=None):
+    """utime + stime of a process in microseconds (`part`: 11 user only, 12 system only)."""
     with open(f"/proc/{pid}/stat") as f:
         rest = f.read().rsplit(")", 1)[1].split()
-    return (int(rest[11]) + int(rest[12])) * 1_000_000 // HZ
+    ticks = int(rest[part]) if part else int(rest[11]) + int(rest[12])
+    return ticks * 1_000_000 // HZ
 
 
 def rss_kb(pid):
@@ -134,12 +136,14 @@ def dnsperf(ns, queries_file, secs):
 def measure(label, pid, ns, files, secs):
     out = {}
     for kind, path in files.items():
-        c0 = cpu_us(pid)
+        c0, s0 = cpu_us(pid), cpu_us(pid, 12)
         r = dnsperf(ns, path, secs)
         r["cpu_us_per_query"] = (cpu_us(pid) - c0) / max(r["completed"], 1)
+        r["sys_us_per_query"] = (cpu_us(pid, 12) - s0) / max(r["completed"], 1)
         r["queries_per_cpu_s"] = 1e6 / r["cpu_us_per_query"] if r["cpu_us_per_query"] else 0
         out[kind] = r
         print(f"  {label:8} {kind:9} {r['qps']:10.0f} q/s  {r['cpu_us_per_query']:7.2f} us CPU/query"
+              f" ({r['sys_us_per_query']:.2f} in the kernel)"
               f"  {r['queries_per_cpu_s']:9.0f} q/CPU-s  lost {r['lost']}  NOERROR {r['noerror']}"
               f"  avg latency {r['latency_ms']:.2f} ms", flush=True)
     return out
