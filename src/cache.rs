@@ -88,8 +88,6 @@ impl NetworkCache {
         let previous = self.lock().get(&network.id).and_then(|e| {
             (e.own_port_id == own_port_id).then(|| (e.network.clone(), e.view.load_full()))
         });
-        // A port change copies the current view and patches it; anything else, or a patch the
-        // view cannot take, builds it afresh.
         // ---- DNS names (issue 14): patched or rebuilt on the same change, swapped with the view ----
         let dns = previous
             .as_ref()
@@ -107,6 +105,8 @@ impl NetworkCache {
                 ))
             });
         // ---- end of DNS names ----
+        // A port change copies the current view and patches it; anything else, or a patch the
+        // view cannot take, builds it afresh.
         let updated = previous.and_then(|(old, view)| view.update(&old, &network, &self.serve));
         let incremental = updated.is_some();
         let mut view =
