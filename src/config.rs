@@ -136,6 +136,41 @@ fn dns_options(r: &Reader<'_>) -> Result<DnsOptions, ConfigError> {
     })
 }
 
+#[cfg(test)]
+mod dns_options_tests {
+    use super::*;
+
+    fn cfg(text: &str) -> Result<AgentConfig, ConfigError> {
+        let mut raw = RawConfig::default();
+        raw.parse_str(text, Path::new("/etc/neutron/dhcp_agent.ini"))?;
+        AgentConfig::from_raw(&raw)
+    }
+
+    #[test]
+    fn dns_options_have_neutrons_names_and_defaults() {
+        assert_eq!(cfg("[DEFAULT]\n").unwrap().dns, DnsOptions::default());
+        let c = cfg(
+            "[DEFAULT]\ndnsmasq_dns_servers = 10.0.0.1, 2001:db8::1 ,10.0.0.2#5353\n\
+                     dnsmasq_local_resolv = True\ndnsmasq_enable_addr6_list = true\n\
+                     dnsmasq_txt_record = x\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.dns.servers,
+            vec![
+                "10.0.0.1:53".parse().unwrap(),
+                "[2001:db8::1]:53".parse().unwrap(),
+                "10.0.0.2:5353".parse().unwrap()
+            ]
+        );
+        assert!(c.dns.local_resolv && c.dns.enable_addr6_list);
+        let e = cfg("[DEFAULT]\ndnsmasq_dns_servers = 10.0.0.1, /example.org/10.0.0.9\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dnsmasq_dns_servers"), "{e}");
+    }
+}
+
 // ---- end of DNS service options ----
 
 /// `[OVS]` options and `[DEFAULT] ovs_use_veth`, with Neutron's defaults (checked further by

@@ -398,4 +398,38 @@ mod tests {
             assert!(out.len() <= EDNS_PAYLOAD as usize);
         }
     }
+
+    #[test]
+    fn a_long_answer_is_truncated_over_udp_and_whole_over_tcp() {
+        let many: Vec<_> = (10..90)
+            .map(|i| serde_json::json!({"subnet_id": "s4", "ip_address": format!("10.0.0.{i}")}))
+            .collect();
+        let net = crate::model::Network::from_json(&serde_json::json!({
+            "id": "n", "subnets": [{"id": "s4", "ip_version": 4, "cidr": "10.0.0.0/24"}],
+            "ports": [{"id": "big", "mac_address": "fa:16:3e:00:00:0c",
+                       "device_owner": "compute:nova", "fixed_ips": many,
+                       "dns_assignment": (10..90).map(|i| serde_json::json!(
+                           {"ip_address": format!("10.0.0.{i}"), "hostname": "big",
+                            "fqdn": "big.example.org."})).collect::<Vec<_>>()}]
+        }))
+        .unwrap();
+        let names = DnsNames::build(&net, "d");
+        let mut out = Vec::new();
+        let req = query("big.example.org.", RecordType::A, false);
+        respond(&req, &names, false, Transport::Udp, &mut out);
+        assert!(out.len() <= PLAIN_UDP_MAX);
+        let m = Message::from_vec(&out).unwrap();
+        assert!(
+            m.metadata.truncation,
+            "TC set: the client asks again over TCP"
+        );
+        assert!(m.answers.len() < 80);
+        let req = query("big.example.org.", RecordType::A, true);
+        respond(&req, &names, false, Transport::Udp, &mut out);
+        assert!(out.len() <= EDNS_PAYLOAD as usize);
+        respond(&req, &names, false, Transport::Tcp, &mut out);
+        let m = Message::from_vec(&out).unwrap();
+        assert!(!m.metadata.truncation);
+        assert_eq!(m.answers.len(), 80);
+    }
 }
