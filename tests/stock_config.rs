@@ -481,7 +481,6 @@ fn debug_lists_the_ignored_options_and_no_password() {
         (&conf, "quotas", "quota_port"),
         (&conf, "ovs", "igmp_snooping_enable"),
         (&ini, "DEFAULT", "enable_metadata_network"),
-        (&ini, "DEFAULT", "dnsmasq_dns_servers"),
         (&ini, "DEFAULT", "dnsmasq_lease_max"),
         (&ini, "DEFAULT", "metadata_proxy_socket"),
         (&ini, "AGENT", "check_child_processes_action"),
@@ -514,6 +513,9 @@ fn debug_lists_the_ignored_options_and_no_password() {
         ("DEFAULT", "resync_interval"),
         ("DEFAULT", "num_sync_threads"),
         ("DEFAULT", "ovs_use_veth"),
+        // The DNS service (issue 14).
+        ("DEFAULT", "dnsmasq_dns_servers"),
+        ("DEFAULT", "dnsmasq_local_resolv"),
         ("agent", "report_interval"),
         ("AGENT", "availability_zone"),
         ("AGENT", "log_agent_heartbeats"),
