@@ -6,6 +6,7 @@
 #   ip (iproute2)                                             namespaces, veth pairs, bridges
 #   jq                                                        demo.sh reads config/networks.json
 #   dnsmasq (dnsmasq-base)                                    the oracle of tests/differential.rs
+#   dig (bind9-dnsutils), dnsperf                           DNS clients of tests/dns*.rs and bench-dns.sh
 #   cc (gcc, libc6-dev)                                       the linker cargo needs
 #   strip (binutils), setpriv (util-linux), systemd-analyze   tests/service.rs: the Debian
 #     (systemd)                                               package, run as its unit says
@@ -34,6 +35,8 @@ have strip || need+=(binutils)
 have setpriv || need+=(util-linux)
 have systemd-analyze || need+=(systemd)
 have curl || need+=(curl) # tests/metadata*.rs: the VMs' HTTP client
+have dig || need+=(bind9-dnsutils)
+have dnsperf || need+=(dnsperf)
 
 if [ "${#need[@]}" -gt 0 ]; then
     echo "install-deps.sh: installing ${need[*]}"

@@ -22,6 +22,7 @@ use tracing::Instrument;
 use crate::cache::NetworkCache;
 use crate::device::{DeviceManager, PlumbPlan};
 use crate::dhcp::server::{DhcpServer, Endpoint, ServerError, Sockets};
+use crate::dns::server::{DnsService, DnsSockets, Listen};
 use crate::model::{MacAddr, NetworkId};
 use crate::standalone::DesiredNetwork;
 
@@ -51,6 +52,8 @@ pub enum AgentError {
 struct Served {
     plan: PlumbPlan,
     server: DhcpServer,
+    /// The network's DNS service (issue 14); `None` if its sockets could not be opened.
+    dns: Option<DnsService>,
     /// The plumbing was made or checked by this run. False while a network is served on what a
     /// previous run left behind ([`Agent::adopt`]) until [`Agent::configure`] has verified it.
     verified: bool,
@@ -112,6 +115,8 @@ pub struct Agent {
     /// Networks that are not served but may have plumbing on the host (their configure or
     /// their teardown failed): torn down on removal and on exit like served ones.
     failed: Mutex<HashSet<String>>,
+    /// Where the DNS services forward names that are not their network's (empty: REFUSED).
+    dns_upstreams: Arc<[std::net::SocketAddr]>,
     /// Isolated metadata (issue 15): `None` when the agent runs without it.
     metadata: Option<crate::metadata::ProxySettings>,
     /// The running metadata proxies, by network.
@@ -142,6 +147,7 @@ impl Agent {
             failed: Mutex::new(HashSet::new()),
             metadata: None,
             proxies: Mutex::new(HashMap::new()),
+            dns_upstreams: Arc::new([]),
         }
     }
 
@@ -158,6 +164,56 @@ impl Agent {
     fn failed(&self) -> MutexGuard<'_, HashSet<String>> {
         self.failed.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    // ---- DNS service (issue 14) ----
+
+    /// Sets the DNS services' upstream servers from the options (read once, at start).
+    pub fn with_dns(mut self, opts: &crate::config::DnsOptions) -> Agent {
+        let upstreams = crate::dns::upstreams(opts);
+        tracing::info!(upstreams = ?upstreams, "DNS service: names that are not a network's are {}",
+            if upstreams.is_empty() { "refused" } else { "forwarded" });
+        self.dns_upstreams = upstreams.into();
+        self
+    }
+
+    /// Opens and serves a network's DNS sockets; a failure is logged and the network is
+    /// served without DNS (as dnsmasq's DHCP goes on when a DNS address cannot be bound).
+    async fn start_dns(
+        &self,
+        network_id: &str,
+        namespace: &str,
+        plan: &PlumbPlan,
+        view: crate::cache::ViewHandle,
+    ) -> Option<DnsService> {
+        let opened = DnsSockets::open(namespace, Listen::of(&plan.addresses)).await;
+        self.serve_dns(network_id, opened, view)
+    }
+
+    fn serve_dns(
+        &self,
+        network_id: &str,
+        opened: Result<DnsSockets, crate::dns::server::DnsError>,
+        view: crate::cache::ViewHandle,
+    ) -> Option<DnsService> {
+        let served = tokio::runtime::Handle::try_current()
+            .map_err(|e| format!("no runtime: {e}"))
+            .and_then(|rt| {
+                opened
+                    .and_then(|s| {
+                        DnsService::serve(network_id, s, view, self.dns_upstreams.clone(), &rt)
+                    })
+                    .map_err(|e| e.to_string())
+            });
+        match served {
+            Ok(dns) => Some(dns),
+            Err(e) => {
+                tracing::error!(%network_id, error = %e, "DNS not served on this network");
+                None
+            }
+        }
+    }
+
+    // ---- end of DNS service ----
 
     pub fn cache(&self) -> &Arc<NetworkCache> {
         &self.cache
@@ -411,6 +467,16 @@ impl Agent {
             // sockets: the old one lost its multicast membership with the device's IPv6.
             if served.server.endpoint == endpoint && served.server.serves_v6() == plugged.ipv6 {
                 let adopted = !served.verified;
+                // DNS follows the DHCP port's addresses.
+                let listen = Listen::of(&plan.addresses);
+                if served.dns.as_ref().map(|d| &d.listen) != Some(&listen) {
+                    if let Some(old) = served.dns.take() {
+                        old.stop().await;
+                    }
+                    served.dns = self
+                        .start_dns(&id, &endpoint.namespace, &plan, view.clone())
+                        .await;
+                }
                 served.plan = plan;
                 served.verified = true;
                 self.served().insert(id.clone(), served);
@@ -422,11 +488,20 @@ impl Agent {
                 tracing::info!(network_id = %id, "network replumbed in place");
                 return Ok(Configured::Replumbed);
             }
+            if let Some(dns) = served.dns {
+                dns.stop().await;
+            }
             served.server.stop().await;
         }
+        let dns = self
+            .start_dns(&id, &plugged.namespace, &plan, view.clone())
+            .await;
         let server = match DhcpServer::start(endpoint, view).await {
             Ok(server) => server,
             Err(source) => {
+                if let Some(dns) = dns {
+                    dns.stop().await;
+                }
                 self.recover(&nid, &plan).await;
                 return Err(AgentError::Server {
                     network: id.clone(),
@@ -445,6 +520,7 @@ impl Agent {
             Served {
                 plan,
                 server,
+                dns,
                 verified: true,
             },
         );
@@ -537,8 +613,11 @@ impl Agent {
         let span = tracing::info_span!("adopt", network_id = %d.network.id);
         async {
             let view = self.adopt_view(d, &found);
+            let listen = Listen::of(&found.plan.addresses);
+            let dns = DnsSockets::open(&found.namespace, listen).await;
+            let dns = self.serve_dns(&d.network.id, dns, view.clone());
             let r = DhcpServer::adopt(&d.network.id, &found.namespace, &found.ifname, view).await;
-            self.adopted(d, found, r)
+            self.adopted(d, found, r, dns)
         }
         .instrument(span)
         .await
@@ -554,11 +633,18 @@ impl Agent {
     /// can) for a few ms per hundred networks.
     pub fn adopt_all(&self, ds: &[&DesiredNetwork]) {
         let threads = crate::par::threads(4);
+        // The DNS services' TCP side runs on this runtime, entered from the batch threads.
+        let rt = tokio::runtime::Handle::try_current().ok();
         let run = || {
             let opened = crate::device::on_batch_threads(ds.to_vec(), threads, |thread, d| {
                 let found = self.recorded_plumbing(d)?;
                 let sockets = thread.enter(&found.namespace).map(|()| {
-                    DhcpServer::open_here(&d.network.id, &found.namespace, &found.ifname)
+                    let dns =
+                        DnsSockets::open_here(&found.namespace, Listen::of(&found.plan.addresses));
+                    (
+                        DhcpServer::open_here(&d.network.id, &found.namespace, &found.ifname),
+                        dns,
+                    )
                 });
                 Some((found, sockets))
             });
@@ -568,17 +654,22 @@ impl Agent {
                     return Ok(false);
                 };
                 let _span = tracing::info_span!("adopt", network_id = %d.network.id).entered();
-                let r = match sockets {
-                    Ok(sockets) => {
+                let _rt = rt.as_ref().map(|rt| rt.enter());
+                let (r, dns) = match sockets {
+                    Ok((sockets, dns)) => {
                         let view = self.adopt_view(d, &found);
-                        DhcpServer::serve_adopted(sockets, view)
+                        let dns = self.serve_dns(&d.network.id, dns, view.clone());
+                        (DhcpServer::serve_adopted(sockets, view), dns)
                     }
-                    Err(source) => Err(ServerError::Namespace {
-                        namespace: found.namespace.clone(),
-                        source,
-                    }),
+                    Err(source) => (
+                        Err(ServerError::Namespace {
+                            namespace: found.namespace.clone(),
+                            source,
+                        }),
+                        None,
+                    ),
                 };
-                Ok(self.adopted(d, found, r))
+                Ok(self.adopted(d, found, r, dns))
             })
         };
         let multi_thread = tokio::runtime::Handle::try_current()
@@ -631,6 +722,7 @@ impl Agent {
         d: &DesiredNetwork,
         found: RecordedPlumbing,
         r: Result<DhcpServer, ServerError>,
+        dns: Option<DnsService>,
     ) -> bool {
         match r {
             Ok(server) => {
@@ -645,6 +737,7 @@ impl Agent {
                     Served {
                         plan: found.plan,
                         server,
+                        dns,
                         verified: false,
                     },
                 );
@@ -652,6 +745,10 @@ impl Agent {
             }
             Err(e) => {
                 tracing::info!(error = %e, "cannot reuse the previous run's plumbing; configuring it");
+                if let Some(dns) = dns {
+                    // Closed now: configure opens them again.
+                    drop(tokio::runtime::Handle::try_current().map(|rt| rt.spawn(dns.stop())));
+                }
                 false
             }
         }
@@ -687,6 +784,11 @@ impl Agent {
         let counters = match served {
             Some(s) => {
                 let counts = (s.server.counters.clone(), s.server.counters6.clone());
+                if let Some(dns) = s.dns {
+                    let dns_counters = dns.counters.clone();
+                    dns.stop().await;
+                    tracing::info!(%network_id, packets = %dns_counters, "stopped DNS");
+                }
                 s.server.stop().await;
                 Some(counts)
             }
@@ -738,8 +840,11 @@ impl Agent {
             networks,
             "shutting down: namespaces and devices are left for the next start"
         );
+        let (servers, dns): (Vec<DhcpServer>, Vec<Option<DnsService>>) =
+            servers.into_iter().map(|s| (s.server, s.dns)).unzip();
+        futures_util::future::join_all(dns.into_iter().flatten().map(DnsService::stop)).await;
         let sockets =
-            futures_util::future::join_all(servers.into_iter().map(|s| s.server.release())).await;
+            futures_util::future::join_all(servers.into_iter().map(|s| s.release())).await;
         let stopped = started.elapsed();
         if let Err(e) = tokio::task::spawn_blocking(move || Sockets::close_all(sockets)).await {
             tracing::warn!(error = %e, "closing the DHCP sockets failed");

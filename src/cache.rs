@@ -88,6 +88,23 @@ impl NetworkCache {
         let previous = self.lock().get(&network.id).and_then(|e| {
             (e.own_port_id == own_port_id).then(|| (e.network.clone(), e.view.load_full()))
         });
+        // ---- DNS names (issue 14): patched or rebuilt on the same change, swapped with the view ----
+        let dns = previous
+            .as_ref()
+            .and_then(|(old, view)| {
+                if crate::dns::names::same_names(old, &network) {
+                    return Some(view.dns().clone());
+                }
+                let updated = view.dns().update(old, &network, &self.serve.dns_domain);
+                updated.map(Arc::new)
+            })
+            .unwrap_or_else(|| {
+                Arc::new(crate::dns::DnsNames::build(
+                    &network,
+                    &self.serve.dns_domain,
+                ))
+            });
+        // ---- end of DNS names ----
         // A port change copies the current view and patches it; anything else, or a patch the
         // view cannot take, builds it afresh.
         let updated = previous.and_then(|(old, view)| view.update(&old, &network, &self.serve));
@@ -95,6 +112,7 @@ impl NetworkCache {
         let mut view =
             updated.unwrap_or_else(|| NetworkView::build(&network, own_port_id, &self.serve));
         tracing::debug!(network_id = %network.id, incremental, "view rebuilt");
+        view.set_dns(dns);
         let pinned = relock(&self.duids).get(&network.id).copied();
         if let Some(duid) = pinned {
             view.pin_server_duid(duid);

@@ -158,7 +158,7 @@ pub static OPTIONS: &[OptionSupport] = &[
         "dnsmasq_enable_addr6_list",
         "false",
         Bool,
-        Missing("a DHCPv6 client is given one address per stateful subnet, as without the option")
+        NotNeeded("a DHCPv6 client is always given all of its port's addresses on the link, which is what the option turns on in dnsmasq")
     ),
     opt!(
         "DEFAULT",

@@ -7,6 +7,7 @@ pub mod compat;
 pub mod config;
 pub mod device;
 pub mod dhcp;
+pub mod dns;
 #[cfg(feature = "tools")]
 pub mod dnsmasq;
 pub mod fds;

@@ -387,7 +387,8 @@ fn run_standalone(
     );
     let cache = Arc::new(NetworkCache::new(cfg.serve.clone()));
     let agent = Agent::new(cache, devices, cfg.state_path.clone())
-        .with_metadata(neutron_dhcp::metadata::ProxySettings::from_config(&cfg));
+        .with_metadata(neutron_dhcp::metadata::ProxySettings::from_config(&cfg))
+        .with_dns(&cfg.dns);
     let keep: HashSet<String> = file
         .networks()
         .iter()
@@ -560,7 +561,8 @@ async fn run_rpc(
     let cache = Arc::new(NetworkCache::new(cfg.serve.clone()));
     let agent = Arc::new(
         Agent::new(cache, devices, cfg.state_path.clone())
-            .with_metadata(neutron_dhcp::metadata::ProxySettings::from_config(&cfg)),
+            .with_metadata(neutron_dhcp::metadata::ProxySettings::from_config(&cfg))
+            .with_dns(&cfg.dns),
     );
     let report_interval =
         (!cfg.neutron.report_interval.is_zero()).then_some(cfg.neutron.report_interval);

@@ -137,6 +137,8 @@ pub struct NetworkView {
     slots: Vec<PortSlot>,
     /// Bindings of removed ports still in `bindings`.
     dead: u32,
+    /// The DNS service's names (issue 14), set by the cache on the same change as the rest.
+    dns: Arc<crate::dns::DnsNames>,
 }
 
 /// A candidate option value while merging layers; `None` in a slot means "suppressed".
@@ -168,6 +170,16 @@ impl NetworkView {
     /// What the DHCPv6 responder reads: served IPv6 subnets, bindings and option sets.
     pub fn v6(&self) -> &NetworkView6 {
         &self.v6
+    }
+
+    /// What the DNS service answers for this network.
+    pub fn dns(&self) -> &Arc<crate::dns::DnsNames> {
+        &self.dns
+    }
+
+    /// Installs the DNS names built for the same change as this view.
+    pub fn set_dns(&mut self, names: Arc<crate::dns::DnsNames>) {
+        self.dns = names;
     }
 
     pub fn network_id(&self) -> &str {
@@ -332,6 +344,7 @@ impl<'a> Builder<'a> {
             layers: Vec::new(),
             slots: Vec::new(),
             dead: 0,
+            dns: Arc::default(),
         };
         Builder {
             net,

@@ -480,7 +480,6 @@ fn debug_lists_the_ignored_options_and_no_password() {
         (&conf, "oslo_policy", "enforce_scope"),
         (&conf, "quotas", "quota_port"),
         (&conf, "ovs", "igmp_snooping_enable"),
-        (&ini, "DEFAULT", "dnsmasq_dns_servers"),
         (&ini, "DEFAULT", "dnsmasq_lease_max"),
         (&ini, "AGENT", "check_child_processes_action"),
     ] {
@@ -516,6 +515,9 @@ fn debug_lists_the_ignored_options_and_no_password() {
         ("DEFAULT", "resync_interval"),
         ("DEFAULT", "num_sync_threads"),
         ("DEFAULT", "ovs_use_veth"),
+        // The DNS service (issue 14).
+        ("DEFAULT", "dnsmasq_dns_servers"),
+        ("DEFAULT", "dnsmasq_local_resolv"),
         ("agent", "report_interval"),
         ("AGENT", "availability_zone"),
         ("AGENT", "log_agent_heartbeats"),
