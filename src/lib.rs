@@ -12,6 +12,7 @@ pub mod dnsmasq;
 pub mod fds;
 pub mod jsonscan;
 pub mod memory;
+pub mod migrate;
 pub mod model;
 pub mod netfile;
 pub mod neutron;
