@@ -6,6 +6,7 @@
 #   ip (iproute2)                                             namespaces, veth pairs, bridges
 #   jq                                                        demo.sh reads config/networks.json
 #   dnsmasq (dnsmasq-base)                                    the oracle of tests/differential.rs
+#   haproxy, ethtool                                          the Python agent in tests/migration.rs
 #   cc (gcc, libc6-dev)                                       the linker cargo needs
 #
 # The Rust toolchain itself comes from rustup (rust-version in Cargo.toml is newer than
@@ -26,6 +27,8 @@ have dhcpcd || need+=(dhcpcd-base)
 have ip || need+=(iproute2)
 have jq || need+=(jq)
 have dnsmasq || need+=(dnsmasq-base)
+have haproxy || need+=(haproxy)  # tests/migration.rs: the Python agent's metadata proxy
+have ethtool || need+=(ethtool)  # tests/migration.rs: Neutron's OVS driver on a netdev bridge
 have cc || need+=(gcc libc6-dev)
 
 if [ "${#need[@]}" -gt 0 ]; then

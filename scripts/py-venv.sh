@@ -84,8 +84,12 @@ case "$PYVER" in
     2.* | 3.[0-9]) die "$PY is Python $PYVER; oslo.messaging 18 needs >= 3.10 (set NDRS_PYTHON)" ;;
 esac
 
+# The real Python DHCP agent for tests/migration.rs; pip resolves its own dependencies
+# within the pins above.
+NEUTRON="neutron==29.0.0"
 WANT="python=$PYVER
-$PINS"
+$PINS
+$NEUTRON"
 STAMP="$VENV/.ndrs-stamp"
 
 fresh() { [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; }
@@ -119,7 +123,7 @@ fi
 CONSTRAINTS="$VENV/constraints.txt"
 printf '%s\n' "$PINS" >"$CONSTRAINTS"
 "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q \
-    -c "$CONSTRAINTS" "$(printf '%s\n' "$PINS" | head -n1)" >&2 \
+    -c "$CONSTRAINTS" "$(printf '%s\n' "$PINS" | head -n1)" "$NEUTRON" >&2 \
     || die "pip install failed (see above); venv left at $VENV"
 "$VENV/bin/python" -W ignore -c 'import oslo_messaging, kombu, amqp' \
     || die "oslo_messaging does not import in $VENV"

@@ -10,8 +10,8 @@
 //!
 //! Which processes are the Python agent's is decided as Neutron's `ProcessManager.active`
 //! decides it, plus the namespace:
-//! - `$state_path/dhcp/<net>/pid` names dnsmasq and `$state_path/external/pids/<net>.pid`
-//!   names haproxy, each valid only while `/proc/<pid>/cmdline` is that program with the
+//! - `$state_path/dhcp/<net>/pid` names dnsmasq and `$state_path/external/pids/<net>.pid.haproxy`
+//!   (`<net>.pid` before Neutron named pid files per service) names haproxy, each valid only while `/proc/<pid>/cmdline` is that program with the
 //!   network id among its arguments (a recycled pid is never signalled);
 //! - any dnsmasq or haproxy whose network namespace is `qdhcp-<net>` (one whose pid file was
 //!   lost, or a second copy), unless this agent started it.
@@ -213,8 +213,16 @@ pub fn keep_duid_for_dnsmasq(dir: &Path, duid: ServerDuid) -> Result<(), Migrate
 /// process once. `namespace` is the network's `/run/netns` entry.
 pub fn find_leftovers(paths: &StatePaths, network_id: &str, namespace: &Path) -> Vec<Leftover> {
     let mut found = Vec::new();
+    // haproxy's pid file is `<net>.pid.haproxy` since Neutron named pid files per service;
+    // older releases wrote `<net>.pid`.
     let by_file = [
         (Kind::Dnsmasq, paths.dhcp.join(network_id).join("pid")),
+        (
+            Kind::Haproxy,
+            paths
+                .external_pids
+                .join(format!("{network_id}.pid.haproxy")),
+        ),
         (
             Kind::Haproxy,
             paths.external_pids.join(format!("{network_id}.pid")),
@@ -228,6 +236,9 @@ pub fn find_leftovers(paths: &StatePaths, network_id: &str, namespace: &Path) ->
         else {
             continue;
         };
+        if found.iter().any(|f: &Leftover| f.pid == pid) {
+            continue;
+        }
         if read_cmdline(pid).is_some_and(|c| is_helper_of(&c, kind, network_id)) {
             found.push(Leftover { kind, pid });
         } else {
