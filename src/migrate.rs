@@ -89,6 +89,9 @@ impl std::fmt::Display for Kind {
 pub struct Leftover {
     pub kind: Kind,
     pub pid: i32,
+    /// The network namespace (device, inode) it was found in, when found by namespace rather
+    /// than by a pid file naming the network: checked again before the signal.
+    pub netns: Option<(u64, u64)>,
 }
 
 /// How a leftover went away.
@@ -240,7 +243,11 @@ pub fn find_leftovers(paths: &StatePaths, network_id: &str, namespace: &Path) ->
             continue;
         }
         if read_cmdline(pid).is_some_and(|c| is_helper_of(&c, kind, network_id)) {
-            found.push(Leftover { kind, pid });
+            found.push(Leftover {
+                kind,
+                pid,
+                netns: None,
+            });
         } else {
             tracing::debug!(file = %file.display(), pid, "pid file names no running {kind} of this network");
         }
@@ -252,6 +259,7 @@ pub fn find_leftovers(paths: &StatePaths, network_id: &str, namespace: &Path) ->
                 found.push(Leftover {
                     kind: c.kind,
                     pid: c.pid,
+                    netns: Some(ns),
                 });
             }
         }
@@ -283,15 +291,21 @@ fn helpers_snapshot() -> &'static [Candidate] {
                 if parent_of(pid) == Some(me) {
                     return None;
                 }
-                let meta = fs::metadata(format!("/proc/{pid}/ns/net")).ok()?;
                 Some(Candidate {
                     kind,
                     pid,
-                    netns: (meta.dev(), meta.ino()),
+                    netns: netns_of(pid)?,
                 })
             })
             .collect()
     })
+}
+
+/// The (device, inode) identity of a process's network namespace, comparable with a
+/// `/run/netns` entry's.
+fn netns_of(pid: i32) -> Option<(u64, u64)> {
+    let meta = fs::metadata(format!("/proc/{pid}/ns/net")).ok()?;
+    Some((meta.dev(), meta.ino()))
 }
 
 fn read_cmdline(pid: i32) -> Option<Vec<u8>> {
@@ -318,7 +332,7 @@ pub fn stop(
     network_id: &str,
     grace: Duration,
 ) -> Result<Stopped, MigrateError> {
-    let Leftover { kind, pid } = leftover;
+    let Leftover { kind, pid, netns } = leftover;
     let err = |op, source| MigrateError::Signal {
         kind,
         pid,
@@ -331,12 +345,10 @@ pub fn stop(
         Err(e) => return Err(err("pidfd_open", e)),
     };
     // Checked after the pidfd pins the process, and the process still alive after the check:
-    // the command line read was that process's.
-    let still_ours = read_cmdline(pid).is_some_and(|c| match helper_kind(&c) {
-        Some(k) if k == kind => {
-            is_helper_of(&c, kind, network_id) || helpers_snapshot().iter().any(|s| s.pid == pid)
-        }
-        _ => false,
+    // what was read was that process's.
+    let still_ours = read_cmdline(pid).is_some_and(|c| match netns {
+        None => is_helper_of(&c, kind, network_id),
+        Some(ns) => helper_kind(&c) == Some(kind) && netns_of(pid) == Some(ns),
     });
     if !still_ours || exited(&pidfd, Duration::ZERO).map_err(|e| err("poll", e))? {
         return Ok(Stopped::Gone);
@@ -612,6 +624,7 @@ mod tests {
         let leftover = Leftover {
             kind: Kind::Dnsmasq,
             pid: child.id() as i32,
+            netns: None,
         };
         assert_eq!(found, vec![leftover]);
         assert_eq!(
@@ -626,6 +639,7 @@ mod tests {
         let leftover = Leftover {
             kind: Kind::Dnsmasq,
             pid: stubborn.id() as i32,
+            netns: None,
         };
         // Give bash time to install its trap.
         std::thread::sleep(Duration::from_millis(200));
@@ -642,9 +656,19 @@ mod tests {
         let leftover = Leftover {
             kind: Kind::Dnsmasq,
             pid: innocent.id() as i32,
+            netns: None,
         };
         assert_eq!(
             stop(leftover, NET, Duration::from_millis(100)).unwrap(),
+            Stopped::Gone
+        );
+        // Nor is one found by namespace that is not (any more) in that namespace.
+        let elsewhere = Leftover {
+            netns: Some((0, 1)),
+            ..leftover
+        };
+        assert_eq!(
+            stop(elsewhere, NET, Duration::from_millis(100)).unwrap(),
             Stopped::Gone
         );
         assert!(innocent.try_wait().unwrap().is_none());

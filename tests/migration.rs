@@ -790,3 +790,57 @@ impl Drop for PortsGuard<'_> {
         }
     }
 }
+
+/// A dnsmasq in a network's namespace that no pid file names (lost, or a second copy) is found
+/// through the namespace and stopped; a dnsmasq elsewhere (another network's, the host's) is
+/// not touched. Both are orphans, as the Python agent's daemons are after it stopped.
+#[test]
+fn leftover_found_by_namespace_only_is_stopped() {
+    use neutron_dhcp::migrate::{find_leftovers, stop, Kind, StatePaths, Stopped};
+    require_root();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ns_name = unique_name("mgn");
+    ip(&format!("netns add {ns_name}"));
+    let ns = NetnsGuard { name: ns_name };
+    // `setsid -f` forks: the fake dnsmasq is reparented, not our child.
+    let orphan = |netns: Option<&str>, tag: &str| -> i32 {
+        let pid_file = dir.path().join(format!("{tag}.pid"));
+        let script = format!("echo $$ > {}; exec -a dnsmasq sleep 60", pid_file.display());
+        let mut c = match netns {
+            Some(n) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", n, "setsid"]);
+                c
+            }
+            None => Command::new("setsid"),
+        };
+        let st = c
+            .args(["-f", "bash", "-c", &script])
+            .stdin(Stdio::null())
+            .status()
+            .expect("spawn a fake dnsmasq");
+        assert!(st.success());
+        wait_until("the fake dnsmasq", Duration::from_secs(5), || {
+            let pid: i32 = fs::read_to_string(&pid_file).ok()?.trim().parse().ok()?;
+            cmdline(pid)?.starts_with("dnsmasq").then_some(pid)
+        })
+    };
+    let inside = orphan(Some(&ns.name), "inside");
+    let outside = orphan(None, "outside");
+    let network_id = random_uuid();
+    let found = find_leftovers(
+        &StatePaths::new(dir.path()),
+        &network_id,
+        &Path::new("/run/netns").join(&ns.name),
+    );
+    let outside_alive = alive(outside);
+    signal(outside, libc::SIGKILL);
+    assert!(outside_alive);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!((found[0].kind, found[0].pid), (Kind::Dnsmasq, inside));
+    assert_eq!(
+        stop(found[0], &network_id, Duration::from_secs(5)).expect("stop"),
+        Stopped::Terminated
+    );
+    assert!(!alive(inside));
+}
