@@ -462,17 +462,47 @@ impl Client {
     }
 }
 
-/// Runs udhcpc back to back until stopped; returns when each lease was bound.
-fn dhcp_loop(client: Arc<Client>, stop: Arc<AtomicBool>) -> thread::JoinHandle<Vec<Instant>> {
-    thread::spawn(move || {
-        let mut bound = Vec::new();
-        while !stop.load(Ordering::Relaxed) {
-            if client.udhcpc_once() {
-                bound.push(Instant::now());
+/// udhcpc run back to back on a thread until [`DhcpLoop::finish`], or until dropped (a failed
+/// assertion must not leave it running and holding the client's namespace).
+struct DhcpLoop {
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<Vec<Instant>>>,
+}
+
+impl DhcpLoop {
+    fn start(client: Arc<Client>) -> DhcpLoop {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            let mut bound = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                if client.udhcpc_once() {
+                    bound.push(Instant::now());
+                }
             }
+            bound
+        });
+        DhcpLoop {
+            stop,
+            thread: Some(thread),
         }
-        bound
-    })
+    }
+
+    /// Stops the loop; when each lease was bound.
+    fn finish(mut self) -> Vec<Instant> {
+        self.stop.store(true, Ordering::Relaxed);
+        let t = self.thread.take().expect("running");
+        t.join().expect("dhcp loop")
+    }
+}
+
+impl Drop for DhcpLoop {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// dhclient's `0:1:0:1:32:aa:...` (no leading zeros) as dnsmasq writes it.
@@ -587,8 +617,7 @@ fn python_agent_to_ours_and_back() {
     note(&format!("dnsmasq's DHCPv6 DUID: {dnsmasq_duid}"));
 
     // 2. Stop the Python agent as systemd would; its dnsmasq and haproxy stay.
-    let stop = Arc::new(AtomicBool::new(false));
-    let looping = dhcp_loop(Arc::clone(&c4), Arc::clone(&stop));
+    let looping = DhcpLoop::start(Arc::clone(&c4));
     thread::sleep(Duration::from_millis(500));
     let status = stop_main_process(
         &mut python.child,
@@ -626,8 +655,7 @@ fn python_agent_to_ours_and_back() {
     );
     let stopped = changeover.elapsed();
     thread::sleep(Duration::from_millis(1500));
-    stop.store(true, Ordering::Relaxed);
-    let bound = looping.join().expect("dhcp loop");
+    let bound = looping.finish();
     let after = bound.iter().filter(|t| **t > changeover + stopped).count();
     let gap = bound
         .windows(2)
