@@ -17,8 +17,12 @@
 //!    is left. A udhcpc loop running throughout never waits 1 s or more between two leases.
 //!    The DHCPv6 client, whose lease says it is due for renewal, sends a Renew naming
 //!    dnsmasq's DUID; it is answered with that DUID (no Rebind).
+//!    A third network (DHCPv6) appears while our agent serves: only it ever serves it, with
+//!    its own DUID.
 //! 3. Rollback: our agent stops (no `--teardown-on-exit`), the Python agent starts again on
-//!    the same state path and its dnsmasq serves the IPv4 client, with the same DHCPv6 DUID.
+//!    the same state path and its dnsmasq serves the IPv4 client, keeps dnsmasq's DUID, and
+//!    answers on the third network with the DUID our agent used there (written into
+//!    `leases`, whose `duid` line Neutron keeps).
 //!
 //! Needs root. Never skips: without the Python agent, OVS, dnsmasq or haproxy it fails and
 //! says what is missing. The first run builds the venv with `neutron` (a few minutes).
@@ -197,6 +201,12 @@ struct Scenario {
     v6_net: String,
     v4_mac: String,
     v6_mac: String,
+    host: String,
+    /// A DHCPv6 network that appears while our agent serves (only ever served by it before
+    /// the rollback).
+    new_net: String,
+    new_mac: String,
+    new_net_json: Value,
 }
 
 impl Scenario {
@@ -248,8 +258,19 @@ impl Scenario {
             v6_net: random_uuid(),
             v4_mac: random_mac(),
             v6_mac: random_mac(),
+            host,
+            new_net: random_uuid(),
+            new_mac: random_mac(),
+            new_net_json: Value::Null,
         };
-        let (s4, s6) = (random_uuid(), random_uuid());
+        let (s4, s6, s7) = (random_uuid(), random_uuid(), random_uuid());
+        let mut s = s;
+        s.new_net_json = json!(
+            {"id": s.new_net, "mtu": 1450, "name": "new-v6",
+             "subnets": [{"id": s7, "cidr": "fd00:77:3::/64", "ip_version": 6, "gateway_ip": "fd00:77:3::1",
+                          "enable_dhcp": true, "ipv6_address_mode": "dhcpv6-stateful", "ipv6_ra_mode": null}],
+             "ports": [{"id": random_uuid(), "mac_address": s.new_mac, "device_owner": "compute:nova",
+                        "device_id": "vm-7", "fixed_ips": [{"subnet_id": s7, "ip_address": "fd00:77:3::11"}]}]});
         let networks = json!([
             {"id": s.v4_net, "mtu": 1450, "name": "isolated-v4",
              "subnets": [{"id": s4, "cidr": "10.77.1.0/24", "gateway_ip": null, "enable_dhcp": true}],
@@ -339,9 +360,9 @@ impl Scenario {
 
     /// Waits until the Python agent's dnsmasq (both networks) and haproxy (both: isolated
     /// metadata) run, and returns their pids.
-    fn wait_python_serving(&self, run: &str) -> Vec<i32> {
+    fn wait_python_serving(&self, run: &str, nets: &[&str]) -> Vec<i32> {
         let mut pids = Vec::new();
-        for net in self.nets() {
+        for &net in nets {
             let what = format!("the Python agent's dnsmasq and haproxy for {net}");
             let (d, h) = wait_until(&what, Duration::from_secs(90), || {
                 Some((self.dnsmasq(net)?, self.haproxy(net)?))
@@ -440,6 +461,42 @@ impl Client {
     }
 
     /// One DORA with udhcpc (exits after the lease, or after 1 s without one).
+    /// A DHCPv6 lease for `addr` with `dhclient -6` (a Solicit unless `lease` holds one);
+    /// returns the lease file.
+    fn dhclient6_lease(&self, lease: &Path, addr: &str) -> String {
+        let pid_file = lease.with_extension("pid");
+        let child = self
+            .exec(&[
+                "timeout",
+                "30",
+                "dhclient",
+                "-6",
+                "-1",
+                "-d",
+                "-sf",
+                "/bin/true",
+                "-pf",
+                &pid_file.display().to_string(),
+                "-lf",
+                &lease.display().to_string(),
+                "eth0",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("dhclient -6");
+        let _client = ChildGuard::new(child, true);
+        wait_until(
+            &format!("a DHCPv6 lease for {addr}"),
+            Duration::from_secs(30),
+            || {
+                let l = fs::read_to_string(lease).ok()?;
+                l.contains(&format!("iaaddr {addr} ")).then_some(l)
+            },
+        )
+    }
+
     fn udhcpc_once(&self) -> bool {
         self.exec(&[
             "udhcpc",
@@ -545,8 +602,7 @@ fn python_agent_to_ours_and_back() {
     let peer = Peer::start(&vhost.url());
     let s = Scenario::new(&ovs, &vhost, &peer);
     // Dropped before the vhost and OVS: what both agents leave in the namespaces.
-    let _namespaces: Vec<NetnsGuard> = s
-        .nets()
+    let _namespaces: Vec<NetnsGuard> = [&s.v4_net, &s.v6_net, &s.new_net]
         .iter()
         .map(|n| NetnsGuard {
             name: format!("qdhcp-{n}"),
@@ -555,7 +611,7 @@ fn python_agent_to_ours_and_back() {
 
     // 1. The Python agent serves.
     let mut python = s.start_python_agent("1");
-    let leftovers = s.wait_python_serving("1");
+    let leftovers = s.wait_python_serving("1", &s.nets());
     let mut taps = Vec::new();
     let mut identity = Vec::new();
     for (net, tag) in s.nets().into_iter().zip([101u16, 102]) {
@@ -577,36 +633,7 @@ fn python_agent_to_ours_and_back() {
         s.python_log("1")
     );
     let lease6 = s.dir.path().join("dhclient6.leases");
-    let st = c6
-        .exec(&[
-            "timeout",
-            "30",
-            "dhclient",
-            "-6",
-            "-1",
-            "-d",
-            "-sf",
-            "/bin/true",
-            "-pf",
-            &s.dir.path().join("dhclient6.pid").display().to_string(),
-            "-lf",
-            &lease6.display().to_string(),
-            "eth0",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dhclient -6");
-    let mut st = ChildGuard::new(st, false);
-    let first6 = wait_until(
-        "a DHCPv6 lease from dnsmasq",
-        Duration::from_secs(30),
-        || {
-            let l = fs::read_to_string(&lease6).ok()?;
-            l.contains("iaaddr fd00:77:2::11").then_some(l)
-        },
-    );
-    st.terminate(Duration::from_secs(1));
+    let first6 = c6.dhclient6_lease(&lease6, "fd00:77:2::11");
     let dnsmasq_duid = s.dnsmasq_duid();
     let leased_from =
         normalize_duid(lease_field(&first6, "option dhcp6.server-id").expect("server-id"));
@@ -762,6 +789,40 @@ fn python_agent_to_ours_and_back() {
         dnsmasq_duid
     );
 
+    // A network that appears while our agent serves (so only it ever served it): its DHCPv6
+    // DUID is ours, and must stay so after the rollback.
+    peer.cmd(json!({"cmd": "upsert_network", "network": s.new_net_json}));
+    peer.cast(
+        &s.host,
+        "network_create_end",
+        json!({"network": {"id": s.new_net}}),
+    );
+    wait_until(
+        "our agent serving the new network",
+        Duration::from_secs(30),
+        || {
+            log()
+                .lines()
+                .any(|l| l.contains("serving network") && l.contains(&s.new_net))
+                .then_some(())
+        },
+    );
+    let (_, new_tap) = s.devices(&s.new_net);
+    ovs.vsctl(&["set", "Port", &new_tap, "tag=103"]);
+    ovs.vsctl(&["clear", "Port", &new_tap, "vlan_mode", "trunks"]);
+    let c7 = Client::new(&ovs, &s.new_mac, 103);
+    let _ports7 = PortsGuard(&ovs, vec![c7.root.clone(), new_tap]);
+    let our_duid = fs::read_to_string(s.net_dir(&s.new_net).join("duid"))
+        .expect("our duid file")
+        .trim()
+        .to_owned();
+    let lease7 = c7.dhclient6_lease(&s.dir.path().join("dhclient7.leases"), "fd00:77:3::11");
+    assert_eq!(
+        normalize_duid(lease_field(&lease7, "option dhcp6.server-id").expect("server-id")),
+        our_duid,
+        "the new network's lease names our DUID"
+    );
+
     // 3. Roll back.
     let status = stop_main_process(&mut ours.child, "our agent", Duration::from_secs(20));
     assert!(
@@ -771,7 +832,7 @@ fn python_agent_to_ours_and_back() {
     );
     drop(ours);
     let python = s.start_python_agent("2");
-    let pids = s.wait_python_serving("2");
+    let pids = s.wait_python_serving("2", &[&s.v4_net, &s.v6_net, &s.new_net]);
     for net in s.nets() {
         let d = s.dnsmasq(net).expect("dnsmasq");
         assert!(!leftovers.contains(&d), "a new dnsmasq serves {net}");
@@ -785,6 +846,13 @@ fn python_agent_to_ours_and_back() {
         s.dnsmasq_duid(),
         dnsmasq_duid,
         "dnsmasq's DUID after the rollback"
+    );
+    // A fresh Solicit to the new network's dnsmasq: answered with the DUID we used.
+    let lease7 = c7.dhclient6_lease(&s.dir.path().join("dhclient7b.leases"), "fd00:77:3::11");
+    assert_eq!(
+        normalize_duid(lease_field(&lease7, "option dhcp6.server-id").expect("server-id")),
+        our_duid,
+        "dnsmasq took over our DHCPv6 DUID for a network only we had served"
     );
     // Cleanup, not part of the scenario: the agent's process group is killed (on drop), its
     // dnsmasq and haproxy here.
