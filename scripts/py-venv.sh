@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates (idempotently) the Python virtualenv that the oslo.messaging interop peer
-# (tests/peer/neutron_peer.py, tests/peer/selftest.py) runs in, and prints the venv's
+# (tests/peer/neutron_peer.py, tests/peer/selftest.py) and the real Python
+# neutron-dhcp-agent (tests/migration.rs) run in, and prints the venv's
 # python on the last line of stdout (progress goes to stderr), so callers can do
 #
 #     PY=$(scripts/py-venv.sh) && "$PY" tests/peer/selftest.py
