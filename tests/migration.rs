@@ -689,10 +689,24 @@ fn python_agent_to_ours_and_back() {
         .map(|w| w[1] - w[0])
         .max()
         .unwrap_or(Duration::MAX);
+    // For the record: the longest gap while only dnsmasq answered, and from our start on.
+    let longest = |from: Instant, to: Instant| {
+        bound
+            .windows(2)
+            .filter(|w| w[1] > from && w[1] <= to)
+            .map(|w| w[1] - w[0])
+            .max()
+            .unwrap_or_default()
+    };
+    let start = bound.first().copied().unwrap_or(changeover);
+    let end = bound.last().copied().unwrap_or(changeover);
     note(&format!(
         "changeover: ours serving after {served:?}, leftovers gone after {stopped:?}; \
-         {} DHCPv4 leases in the loop ({after} after), longest gap {gap:?}",
-        bound.len()
+         {} DHCPv4 leases in the loop ({after} after), longest gap {gap:?} \
+         (dnsmasq alone {:?}, from our start {:?})",
+        bound.len(),
+        longest(start, changeover),
+        longest(changeover, end),
     ));
     for net in s.nets() {
         assert_eq!(
