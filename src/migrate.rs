@@ -276,7 +276,8 @@ struct Candidate {
 
 /// All dnsmasq and haproxy processes, read from `/proc` once per agent run: the Python agent
 /// is stopped before we start, so nothing of its kind appears later, and one scan serves every
-/// network of a start with hundreds.
+/// network of a start with hundreds. The same scan warns about another DHCP agent still
+/// running on this host: a Python agent would respawn the dnsmasq we stop.
 fn helpers_snapshot() -> &'static [Candidate] {
     static SNAPSHOT: OnceLock<Vec<Candidate>> = OnceLock::new();
     SNAPSHOT.get_or_init(|| {
@@ -284,10 +285,16 @@ fn helpers_snapshot() -> &'static [Candidate] {
         let Ok(dir) = fs::read_dir("/proc") else {
             return Vec::new();
         };
-        dir.flatten()
+        let mut agents = Vec::new();
+        let helpers = dir
+            .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
             .filter_map(|pid| {
-                let kind = helper_kind(&read_cmdline(pid)?)?;
+                let cmdline = read_cmdline(pid)?;
+                if is_dhcp_agent(&cmdline) && u32::try_from(pid).ok() != Some(me) {
+                    agents.push(pid);
+                }
+                let kind = helper_kind(&cmdline)?;
                 if parent_of(pid) == Some(me) {
                     return None;
                 }
@@ -297,8 +304,30 @@ fn helpers_snapshot() -> &'static [Candidate] {
                     netns: netns_of(pid)?,
                 })
             })
-            .collect()
+            .collect();
+        if !agents.is_empty() {
+            tracing::warn!(
+                pids = ?agents,
+                "another neutron-dhcp-agent is running on this host: stop it (a Python agent \
+                 restarts the dnsmasq and haproxy this agent stops when taking a network over)"
+            );
+        }
+        helpers
     })
+}
+
+/// Whether a command line is a `neutron-dhcp-agent`: the program itself (ours, or the Python
+/// console script run directly, whose workers are retitled `neutron-dhcp-agent: ...`), or a
+/// Python interpreter running that script.
+fn is_dhcp_agent(cmdline: &[u8]) -> bool {
+    const NAME: &[u8] = b"neutron-dhcp-agent";
+    let mut args = cmdline.split(|b| *b == 0);
+    let Some(argv0) = args.next() else {
+        return false;
+    };
+    let prog = program_name(argv0);
+    prog.starts_with(NAME)
+        || (prog.starts_with(b"python") && args.next().is_some_and(|a| program_name(a) == NAME))
 }
 
 /// The (device, inode) identity of a process's network namespace, comparable with a
@@ -528,6 +557,26 @@ mod tests {
     }
 
     #[test]
+    fn dhcp_agent_command_lines() {
+        assert!(is_dhcp_agent(&cmdline(&[
+            "/usr/bin/python3",
+            "/usr/bin/neutron-dhcp-agent",
+            "--config-file",
+            "/etc/neutron/neutron.conf"
+        ])));
+        assert!(is_dhcp_agent(&cmdline(&["/usr/bin/neutron-dhcp-agent"])));
+        assert!(is_dhcp_agent(
+            b"neutron-dhcp-agent: master process [/usr/bin/neutron-dhcp-agent --config-file x]"
+        ));
+        assert!(!is_dhcp_agent(&cmdline(&[
+            "/usr/bin/python3",
+            "/usr/bin/neutron-l3-agent"
+        ])));
+        assert!(!is_dhcp_agent(&cmdline(&["vim", "neutron-dhcp-agent"])));
+        assert!(!is_dhcp_agent(b""));
+    }
+
+    #[test]
     fn pid_files() {
         assert_eq!(parse_pid("1234\n"), Some(1234));
         assert_eq!(parse_pid(" 77 "), Some(77));
@@ -607,23 +656,39 @@ mod tests {
         let net_dir = paths.dhcp.join(NET);
         std::fs::create_dir_all(&net_dir).unwrap();
         // argv[0] "dnsmasq" (what /proc/<pid>/cmdline shows); the network id is an argument.
+        // A stubborn one starts with SIGTERM ignored (inherited through exec; bash cannot
+        // undo it), so there is no window before a trap is set.
         let start = |ignore_term: bool| {
-            let trap = if ignore_term { "trap '' TERM;" } else { "" };
-            let script = format!("{trap} while :; do sleep 0.05; done");
-            std::process::Command::new("bash")
-                .arg0("dnsmasq")
+            let mut cmd = std::process::Command::new("bash");
+            cmd.arg0("dnsmasq")
                 .arg("-c")
-                .arg(script)
-                .arg(format!("--pid-file=/x/{NET}/pid"))
-                .spawn()
-                .unwrap()
+                .arg("while :; do sleep 0.05; done")
+                .arg(format!("--pid-file=/x/{NET}/pid"));
+            if ignore_term {
+                // SAFETY: only async-signal-safe signal(2) between fork and exec.
+                unsafe {
+                    cmd.pre_exec(|| {
+                        libc::signal(libc::SIGTERM, libc::SIG_IGN);
+                        Ok(())
+                    });
+                }
+            }
+            let child = Reaped(cmd.spawn().unwrap());
+            // Until the exec, /proc/<pid>/cmdline is still this test's.
+            let pid = child.0.id() as i32;
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !read_cmdline(pid).is_some_and(|c| c.starts_with(b"dnsmasq\0")) {
+                assert!(std::time::Instant::now() < deadline, "bash did not start");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            child
         };
         let mut child = start(false);
-        std::fs::write(net_dir.join("pid"), format!("{}\n", child.id())).unwrap();
+        std::fs::write(net_dir.join("pid"), format!("{}\n", child.0.id())).unwrap();
         let found = find_leftovers(&paths, NET, Path::new("/nonexistent"));
         let leftover = Leftover {
             kind: Kind::Dnsmasq,
-            pid: child.id() as i32,
+            pid: child.0.id() as i32,
             netns: None,
         };
         assert_eq!(found, vec![leftover]);
@@ -631,31 +696,31 @@ mod tests {
             stop(leftover, NET, Duration::from_secs(5)).unwrap(),
             Stopped::Terminated
         );
-        child.wait().unwrap();
+        child.0.wait().unwrap();
         // The pid file now names a dead (or recycled) pid: nothing is found.
         assert!(find_leftovers(&paths, NET, Path::new("/nonexistent")).is_empty());
 
         let mut stubborn = start(true);
         let leftover = Leftover {
             kind: Kind::Dnsmasq,
-            pid: stubborn.id() as i32,
+            pid: stubborn.0.id() as i32,
             netns: None,
         };
-        // Give bash time to install its trap.
-        std::thread::sleep(Duration::from_millis(200));
         assert_eq!(
             stop(leftover, NET, Duration::from_millis(300)).unwrap(),
             Stopped::Killed
         );
-        stubborn.wait().unwrap();
+        stubborn.0.wait().unwrap();
         // A pid that is not that program is never signalled.
-        let mut innocent = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
+        let mut innocent = Reaped(
+            std::process::Command::new("sleep")
+                .arg("30")
+                .spawn()
+                .unwrap(),
+        );
         let leftover = Leftover {
             kind: Kind::Dnsmasq,
-            pid: innocent.id() as i32,
+            pid: innocent.0.id() as i32,
             netns: None,
         };
         assert_eq!(
@@ -671,8 +736,16 @@ mod tests {
             stop(elsewhere, NET, Duration::from_millis(100)).unwrap(),
             Stopped::Gone
         );
-        assert!(innocent.try_wait().unwrap().is_none());
-        innocent.kill().unwrap();
-        innocent.wait().unwrap();
+        assert!(innocent.0.try_wait().unwrap().is_none());
+    }
+
+    /// A child killed and reaped on drop, also when an assertion fails.
+    struct Reaped(std::process::Child);
+
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
 }
