@@ -14,5 +14,5 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 scripts/install-deps.sh
-cargo build --release --quiet --bin neutron-dhcp-agent --bin render-dnsmasq --bin dns-footprint
+cargo build --release --quiet --features tools --bin neutron-dhcp-agent --bin render-dnsmasq --bin dns-footprint
 exec python3 scripts/bench/dns.py "$@"

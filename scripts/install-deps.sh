@@ -7,6 +7,7 @@
 #   jq                                                        demo.sh reads config/networks.json
 #   dnsmasq (dnsmasq-base)                                    the oracle of tests/differential.rs
 #   dig (bind9-dnsutils), dnsperf                           DNS clients of tests/dns*.rs and bench-dns.sh
+#   haproxy, ethtool                                          the Python agent in tests/migration.rs
 #   cc (gcc, libc6-dev)                                       the linker cargo needs
 #   strip (binutils), setpriv (util-linux), systemd-analyze   tests/service.rs: the Debian
 #     (systemd)                                               package, run as its unit says
@@ -30,6 +31,8 @@ have dhcpcd || need+=(dhcpcd-base)
 have ip || need+=(iproute2)
 have jq || need+=(jq)
 have dnsmasq || need+=(dnsmasq-base)
+have haproxy || need+=(haproxy)  # tests/migration.rs: the Python agent's metadata proxy
+have ethtool || need+=(ethtool)  # tests/migration.rs: Neutron's OVS driver on a netdev bridge
 have cc || need+=(gcc libc6-dev)
 have strip || need+=(binutils)
 have setpriv || need+=(util-linux)

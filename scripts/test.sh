@@ -18,6 +18,9 @@ bash scripts/install-deps.sh
 # system service) and a venv with the real oslo.messaging for the RPC tests' neutron-server peer.
 bash scripts/ovs-test-env.sh install
 bash scripts/py-venv.sh >/dev/null
+# The real Neutron agents (metadata agent, Python DHCP agent) for tests/metadata_e2e.rs and
+# tests/migration.rs, in a venv of their own.
+bash scripts/py-venv-neutron.sh >/dev/null
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 step() { printf '\n==> %s\n' "$*"; }

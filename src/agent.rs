@@ -25,6 +25,7 @@ use crate::dhcp::server::{DhcpServer, Endpoint, ServerError, Sockets};
 use crate::dns::server::{DnsService, DnsSockets, Listen};
 use crate::model::{MacAddr, NetworkId};
 use crate::standalone::DesiredNetwork;
+use crate::view6::ServerDuid;
 
 pub use crate::model::is_uuid_like;
 
@@ -213,6 +214,31 @@ impl Agent {
         }
     }
 
+    /// Starts a served network's DNS service if it has none: its port may have been held by a
+    /// process stopped since (the Python agent's dnsmasq, [`crate::migrate`]).
+    async fn ensure_dns(&self, network_id: &str) {
+        let (namespace, plan) = match self.served().get(network_id) {
+            Some(s) if s.dns.is_none() => (s.server.endpoint.namespace.clone(), s.plan.clone()),
+            _ => return,
+        };
+        let Some(view) = self.cache.view(network_id) else {
+            return;
+        };
+        let Some(dns) = self.start_dns(network_id, &namespace, &plan, view).await else {
+            return;
+        };
+        let unused = match self.served().get_mut(network_id) {
+            Some(s) if s.dns.is_none() => {
+                s.dns = Some(dns);
+                None
+            }
+            _ => Some(dns),
+        };
+        if let Some(dns) = unused {
+            dns.stop().await;
+        }
+    }
+
     // ---- end of DNS service ----
 
     pub fn cache(&self) -> &Arc<NetworkCache> {
@@ -318,6 +344,25 @@ impl Agent {
     pub async fn configure(&self, d: &DesiredNetwork) -> Result<Configured, AgentError> {
         let span = tracing::info_span!("configure", network_id = %d.network.id);
         let r = self.configure_inner(d).instrument(span.clone()).await;
+        // --- migration hook (src/migrate.rs): once we serve, stop what the Python agent left.
+        if matches!(r, Ok(Configured::Started)) {
+            let state_path = self
+                .state_dir
+                .parent()
+                .unwrap_or(&self.state_dir)
+                .to_path_buf();
+            let id = d.network.id.clone();
+            let in_span = span.clone();
+            let take_over =
+                move || in_span.in_scope(|| crate::migrate::take_over(&state_path, &id));
+            if let Err(e) = tokio::task::spawn_blocking(take_over).await {
+                tracing::error!(network_id = %d.network.id, error = %e, "taking over from the Python agent failed");
+            }
+            // dnsmasq may have held port 53 until now: a DNS service that could not bind
+            // starts now (haproxy, holding port 80, is gone before the metadata proxy below).
+            self.ensure_dns(&d.network.id).await;
+        }
+        // --- end of migration hook
         if matches!(r, Ok(c) if c != Configured::NotServed) {
             self.update_metadata(d).instrument(span).await;
         }
@@ -1011,28 +1056,31 @@ mod tests {
     }
 }
 
-const DUID_FILE: &str = "duid";
+const DUID_FILE: &str = crate::migrate::DUID_FILE;
 
-/// Reads the persisted DUID-LL (`00:03:00:01:<mac>`, dnsmasq's lease-file notation), or derives
-/// one from `mac` and writes it. A damaged file is replaced rather than trusted.
-fn load_or_create_duid(dir: &Path, mac: MacAddr) -> std::io::Result<[u8; 10]> {
+/// Reads the persisted server DUID (dnsmasq's lease-file notation, `00:03:00:01:<mac>`), or
+/// takes the one dnsmasq used for this network (the `duid` line of the Python agent's `leases`
+/// file: clients' Renews name it), or else derives a DUID-LL from `mac`, and writes it. A
+/// damaged file is replaced rather than trusted.
+fn load_or_create_duid(dir: &Path, mac: MacAddr) -> std::io::Result<ServerDuid> {
     let path = dir.join(DUID_FILE);
     if let Ok(text) = std::fs::read_to_string(&path) {
-        let bytes: Option<Vec<u8>> = text
-            .trim()
-            .split(':')
-            .map(|b| u8::from_str_radix(b, 16).ok())
-            .collect();
-        match bytes.map(<[u8; 10]>::try_from) {
-            Some(Ok(duid)) if duid.starts_with(&[0, 3, 0, 1]) => return Ok(duid),
-            _ => tracing::warn!(file = %path.display(), "ignoring malformed DUID file"),
+        match text.trim().parse::<ServerDuid>() {
+            Ok(duid) => return Ok(duid),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "ignoring malformed DUID file")
+            }
         }
     }
-    let mut duid = [0, 3, 0, 1, 0, 0, 0, 0, 0, 0];
-    duid[4..].copy_from_slice(&mac.0);
-    let text: Vec<String> = duid.iter().map(|b| format!("{b:02x}")).collect();
+    let duid = match crate::migrate::dnsmasq_server_duid(dir) {
+        Some(d) => {
+            tracing::info!(duid = %d, "keeping dnsmasq's DHCPv6 server DUID");
+            d
+        }
+        None => ServerDuid::from_mac(mac),
+    };
     std::fs::create_dir_all(dir)?;
-    std::fs::write(&path, text.join(":") + "\n")?;
+    std::fs::write(&path, format!("{duid}\n"))?;
     Ok(duid)
 }
 
@@ -1047,7 +1095,7 @@ mod duid_tests {
         let a: MacAddr = "fa:16:3e:00:00:01".parse().unwrap();
         let b: MacAddr = "fa:16:3e:00:00:02".parse().unwrap();
         let first = load_or_create_duid(&net, a).unwrap();
-        assert_eq!(first, [0, 3, 0, 1, 0xfa, 0x16, 0x3e, 0, 0, 1]);
+        assert_eq!(first.as_bytes(), [0, 3, 0, 1, 0xfa, 0x16, 0x3e, 0, 0, 1]);
         assert_eq!(
             std::fs::read_to_string(net.join(DUID_FILE)).unwrap(),
             "00:03:00:01:fa:16:3e:00:00:01\n"
@@ -1056,8 +1104,33 @@ mod duid_tests {
         assert_eq!(load_or_create_duid(&net, b).unwrap(), first);
         std::fs::write(net.join(DUID_FILE), "garbage").unwrap();
         assert_eq!(
-            load_or_create_duid(&net, b).unwrap(),
+            load_or_create_duid(&net, b).unwrap().as_bytes(),
             [0, 3, 0, 1, 0xfa, 0x16, 0x3e, 0, 0, 2]
         );
+    }
+
+    #[test]
+    fn dnsmasq_duid_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = dir.path().join("net-1");
+        std::fs::create_dir_all(&net).unwrap();
+        std::fs::write(
+            net.join("leases"),
+            "duid 00:01:00:01:27:da:58:97:fa:16:3e:6c:ad:c1\n0 fa:16:3e:0a:00:11 10.90.0.11 * *\n",
+        )
+        .unwrap();
+        let a: MacAddr = "fa:16:3e:00:00:01".parse().unwrap();
+        let duid = load_or_create_duid(&net, a).unwrap();
+        assert_eq!(
+            duid.to_string(),
+            "00:01:00:01:27:da:58:97:fa:16:3e:6c:ad:c1"
+        );
+        // Persisted as ours: a later lease file (ours rewritten for dnsmasq) does not change it.
+        std::fs::write(
+            net.join("leases"),
+            "duid 00:01:00:01:00:00:00:01:fa:16:3e:00:00:09\n",
+        )
+        .unwrap();
+        assert_eq!(load_or_create_duid(&net, a).unwrap(), duid);
     }
 }

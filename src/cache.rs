@@ -36,7 +36,7 @@ pub struct NetworkCache {
     serve: ServeConfig,
     entries: Mutex<HashMap<String, Entry>>,
     /// DHCPv6 server DUIDs the agent persisted, applied to every rebuild of that network.
-    duids: Mutex<HashMap<String, [u8; 10]>>,
+    duids: Mutex<HashMap<String, crate::view6::ServerDuid>>,
     /// What the last change replaced, freed later ([`NetworkCache::release_replaced`], or at
     /// the next change at the latest): freeing a 1,000-port view and network takes ~50 µs,
     /// which right after the swap competes for the CPU with the first answer from the new view.
@@ -151,7 +151,7 @@ impl NetworkCache {
     }
 
     /// Makes every future view of `network_id` use `duid` as its DHCPv6 server identity.
-    pub fn pin_server_duid(&self, network_id: &str, duid: [u8; 10]) {
+    pub fn pin_server_duid(&self, network_id: &str, duid: crate::view6::ServerDuid) {
         relock(&self.duids).insert(network_id.to_owned(), duid);
     }
 

@@ -15,6 +15,7 @@ pub mod jsonscan;
 pub mod logfile;
 pub mod memory;
 pub mod metadata;
+pub mod migrate;
 pub mod model;
 pub mod netfile;
 pub mod neutron;

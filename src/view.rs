@@ -163,7 +163,7 @@ impl NetworkView {
     }
 
     /// Pins the DHCPv6 server DUID (see [`NetworkView6::server_duid`]).
-    pub fn pin_server_duid(&mut self, duid: [u8; 10]) {
+    pub fn pin_server_duid(&mut self, duid: crate::view6::ServerDuid) {
         self.v6.pin_server_duid(duid);
     }
 

@@ -39,6 +39,97 @@ pub(crate) use update::add_port;
 /// DUID type 3 (DUID-LL) with hardware type 1 (Ethernet), RFC 8415 §11.4.
 pub const DUID_LL_ETHERNET: [u8; 4] = [0, 3, 0, 1];
 
+/// A DHCPv6 server DUID: ours (a DUID-LL of the DHCP port's MAC) or one taken over from the
+/// dnsmasq that served the network before (usually a 14-byte DUID-LLT), so a client's Renew,
+/// which names the server it leased from, is still answered after a migration. Inline and
+/// `Copy` so a view carries it without an allocation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ServerDuid {
+    len: u8,
+    bytes: [u8; ServerDuid::MAX],
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DuidError {
+    #[error("a DUID is {min} to {max} bytes (a 2-byte type and an identifier), not {0}", min = ServerDuid::MIN, max = ServerDuid::MAX)]
+    Length(usize),
+    #[error("not a DUID in hex pairs separated by colons: {0:?}")]
+    Syntax(String),
+}
+
+impl ServerDuid {
+    /// RFC 8415 §11.1 allows up to 130 bytes; every DUID a server generates (LLT 14, EN ~20,
+    /// LL 10, UUID 18) fits in 20, the bound kept inline.
+    pub const MAX: usize = 20;
+    /// A type code and at least one byte of identifier.
+    pub const MIN: usize = 3;
+
+    pub fn new(bytes: &[u8]) -> Result<ServerDuid, DuidError> {
+        if !(Self::MIN..=Self::MAX).contains(&bytes.len()) {
+            return Err(DuidError::Length(bytes.len()));
+        }
+        let mut d = ServerDuid {
+            len: bytes.len() as u8,
+            bytes: [0; Self::MAX],
+        };
+        d.bytes[..bytes.len()].copy_from_slice(bytes);
+        Ok(d)
+    }
+
+    /// The DUID-LL (Ethernet) of a MAC address.
+    pub fn from_mac(mac: MacAddr) -> ServerDuid {
+        let mut bytes = [0; Self::MAX];
+        bytes[..4].copy_from_slice(&DUID_LL_ETHERNET);
+        bytes[4..10].copy_from_slice(&mac.0);
+        ServerDuid { len: 10, bytes }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+/// dnsmasq's lease-file notation (`00:01:00:01:...`), which our `duid` file uses too.
+impl std::str::FromStr for ServerDuid {
+    type Err = DuidError;
+
+    fn from_str(s: &str) -> Result<ServerDuid, DuidError> {
+        let bad = || DuidError::Syntax(s.chars().take(80).collect());
+        let mut buf = [0u8; Self::MAX];
+        let mut n = 0;
+        for pair in s.trim().split(':') {
+            if pair.len() != 2 {
+                return Err(bad());
+            }
+            let b = u8::from_str_radix(pair, 16).map_err(|_| bad())?;
+            if n == Self::MAX {
+                return Err(DuidError::Length(s.trim().split(':').count()));
+            }
+            buf[n] = b;
+            n += 1;
+        }
+        ServerDuid::new(&buf[..n])
+    }
+}
+
+impl std::fmt::Display for ServerDuid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, b) in self.as_bytes().iter().enumerate() {
+            if i > 0 {
+                f.write_str(":")?;
+            }
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for ServerDuid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ServerDuid({self})")
+    }
+}
+
 /// One pre-encoded DHCPv6 option of an option set; the data lives in the view's arena.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct OptEntry6 {
@@ -116,7 +207,7 @@ struct Slot6 {
 /// makes a modified copy (see [`crate::view::NetworkView::update`]).
 #[derive(Clone, Debug, Default)]
 pub struct NetworkView6 {
-    server_duid: Option<[u8; 10]>,
+    server_duid: Option<ServerDuid>,
     subnets: Vec<SubnetView6>,
     clients: Vec<Client6>,
     bindings: Vec<Binding6>,
@@ -151,12 +242,12 @@ impl NetworkView6 {
     /// Our DUID (DUID-LL from the DHCP port's MAC, or the one the agent persisted under
     /// `state_path`); `None` when our port is unknown, in which case nothing is answered.
     pub fn server_duid(&self) -> Option<&[u8]> {
-        self.server_duid.as_ref().map(|d| &d[..])
+        self.server_duid.as_ref().map(ServerDuid::as_bytes)
     }
 
     /// Replaces the derived DUID with one persisted by the agent, so the server identity
     /// survives a new DHCP port MAC. Ignored while our port is unknown (nothing is served).
-    pub(crate) fn pin_server_duid(&mut self, duid: [u8; 10]) {
+    pub(crate) fn pin_server_duid(&mut self, duid: ServerDuid) {
         if self.server_duid.is_some() {
             self.server_duid = Some(duid);
         }
@@ -330,12 +421,7 @@ impl<'a> Builder6<'a> {
         let lease = lease_secs(cfg.dhcp_lease_duration);
         let configured = |v: u32| (v > 0).then_some(v);
         let view = NetworkView6 {
-            server_duid: own.map(|p| {
-                let mut d = [0u8; 10];
-                d[..4].copy_from_slice(&DUID_LL_ETHERNET);
-                d[4..].copy_from_slice(&p.mac_address.0);
-                d
-            }),
+            server_duid: own.map(|p| ServerDuid::from_mac(p.mac_address)),
             lease_secs: lease,
             refresh_secs: if lease < 600 { 600 } else { lease },
             renewal_secs: configured(cfg.dhcp_renewal_time),
@@ -768,6 +854,46 @@ mod tests {
         assert!(v.is_served());
         let v = NetworkView6::build(&n, "other", &ServeConfig::default());
         assert!(!v.is_served());
+    }
+
+    #[test]
+    fn server_duid_text_round_trip_and_bounds() {
+        let llt: ServerDuid = "00:01:00:01:27:da:58:97:fa:16:3e:6c:ad:c1".parse().unwrap();
+        assert_eq!(llt.as_bytes().len(), 14);
+        assert_eq!(llt.to_string(), "00:01:00:01:27:da:58:97:fa:16:3e:6c:ad:c1");
+        let mac: MacAddr = "fa:16:3e:00:00:02".parse().unwrap();
+        assert_eq!(
+            ServerDuid::from_mac(mac).as_bytes(),
+            &[0, 3, 0, 1, 0xfa, 0x16, 0x3e, 0, 0, 2]
+        );
+        assert_eq!("00:01".parse::<ServerDuid>(), Err(DuidError::Length(2)));
+        let long = vec!["ab"; 21].join(":");
+        assert_eq!(long.parse::<ServerDuid>(), Err(DuidError::Length(21)));
+        assert!(matches!(
+            "00:01:0g".parse::<ServerDuid>(),
+            Err(DuidError::Syntax(_))
+        ));
+        assert!(matches!(
+            "0001:02".parse::<ServerDuid>(),
+            Err(DuidError::Syntax(_))
+        ));
+        assert!(matches!(
+            "".parse::<ServerDuid>(),
+            Err(DuidError::Syntax(_))
+        ));
+    }
+
+    #[test]
+    fn pinned_duid_of_any_length_is_served() {
+        let n = net(
+            json!([sub("a", "fd00:a::/64", Some("dhcpv6-stateful"), None)]),
+            json!([{"id": "dhcp", "mac_address": "fa:16:3e:00:00:02", "device_owner": "network:dhcp",
+                    "fixed_ips": [{"subnet_id": "a", "ip_address": "fd00:a::2"}]}]),
+        );
+        let mut v = NetworkView6::build(&n, "dhcp", &ServeConfig::default());
+        let llt: ServerDuid = "00:01:00:01:27:da:58:97:fa:16:3e:6c:ad:c1".parse().unwrap();
+        v.pin_server_duid(llt);
+        assert_eq!(v.server_duid(), Some(llt.as_bytes()));
     }
 
     #[test]

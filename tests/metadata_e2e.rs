@@ -20,7 +20,6 @@ mod mdhelp;
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -34,26 +33,6 @@ use common::*;
 use mdhelp::*;
 
 const SECRET: &str = "ndrs-metadata-secret";
-
-/// The venv's bin directory with `neutron-metadata-agent` (built on first use).
-fn neutron_bin() -> &'static str {
-    static BIN: OnceLock<String> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/py-venv-neutron.sh");
-        let out = Command::new(script)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
-        assert!(out.status.success(), "{script} failed ({})", out.status);
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .map(|l| l.trim().to_string())
-            .filter(|l| !l.is_empty())
-            .expect("py-venv-neutron.sh printed no path")
-    })
-}
 
 /// A fake Nova metadata API on 127.0.0.1: answers every request with a JSON echo of the
 /// identity headers the metadata agent adds.

@@ -1498,3 +1498,25 @@ impl ClientRun {
 pub fn note(text: &str) {
     eprintln!("{text}");
 }
+
+/// The bin directory of the venv with the real Neutron agents (`neutron` from PyPI, every
+/// dependency pinned: `scripts/py-venv-neutron.sh`), built on first use: the metadata agent of
+/// tests/metadata_e2e.rs and the Python DHCP agent of tests/migration.rs.
+pub fn neutron_bin() -> &'static str {
+    static BIN: std::sync::OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/py-venv-neutron.sh");
+        let out = Command::new(script)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+        assert!(out.status.success(), "{script} failed ({})", out.status);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .expect("py-venv-neutron.sh printed no path")
+    })
+}
