@@ -40,11 +40,31 @@ pub struct Counters {
     pub ignored: AtomicU64,
     pub malformed: AtomicU64,
     pub send_errors: AtomicU64,
+    /// Of `ignored`: no port has the client's MAC (or client id, or DUID).
+    pub unknown_client: AtomicU64,
+    /// Of `ignored`: addressed to another DHCP server.
+    pub other_server: AtomicU64,
 }
 
 impl Counters {
     fn bump(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds these counts to `total` (the status endpoint's totals of stopped servers).
+    pub fn add_into(&self, total: &Counters) {
+        let pairs = [
+            (&self.received, &total.received),
+            (&self.replied, &total.replied),
+            (&self.ignored, &total.ignored),
+            (&self.malformed, &total.malformed),
+            (&self.send_errors, &total.send_errors),
+            (&self.unknown_client, &total.unknown_client),
+            (&self.other_server, &total.other_server),
+        ];
+        for (from, to) in pairs {
+            to.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
     }
 }
 
@@ -509,6 +529,11 @@ impl Shell {
             Ok(Outcome::Ignored(reason)) => {
                 Counters::bump(&self.counters.ignored);
                 match reason {
+                    Ignore::UnknownClient { .. } => Counters::bump(&self.counters.unknown_client),
+                    Ignore::OtherServer { .. } => Counters::bump(&self.counters.other_server),
+                    _ => {}
+                }
+                match reason {
                     Ignore::Release { .. } | Ignore::Decline { .. } => {
                         tracing::info!(parent: span, "{reason}")
                     }
@@ -651,6 +676,13 @@ impl Shell6 {
             }
             Ok(v6::Outcome::Ignored(reason)) => {
                 Counters::bump(&self.counters.ignored);
+                match reason {
+                    v6::Ignore::UnknownClient { .. } => {
+                        Counters::bump(&self.counters.unknown_client)
+                    }
+                    v6::Ignore::OtherServer { .. } => Counters::bump(&self.counters.other_server),
+                    _ => {}
+                }
                 tracing::debug!(parent: span, "not answered: {reason}");
             }
             Ok(v6::Outcome::Malformed(why)) => {
