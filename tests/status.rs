@@ -6,6 +6,8 @@
 //!
 //! Needs root (namespaces, bridges), dhclient and python3 (the venv from `scripts/py-venv.sh`).
 
+#[path = "common/broker.rs"]
+mod broker;
 mod common;
 
 use std::collections::BTreeMap;
@@ -17,8 +19,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
+use broker::{OwnBroker, Peer};
 use common::*;
 
 const DUMP_HOOK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/dhcp-dump-hook.sh");
@@ -623,4 +626,111 @@ fn explain_equals_what_dhclient_received() {
     assert!(ok, "{text}");
     assert!(text.contains("answer   none"), "{text}");
     agent.stop();
+}
+
+// ---------------------------------------------------------------------------------------------
+// RPC mode readiness
+// ---------------------------------------------------------------------------------------------
+
+/// Polls `/readyz` until it answers `code`; returns the body.
+fn readyz_becomes(addr: SocketAddr, code: u16, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (c, body) = get(addr, "/readyz");
+        if c == code {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz still {c} ({body:?}), waited for {code}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `/readyz` in RPC mode: 503 while the first full sync is still fetching, 200 once it is
+/// applied, 503 while the broker is down (with `amqp_connected` 0), 200 again after the
+/// reconnect; `/healthz` stays 200 throughout (the process is alive and its loop ticks).
+#[test]
+fn readyz_follows_the_first_sync_and_the_broker() {
+    require_privileged_env();
+    let broker = OwnBroker::start();
+    let peer = Peer::start(&format!(
+        "{}?rabbit_retry_interval=1&rabbit_retry_backoff=0",
+        broker.url()
+    ));
+    let mut net = network(4);
+    net.add_port(PortSpec::vm(ip4("10.63.4.10")));
+    let _bridge = LinkGuard::bridge(&net.bridge_name());
+    let mut v = net.to_json();
+    if let Some(s) = v["subnets"][0].as_object_mut() {
+        s.remove("allocation_pools");
+    }
+    if let Some(ports) = v["ports"].as_array_mut() {
+        ports.retain(|p| p["id"] != json!(net.dhcp_port.id));
+    }
+    peer.cmd(json!({"cmd": "set_networks", "networks": [v]}));
+    // The first sync's fetch takes 3 s.
+    peer.cmd(
+        json!({"cmd": "inject", "method": "get_active_networks_info", "delay": 3, "count": 1}),
+    );
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let ini = format!(
+        "{}\n[DEFAULT]\nhost = {}\ntransport_url = {}\nrpc_response_timeout = 10\n\
+         resync_interval = 2\n\n[AGENT]\nreport_interval = 1\nstatus_listen = 127.0.0.1:{port}\n\n\
+         [oslo_messaging_rabbit]\nrabbit_retry_interval = 1\nrabbit_retry_backoff = 0\n\
+         kombu_reconnect_delay = 0.5\n",
+        test_ini(),
+        unique_name("rsts"),
+        broker.url(),
+    );
+    let mark = peer.mark();
+    let agent = Agent::start(&ini, "[]");
+    peer.expect_call(
+        mark,
+        "get_active_networks_info",
+        Duration::from_secs(10),
+        |_| true,
+    );
+    let (code, body) = get(addr, "/readyz");
+    assert_eq!(
+        (code, body.as_str()),
+        (
+            503,
+            "not ready: the first full sync with neutron-server is not done yet\n"
+        )
+    );
+    assert_eq!(get(addr, "/healthz").0, 200);
+    readyz_becomes(addr, 200, AGENT_TIMEOUT);
+    assert!(
+        agent.log_text().contains("serving network"),
+        "served when ready"
+    );
+    assert_eq!(
+        value(&scrape(addr), "neutron_dhcp_agent_amqp_connected", &[]),
+        1.0
+    );
+
+    assert!(broker.stop(), "own broker did not stop");
+    let body = readyz_becomes(addr, 503, Duration::from_secs(20));
+    assert_eq!(body, "not ready: not connected to the message broker\n");
+    assert_eq!(
+        get(addr, "/healthz").0,
+        200,
+        "alive while the broker is down"
+    );
+    assert_eq!(
+        value(&scrape(addr), "neutron_dhcp_agent_amqp_connected", &[]),
+        0.0
+    );
+
+    broker.boot();
+    readyz_becomes(addr, 200, Duration::from_secs(60));
+    assert_eq!(
+        value(&scrape(addr), "neutron_dhcp_agent_amqp_connected", &[]),
+        1.0
+    );
+    agent.stop();
+    drop(peer);
 }
