@@ -226,7 +226,8 @@ fn metrics_count_exactly_and_survive_a_reload() {
     let agent = Agent::start_serving(&ini(port), &[&net, &other]);
 
     assert_eq!(get(addr, "/healthz"), (200, "ok\n".into()));
-    assert_eq!(get(addr, "/readyz"), (200, "ready\n".into()));
+    // Ready once the initial apply is done (just after the networks are served).
+    assert_eq!(readyz_becomes(addr, 200, AGENT_TIMEOUT), "ready\n");
     let before = scrape(addr);
     let id = net.id.as_str();
     let v4 = [("network", id), ("family", "v4")];
@@ -354,6 +355,19 @@ fn metrics_count_exactly_and_survive_a_reload() {
     assert_eq!(doc["dhcp"]["v4"]["malformed"], 1);
     assert_eq!(doc["dhcp"]["v4"]["received"].as_f64(), Some(received + 2.0));
     assert_eq!(get(addr, "/v1/networks/no-such-network").0, 404);
+    // The last clients seen: the unknown MAC's DISCOVER (newest; the malformed datagram has
+    // no client), the VM's REQUEST answered.
+    let seen = doc["last_seen"].as_array().expect("last_seen");
+    assert_eq!(seen[0]["mac"], "02:00:00:63:00:01", "{body}");
+    assert_eq!(seen[0]["message"], "DHCPDISCOVER");
+    assert_eq!(seen[0]["result"], "not answered: unknown MAC (no port)");
+    assert!(
+        seen.iter().any(|e| e["mac"] == vm.mac.as_str()
+            && e["message"] == "DHCPREQUEST"
+            && e["result"] == "answered"),
+        "{body}"
+    );
+    assert!(doc["last_packet_unix"].as_f64().is_some(), "{body}");
     let cli_dir = tempfile::tempdir().unwrap();
     let cfg = cli_dir.path().join("status-cli.ini");
     fs::write(&cfg, ini(port)).unwrap();
@@ -608,6 +622,7 @@ fn explain_equals_what_dhclient_received() {
         "{text}"
     );
     assert!(text.contains("domain-name"), "{text}");
+    assert!(text.contains("v4 DHCPREQUEST: answered"), "{text}");
 
     // A MAC that is no port: no answer, and the reason.
     let stranger = "02:00:00:63:03:99";

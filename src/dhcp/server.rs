@@ -22,6 +22,7 @@ use crate::dhcp::v4::{self, Delivery, Ignore, Outcome};
 use crate::dhcp::v6;
 use crate::dhcp::{netio, threads};
 use crate::model::MacAddr;
+use crate::status::seen::{self, Fate};
 
 /// Where a network is served: the DHCP port's device inside its namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +45,8 @@ pub struct Counters {
     pub unknown_client: AtomicU64,
     /// Of `ignored`: addressed to another DHCP server.
     pub other_server: AtomicU64,
+    /// The last clients seen, for the status endpoint (`crate::status::seen`).
+    pub seen: crate::status::seen::SeenRing,
 }
 
 impl Counters {
@@ -515,23 +518,39 @@ impl Shell {
         let outcome =
             std::panic::catch_unwind(AssertUnwindSafe(|| v4::respond(req, &current, reply)));
         drop(current);
+        let seen = seen::v4_mac(req).map(|mac| (mac, seen::v4_message_type(req)));
+        let record = |c: &Counters, fate| {
+            if let Some((mac, message)) = seen {
+                c.seen.record(mac, message, fate);
+            }
+        };
         match outcome {
             Ok(Outcome::Reply {
                 delivery,
                 server_ip,
             }) => match self.send(delivery, server_ip) {
-                Ok(()) => Counters::bump(&self.counters.replied),
+                Ok(()) => {
+                    Counters::bump(&self.counters.replied);
+                    record(&self.counters, Fate::Answered);
+                }
                 Err(e) => {
                     Counters::bump(&self.counters.send_errors);
+                    record(&self.counters, Fate::SendFailed);
                     tracing::warn!(parent: span, error = %e, ?delivery, "sending reply failed");
                 }
             },
             Ok(Outcome::Ignored(reason)) => {
                 Counters::bump(&self.counters.ignored);
                 match reason {
-                    Ignore::UnknownClient { .. } => Counters::bump(&self.counters.unknown_client),
-                    Ignore::OtherServer { .. } => Counters::bump(&self.counters.other_server),
-                    _ => {}
+                    Ignore::UnknownClient { .. } => {
+                        Counters::bump(&self.counters.unknown_client);
+                        record(&self.counters, Fate::UnknownMac);
+                    }
+                    Ignore::OtherServer { .. } => {
+                        Counters::bump(&self.counters.other_server);
+                        record(&self.counters, Fate::OtherServer);
+                    }
+                    _ => record(&self.counters, Fate::Ignored),
                 }
                 match reason {
                     Ignore::Release { .. } | Ignore::Decline { .. } => {
@@ -542,6 +561,7 @@ impl Shell {
             }
             Ok(Outcome::Malformed(why)) => {
                 Counters::bump(&self.counters.malformed);
+                record(&self.counters, Fate::Malformed);
                 tracing::debug!(parent: span, "dropped malformed packet: {why}");
             }
             Err(_) => {
@@ -651,6 +671,9 @@ impl Shell6 {
                 match dgram::send_now(udp, || udp.send_to(&self.reply, to)) {
                     Ok(_) => {
                         Counters::bump(&self.counters.replied);
+                        if let Some(mac) = client {
+                            self.counters.seen.record(mac.0, request, Fate::Answered);
+                        }
                         let (req, rep) = (v6::name(request), v6::name(reply));
                         match (request, client) {
                             (msg6::RELEASE | msg6::DECLINE, Some(mac)) => {
@@ -677,8 +700,11 @@ impl Shell6 {
             Ok(v6::Outcome::Ignored(reason)) => {
                 Counters::bump(&self.counters.ignored);
                 match reason {
-                    v6::Ignore::UnknownClient { .. } => {
-                        Counters::bump(&self.counters.unknown_client)
+                    v6::Ignore::UnknownClient { msg, mac } => {
+                        Counters::bump(&self.counters.unknown_client);
+                        if let Some(mac) = mac {
+                            self.counters.seen.record(mac.0, msg, Fate::UnknownMac);
+                        }
                     }
                     v6::Ignore::OtherServer { .. } => Counters::bump(&self.counters.other_server),
                     _ => {}

@@ -78,6 +78,15 @@ pub fn explain(
         "client_id": client_id.map(hex),
     });
     let mut doc = base;
+    // What this client actually sent lately, and what became of it.
+    if let Some(s) = status
+        .agent()
+        .served_networks()
+        .iter()
+        .find(|s| s.network_id == network_id)
+    {
+        doc["last_seen"] = super::networks::last_seen(s, Some(mac));
+    }
     let (Some(view), Some(net)) = (cache.view(network_id), cache.get(network_id)) else {
         doc["answered"] = json!(false);
         doc["reason"] = json!(format!("network {network_id} is not served by this agent"));
@@ -444,6 +453,24 @@ pub fn render(doc: &Value) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "network  {}", s(&doc["network"]));
     let _ = writeln!(out, "client   {}", s(&doc["mac"]));
+    let seen = doc["last_seen"].as_array().cloned().unwrap_or_default();
+    match seen.first() {
+        None => {
+            let _ = writeln!(out, "seen     no request from this client lately");
+        }
+        Some(_) => {
+            for e in seen.iter().take(5) {
+                let _ = writeln!(
+                    out,
+                    "seen     {} {} {}: {}",
+                    s(&e["time_unix"]),
+                    s(&e["family"]),
+                    s(&e["message"]),
+                    s(&e["result"])
+                );
+            }
+        }
+    }
     if doc["answered"] != Value::Bool(true) {
         let _ = writeln!(out, "answer   none: {}", s(&doc["reason"]));
         if let Some(nets) = doc["mac_served_on_networks"].as_array() {

@@ -15,6 +15,7 @@ pub mod explain;
 pub mod http;
 pub mod metrics;
 pub mod networks;
+pub mod seen;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

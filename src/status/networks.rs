@@ -104,11 +104,49 @@ fn network(status: &Status, s: &ServedNetwork) -> Value {
         "serves_v6": s.serves_v6,
         "last_change_unix": changed,
         "last_error": error,
+        "last_packet_unix": last_packet(s),
+        "last_seen": last_seen(s, None),
         "dhcp": {
             "v4": counters(&s.counters),
             "v6": counters(&s.counters6),
         },
     })
+}
+
+/// The clients the network's DHCP server saw last (both families), newest first; only those
+/// with `mac` when given.
+pub fn last_seen(s: &ServedNetwork, mac: Option<crate::model::MacAddr>) -> Value {
+    let mut all: Vec<(bool, crate::status::seen::Seen)> = s
+        .counters
+        .seen
+        .snapshot()
+        .into_iter()
+        .map(|e| (false, e))
+        .chain(s.counters6.seen.snapshot().into_iter().map(|e| (true, e)))
+        .filter(|(_, e)| mac.is_none_or(|m| e.mac == m))
+        .collect();
+    all.sort_by_key(|e| std::cmp::Reverse(e.1.time_ms));
+    Value::Array(
+        all.into_iter()
+            .map(|(v6, e)| {
+                json!({
+                    "time_unix": e.time_ms as f64 / 1000.0,
+                    "family": if v6 { "v6" } else { "v4" },
+                    "mac": e.mac.to_string(),
+                    "message": crate::status::seen::message_name(v6, e.message),
+                    "result": e.fate.name(),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// When the network's DHCP server last saw a client (seconds since the epoch).
+fn last_packet(s: &ServedNetwork) -> Option<f64> {
+    let newest = |r: &crate::status::seen::SeenRing| r.snapshot().first().map(|e| e.time_ms);
+    newest(&s.counters.seen)
+        .max(newest(&s.counters6.seen))
+        .map(|ms| ms as f64 / 1000.0)
 }
 
 fn counters(c: &Counters) -> Value {
