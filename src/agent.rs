@@ -96,6 +96,9 @@ pub struct Agent {
     state_dir: PathBuf,
     /// What the status endpoint reports beside the served set (`crate::status`).
     status: Mutex<StatusBook>,
+    /// How long [`Agent::configure`] took until the change was served: a view swap (ports or
+    /// options changed), or plumbing (a network started or replumbed).
+    configure_latency: [crate::status::histogram::Histogram; 2],
 }
 
 // --- For the status endpoint (`crate::status`): read-only views of what is served. ---
@@ -182,6 +185,14 @@ impl Agent {
             .insert(network_id.to_owned(), (now, error));
     }
 
+    /// [`Agent::configure`]'s latency by what it did: `view_swap` and `plumbing`.
+    pub fn configure_latency(&self) -> [(&'static str, &crate::status::histogram::Histogram); 2] {
+        [
+            ("view_swap", &self.configure_latency[0]),
+            ("plumbing", &self.configure_latency[1]),
+        ]
+    }
+
     /// Called once a server stopped (its counters are final).
     fn retire(&self, v4: &crate::dhcp::server::Counters, v6: &crate::dhcp::server::Counters) {
         let book = self.status_book();
@@ -202,6 +213,7 @@ impl Agent {
             served: Mutex::new(HashMap::new()),
             state_dir: state_path.join("dhcp"),
             status: Mutex::default(),
+            configure_latency: Default::default(),
         }
     }
 
@@ -295,7 +307,15 @@ impl Agent {
     /// When only ports or options changed, this is a view swap and nothing else.
     pub async fn configure(&self, d: &DesiredNetwork) -> Result<Configured, AgentError> {
         let span = tracing::info_span!("configure", network_id = %d.network.id);
+        let began = std::time::Instant::now();
         let r = self.configure_inner(d).instrument(span).await;
+        match &r {
+            Ok(Configured::ViewUpdated) => self.configure_latency[0].record(began.elapsed()),
+            Ok(Configured::Started | Configured::Replumbed) => {
+                self.configure_latency[1].record(began.elapsed())
+            }
+            _ => {}
+        }
         match &r {
             Ok(Configured::NotServed) => drop(self.status_book().last.remove(&d.network.id)),
             Ok(_) => self.note_configured(&d.network.id, None),

@@ -577,6 +577,7 @@ async fn run_rpc(
             log_agent_heartbeats: cfg.neutron.log_agent_heartbeats,
         },
     };
+    let rpc_stats = plugin.stats().clone();
     let neutron = NeutronAgent::start(settings, plugin, agent.clone(), events);
     let status = neutron_dhcp::status::start(
         cfg.status_listen,
@@ -586,6 +587,7 @@ async fn run_rpc(
     .await?;
     if let Some(s) = &status {
         s.set_broker_probe(Box::new(transport.connected_probe()));
+        s.register_collector(Box::new(neutron_dhcp::status::rpc::RpcCollector(rpc_stats)));
     }
 
     let signals = Signals::open().context("cannot open a signalfd")?;

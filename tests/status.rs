@@ -229,7 +229,8 @@ fn metrics_count_exactly_and_survive_a_reload() {
     // Ready once the initial apply is done (just after the networks are served).
     assert_eq!(readyz_becomes(addr, 200, AGENT_TIMEOUT), "ready\n");
     let before = scrape(addr);
-    let id = net.id.as_str();
+    let net_id = net.id.clone();
+    let id = net_id.as_str();
     let v4 = [("network", id), ("family", "v4")];
     assert_eq!(
         value(
@@ -383,6 +384,27 @@ fn metrics_count_exactly_and_survive_a_reload() {
     assert!(ok, "{text}");
     assert!(text.contains("ready             yes"), "{text}");
     assert!(text.contains("networks served   2"), "{text}");
+
+    // A port added on reload is a view swap, timed.
+    let swaps = |s: &Samples| {
+        let kind = [("kind", "view_swap")];
+        value(
+            s,
+            "neutron_dhcp_agent_network_configure_seconds_count",
+            &kind,
+        )
+    };
+    let plumbing = [("kind", "plumbing")];
+    let plumbed = value(
+        &after,
+        "neutron_dhcp_agent_network_configure_seconds_count",
+        &plumbing,
+    );
+    assert_eq!(plumbed, 2.0);
+    assert_eq!(swaps(&after), 0.0);
+    net.add_port(PortSpec::vm(ip4("10.63.1.11")));
+    agent.reload(&networks_json(&[&net, &other]));
+    assert_eq!(swaps(&scrape(addr)), 1.0);
 
     // SIGHUP with the network removed: its series go, the totals stay.
     agent.reload(&networks_json(&[&other]));
@@ -726,6 +748,20 @@ fn readyz_follows_the_first_sync_and_the_broker() {
         value(&scrape(addr), "neutron_dhcp_agent_amqp_connected", &[]),
         1.0
     );
+
+    let ready = scrape(addr);
+    let calls = |m: &str| {
+        value(
+            &ready,
+            "neutron_dhcp_agent_rpc_calls_total",
+            &[("method", m)],
+        )
+    };
+    assert!(calls("get_active_networks_info") >= 1.0);
+    assert!(calls("report_state") >= 1.0);
+    // The first fetch took the 3 s the peer was told to delay it.
+    let fetch = [("method", "get_active_networks_info")];
+    assert!(value(&ready, "neutron_dhcp_agent_rpc_call_seconds_sum", &fetch) >= 3.0);
 
     assert!(broker.stop(), "own broker did not stop");
     let body = readyz_becomes(addr, 503, Duration::from_secs(20));

@@ -202,6 +202,19 @@ impl Collector for AgentCollector {
             bound,
         )?;
 
+        let mut f = enc.encode_descriptor(
+            "network_configure_seconds",
+            "From a change reaching the agent (a networks-file reload's apply, or a Neutron \
+             event's handler) to the network served on it, by kind: view_swap (ports or \
+             options changed: the new view is answering) or plumbing (a network started or \
+             replumbed).",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (kind, h) in agent.configure_latency() {
+            h.encode(f.encode_family(&[("kind", kind)])?)?;
+        }
+
         // DHCP packets, per network and family, and in total.
         let mut rows: Vec<(&str, &str, Split)> = Vec::with_capacity(served.len() * 2);
         for s in &served {

@@ -12,9 +12,11 @@
 
 pub mod cli;
 pub mod explain;
+pub mod histogram;
 pub mod http;
 pub mod metrics;
 pub mod networks;
+pub mod rpc;
 pub mod seen;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
