@@ -9,6 +9,8 @@
 #[path = "common/broker.rs"]
 mod broker;
 mod common;
+#[path = "common/v6.rs"]
+mod v6;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -784,4 +786,71 @@ fn readyz_follows_the_first_sync_and_the_broker() {
     );
     agent.stop();
     drop(peer);
+}
+
+/// `explain --v6` for a port on a DHCPv6-stateful subnet equals what `dhclient -6` received:
+/// its addresses, DNS server and search list.
+#[test]
+fn explain_v6_equals_what_dhclient6_received() {
+    use v6::*;
+    require_v6_env();
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut net = Net6::new("fd00:63:5::", Some("dhcpv6-stateful"), None);
+    let vm = net.add_port(Port6::vm(&[net.addr(0x10), net.addr(0x11)], None));
+    let _bridge = LinkGuard::bridge(&net.bridge_name());
+    let client = ClientNs6::new(&net.bridge_name(), &vm.mac);
+    let agent = Agent::start(&ini(port), &networks_json6(&[&net]));
+    agent.wait_serving(&net.id);
+    let lease = client
+        .run(Client6::DhclientDuidLl, LEASE_TIMEOUT)
+        .expect_lease("stateful DHCPv6");
+
+    let (code, body) = get(
+        addr,
+        &format!("/v1/explain?network={}&mac={}&family=v6", net.id, vm.mac),
+    );
+    assert_eq!(code, 200, "{body}");
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    let mut addresses: Vec<std::net::Ipv6Addr> = doc["reply"]["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().parse().unwrap())
+        .collect();
+    addresses.sort();
+    let option = |code: u64| {
+        doc["reply"]["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["code"] == code)
+            .map(|o| o["value"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let dns: Vec<std::net::Ipv6Addr> = option(23)
+        .split_whitespace()
+        .map(|a| a.parse().unwrap())
+        .collect();
+    let search: Vec<String> = option(24).split_whitespace().map(String::from).collect();
+    assert_eq!(
+        Lease6 {
+            addresses,
+            dns,
+            search
+        },
+        lease,
+        "{body}"
+    );
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("cli.ini");
+    fs::write(&cfg, ini(port)).unwrap();
+    let (ok, text) = agent_cli(
+        &cfg,
+        &["explain", "--v6", "--network", &net.id, "--mac", &vm.mac],
+    );
+    assert!(ok, "{text}");
+    assert!(text.contains(&net.addr(0x10).to_string()), "{text}");
+    assert!(text.contains("dns-server"), "{text}");
+    agent.stop();
 }

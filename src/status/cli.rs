@@ -38,6 +38,12 @@ pub enum Command {
         /// The client identifier (option 61) the client sends, in hex (`01fa163e...`).
         #[arg(long = "client-id")]
         client_id: Option<String>,
+        /// DHCPv6 instead of DHCPv4.
+        #[arg(long)]
+        v6: bool,
+        /// DHCPv6: the client's DUID in hex (default: the DUID-LL of its MAC).
+        #[arg(long)]
+        duid: Option<String>,
         /// Print the endpoint's JSON.
         #[arg(long)]
         json: bool,
@@ -86,6 +92,8 @@ pub fn run(command: &Command, listen: Option<SocketAddr>) -> Result<(), CliError
             network,
             mac,
             client_id,
+            v6,
+            duid,
             json,
         } => {
             let mut p = format!(
@@ -95,6 +103,12 @@ pub fn run(command: &Command, listen: Option<SocketAddr>) -> Result<(), CliError
             );
             if let Some(c) = client_id {
                 let _ = write!(p, "&client_id={}", encode(c));
+            }
+            if *v6 {
+                p.push_str("&family=v6");
+            }
+            if let Some(d) = duid {
+                let _ = write!(p, "&duid={}", encode(d));
             }
             (p, *json)
         }

@@ -26,7 +26,8 @@ const XID: [u8; 4] = *b"expl";
 /// Option 57 of synthesized requests: the largest reply the responder builds.
 const MAX_MESSAGE_SIZE: u16 = 1472;
 
-/// Handles `GET /v1/explain?network=<id>&mac=<mac>[&client_id=<hex>][&prl=1,3,6]`.
+/// Handles `GET /v1/explain?network=<id>&mac=<mac>[&client_id=<hex>][&prl=1,3,6]`, and with
+/// `family=v6[&duid=<hex>]` the DHCPv6 equivalent ([`super::explain6`]).
 pub fn http(status: &Status, q: &Query) -> (StatusCode, Value) {
     let bad = |e: String| (StatusCode::BAD_REQUEST, json!({ "error": e }));
     let Some(network_id) = q.get("network") else {
@@ -48,13 +49,24 @@ pub fn http(status: &Status, q: &Query) -> (StatusCode, Value) {
         Some(Some(p)) => Some(p),
         Some(None) => return bad("prl must be option codes 1-254, e.g. 1,3,6,15".into()),
     };
-    let doc = explain(
-        status,
-        network_id,
-        mac,
-        client_id.as_deref(),
-        prl.as_deref(),
-    );
+    let doc = match q.get("family") {
+        None | Some("v4") => explain(
+            status,
+            network_id,
+            mac,
+            client_id.as_deref(),
+            prl.as_deref(),
+        ),
+        Some("v6") => {
+            let duid = match q.get("duid").map(parse_hex) {
+                None => None,
+                Some(Some(d)) if (3..=130).contains(&d.len()) => Some(d),
+                Some(_) => return bad("duid must be 3 to 130 hex bytes".into()),
+            };
+            super::explain6::explain(status, network_id, mac, duid.as_deref())
+        }
+        Some(f) => return bad(format!("family={f:?}: expected v4 or v6")),
+    };
     let code = if doc["answered"] == Value::Bool(true) {
         StatusCode::OK
     } else {
@@ -485,19 +497,30 @@ pub fn render(doc: &Value) -> String {
     }
     let r = &doc["reply"];
     let _ = writeln!(out, "port     {}", s(&doc["port"]));
-    let _ = writeln!(
-        out,
-        "answer   {}, sent {}",
-        s(&r["message"]),
-        s(&r["delivery"])
-    );
-    let _ = writeln!(
-        out,
-        "address  {}  ({})",
-        s(&r["yiaddr"]),
-        s(&r["yiaddr_source"])
-    );
-    let _ = writeln!(out, "siaddr   {}", s(&r["siaddr"]));
+    if doc["family"] == "v6" {
+        let addrs: Vec<String> = r["addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(s)
+            .collect();
+        let _ = writeln!(out, "answer   {}", s(&r["message"]));
+        let _ = writeln!(out, "address  {}", addrs.join(" "));
+    } else {
+        let _ = writeln!(
+            out,
+            "answer   {}, sent {}",
+            s(&r["message"]),
+            s(&r["delivery"])
+        );
+        let _ = writeln!(
+            out,
+            "address  {}  ({})",
+            s(&r["yiaddr"]),
+            s(&r["yiaddr_source"])
+        );
+        let _ = writeln!(out, "siaddr   {}", s(&r["siaddr"]));
+    }
     let mut rows = vec![vec![
         "CODE".to_owned(),
         "OPTION".to_owned(),

@@ -12,6 +12,7 @@
 
 pub mod cli;
 pub mod explain;
+pub mod explain6;
 pub mod histogram;
 pub mod http;
 pub mod metrics;
