@@ -336,6 +336,18 @@ fn metrics_count_exactly_and_survive_a_reload() {
         value(&after, "neutron_dhcp_agent_dhcp_dropped_total", &unknown),
         1.0
     );
+    // By message type: the malformed datagram has none ("other"); the rest add up.
+    let by_type = |t: &str| {
+        let l = [("network", id), ("family", "v4"), ("type", t)];
+        value(&after, "neutron_dhcp_agent_dhcp_requests_total", &l)
+    };
+    assert_eq!(by_type("other"), 1.0);
+    assert!(by_type("discover") >= 2.0, "dhclient's and the stranger's");
+    assert!(by_type("request") >= 1.0);
+    assert_eq!(
+        by_type("discover") + by_type("request") + by_type("other"),
+        received + 2.0
+    );
     let all = [("family", "v4")];
     let total_received = value(
         &after,

@@ -47,6 +47,9 @@ pub struct Counters {
     pub other_server: AtomicU64,
     /// The last clients seen, for the status endpoint (`crate::status::seen`).
     pub seen: crate::status::seen::SeenRing,
+    /// Requests by message type (DHCPv4 option 53, or the DHCPv6 message type); index 0 also
+    /// counts types from 16 up and requests without a type.
+    pub by_type: [AtomicU64; 16],
 }
 
 impl Counters {
@@ -65,7 +68,8 @@ impl Counters {
             (&self.unknown_client, &total.unknown_client),
             (&self.other_server, &total.other_server),
         ];
-        for (from, to) in pairs {
+        let by_type = self.by_type.iter().zip(total.by_type.iter());
+        for (from, to) in pairs.into_iter().chain(by_type) {
             to.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
         }
     }
@@ -518,7 +522,11 @@ impl Shell {
         let outcome =
             std::panic::catch_unwind(AssertUnwindSafe(|| v4::respond(req, &current, reply)));
         drop(current);
-        let seen = seen::v4_mac(req).map(|mac| (mac, seen::v4_message_type(req)));
+        let message = seen::v4_message_type(req);
+        Counters::bump(
+            &self.counters.by_type[usize::from(message & 0x0f) * usize::from(message < 16)],
+        );
+        let seen = seen::v4_mac(req).map(|mac| (mac, message));
         let record = |c: &Counters, fate| {
             if let Some((mac, message)) = seen {
                 c.seen.record(mac, message, fate);
@@ -646,6 +654,10 @@ impl Shell6 {
     /// `span` is the parent of this request's events.
     fn handle(&mut self, req: &[u8], peer: SocketAddrV6, span: &tracing::Span) {
         Counters::bump(&self.counters.received);
+        let message = req.first().copied().unwrap_or(0);
+        Counters::bump(
+            &self.counters.by_type[usize::from(message & 0x0f) * usize::from(message < 16)],
+        );
         if let Some(s) = &self.sniffer {
             self.macs.drain(s);
         }

@@ -39,6 +39,28 @@ pub fn encode(status: &Status) -> Result<String, std::fmt::Error> {
     Ok(out)
 }
 
+/// A request type's label value; types a client does not send are "other" (index 0 also
+/// holds requests without a type).
+fn type_name(v6: bool, t: usize) -> &'static str {
+    match (v6, t) {
+        (false, 1) => "discover",
+        (false, 3) => "request",
+        (false, 4) => "decline",
+        (false, 7) => "release",
+        (false, 8) => "inform",
+        (true, 1) => "solicit",
+        (true, 3) => "request",
+        (true, 4) => "confirm",
+        (true, 5) => "renew",
+        (true, 6) => "rebind",
+        (true, 8) => "release",
+        (true, 9) => "decline",
+        (true, 11) => "information_request",
+        (true, 12) => "relay_forward",
+        _ => "other",
+    }
+}
+
 #[derive(Debug)]
 struct AgentCollector {
     /// Weak: the registry lives inside the `Status` it reads.
@@ -260,6 +282,31 @@ impl Collector for AgentCollector {
                     )
                 }),
             )?;
+        }
+        // Requests by message type: the types each family defines, and "other".
+        let mut f = enc.encode_descriptor(
+            "dhcp_requests",
+            "DHCP requests received, by message type (DHCPv4 option 53, DHCPv6 message type).",
+            None,
+            MetricType::Counter,
+        )?;
+        for s in &served {
+            for (fam, c) in [("v4", &s.counters), ("v6", &s.counters6)] {
+                let mut other = 0;
+                let net = s.network_id.as_str();
+                for (t, n) in c.by_type.iter().enumerate() {
+                    let n = n.load(Ordering::Relaxed);
+                    match type_name(fam == "v6", t) {
+                        "other" => other += n,
+                        name => {
+                            let labels = [("network", net), ("family", fam), ("type", name)];
+                            ConstCounter::new(n).encode(f.encode_family(&labels)?)?;
+                        }
+                    }
+                }
+                let labels = [("network", net), ("family", fam), ("type", "other")];
+                ConstCounter::new(other).encode(f.encode_family(&labels)?)?;
+            }
         }
         family(
             &mut enc,
