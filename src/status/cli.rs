@@ -210,6 +210,10 @@ fn s(v: &Value) -> String {
     }
 }
 
+fn time(v: &Value) -> String {
+    v.as_f64().map_or_else(|| "-".into(), super::explain::utc)
+}
+
 fn render_status(doc: &Value) -> String {
     let mut out = String::new();
     let ready = match doc["not_ready_reason"].as_str() {
@@ -339,7 +343,8 @@ fn render_network(n: &Value) -> String {
         ("ports", s(&n["ports"])),
         ("bound (IPv4)", s(&n["ports_bound_v4"])),
         ("serves DHCPv6", s(&n["serves_v6"])),
-        ("last change (unix)", s(&n["last_change_unix"])),
+        ("last change", time(&n["last_change_unix"])),
+        ("last packet", time(&n["last_packet_unix"])),
         ("last error", s(&n["last_error"])),
     ];
     for (k, v) in rows {
@@ -377,7 +382,9 @@ fn render_network(n: &Value) -> String {
             let _ = writeln!(
                 out,
                 "  {}  {}  {}  {}",
-                s(&c["time_unix"]),
+                c["time_unix"]
+                    .as_f64()
+                    .map_or_else(|| "-".into(), super::explain::utc),
                 s(&c["mac"]),
                 s(&c["message"]),
                 s(&c["result"])

@@ -140,7 +140,7 @@ pub fn explain(
     doc["subnet"] = json!(subnet.map(|s| s.id.clone()));
     doc["reply"] = json!({
         "message": "DHCPACK (after DHCPDISCOVER/DHCPOFFER and DHCPREQUEST)",
-        "delivery": format!("{delivery:?}"),
+        "delivery": delivery_text(delivery),
         "yiaddr": yiaddr.to_string(),
         "yiaddr_source": ctx.address_source(yiaddr),
         "siaddr": ip_at(&reply, 20).to_string(),
@@ -149,6 +149,16 @@ pub fn explain(
         "bytes": reply.len(),
     });
     doc
+}
+
+/// How the reply is sent, for people.
+fn delivery_text(d: v4::Delivery) -> String {
+    match d {
+        v4::Delivery::Broadcast => "broadcast".into(),
+        v4::Delivery::Unicast { mac, ip } => format!("unicast to {} at {ip}", MacAddr(mac)),
+        v4::Delivery::Ciaddr { ip } => format!("unicast to the client's address {ip}"),
+        v4::Delivery::Relay { giaddr } => format!("to the relay {giaddr}"),
+    }
 }
 
 fn not_answered(
@@ -351,7 +361,11 @@ fn decode_options(reply: &[u8], ctx: &Sources<'_>) -> Vec<Value> {
     options_of(reply)
         .into_iter()
         .map(|(c, v)| {
-            let name = options::lookup_code(c).map_or("", |d| d.name);
+            let name = match options::lookup_code(c) {
+                Some(d) => d.name,
+                None if c == code::MS_CLASSLESS_ROUTE => "ms-classless-static-route",
+                None => "",
+            };
             json!({
                 "code": c,
                 "name": name,
@@ -454,6 +468,29 @@ fn parse_prl(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS.mmm UTC`.
+pub fn utc(t: f64) -> String {
+    let ms = (t * 1000.0) as i64;
+    let (secs, ms) = (ms.div_euclid(1000), ms.rem_euclid(1000));
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{ms:03} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// The CLI's table for an explanation.
 pub fn render(doc: &Value) -> String {
     use std::fmt::Write as _;
@@ -475,7 +512,7 @@ pub fn render(doc: &Value) -> String {
                 let _ = writeln!(
                     out,
                     "seen     {} {} {}: {}",
-                    s(&e["time_unix"]),
+                    e["time_unix"].as_f64().map_or_else(|| "-".into(), utc),
                     s(&e["family"]),
                     s(&e["message"]),
                     s(&e["result"])
@@ -573,6 +610,8 @@ mod tests {
         assert_eq!(value_text(code::MTU, &[5, 120]), "1400");
         assert_eq!(value_text(code::HOSTNAME, b"web-1"), "web-1");
         assert_eq!(parse_hex("01:fa:16"), Some(vec![1, 0xfa, 0x16]));
+        assert_eq!(utc(0.0), "1970-01-01 00:00:00.000 UTC");
+        assert_eq!(utc(1_796_694_552.517), "2026-12-08 01:49:12.517 UTC");
         assert_eq!(parse_prl("1,3,6"), Some(vec![1, 3, 6]));
         assert_eq!(parse_prl("0"), None);
     }
