@@ -773,6 +773,20 @@ fn readyz_follows_the_first_sync_and_the_broker() {
     };
     assert!(calls("get_active_networks_info") >= 1.0);
     assert!(calls("report_state") >= 1.0);
+    // The heartbeat's age: report_state succeeds every second here.
+    let heartbeat = [("method", "report_state")];
+    assert!(
+        value(
+            &ready,
+            "neutron_dhcp_agent_rpc_last_success_age_seconds",
+            &heartbeat
+        ) < 10.0
+    );
+    assert!(has_series(
+        &ready,
+        "neutron_dhcp_agent_rpc_last_success_age_seconds",
+        &heartbeat
+    ));
     // The first fetch took the 3 s the peer was told to delay it.
     let fetch = [("method", "get_active_networks_info")];
     assert!(value(&ready, "neutron_dhcp_agent_rpc_call_seconds_sum", &fetch) >= 3.0);

@@ -9,6 +9,7 @@ use std::time::Duration;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 
 use super::histogram::Histogram;
@@ -19,6 +20,8 @@ struct Method {
     errors: u64,
     timeouts: u64,
     latency: Arc<Histogram>,
+    /// When a call last succeeded (for `report_state`: the heartbeat's age).
+    last_ok: Option<std::time::Instant>,
 }
 
 /// How a call ended.
@@ -41,7 +44,7 @@ impl RpcStats {
             let e = m.entry(method).or_default();
             e.calls += 1;
             match result {
-                CallResult::Ok => {}
+                CallResult::Ok => e.last_ok = Some(std::time::Instant::now()),
                 CallResult::Timeout => {
                     e.errors += 1;
                     e.timeouts += 1;
@@ -54,19 +57,38 @@ impl RpcStats {
     }
 }
 
+/// A method's counters as encoded: name, calls, errors, timeouts, latency.
+type Row = (&'static str, u64, u64, u64, Arc<Histogram>);
+
 /// The `/metrics` side of [`RpcStats`] (register with `Status::register_collector`).
 #[derive(Debug)]
 pub struct RpcCollector(pub Arc<RpcStats>);
 
 impl Collector for RpcCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
-        let rows: Vec<(&'static str, u64, u64, u64, Arc<Histogram>)> = {
+        let (rows, ages): (Vec<Row>, Vec<(&'static str, f64)>) = {
             let m = self.0.methods.lock().unwrap_or_else(|p| p.into_inner());
-            m.iter()
+            let rows = m
+                .iter()
                 .map(|(k, v)| (*k, v.calls, v.errors, v.timeouts, v.latency.clone()))
-                .collect()
+                .collect();
+            let ages = m
+                .iter()
+                .filter_map(|(k, v)| v.last_ok.map(|t| (*k, t.elapsed().as_secs_f64())))
+                .collect();
+            (rows, ages)
         };
-        type Get = fn(&(&'static str, u64, u64, u64, Arc<Histogram>)) -> u64;
+        let mut f = enc.encode_descriptor(
+            "rpc_last_success_age_seconds",
+            "Seconds since a call of the method last succeeded; for report_state, the age of \
+             the last heartbeat neutron-server accepted.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (method, age) in ages {
+            ConstGauge::new(age).encode(f.encode_family(&[("method", method)])?)?;
+        }
+        type Get = fn(&Row) -> u64;
         let counters: [(&str, &str, Get); 3] = [
             (
                 "rpc_calls",
