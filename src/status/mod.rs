@@ -174,9 +174,12 @@ impl Status {
         Ok(())
     }
 
-    /// `/healthz`: the main loop is ticking.
+    /// `/healthz`: the main loop is ticking. Before the first sync (or the initial apply) the
+    /// loop waits for it, which may take long on a host with many networks: that is start-up
+    /// (`/readyz` says so), not a hang, as for the service manager, whose watchdog starts
+    /// with `READY=1` too.
     pub fn healthy(&self) -> bool {
-        self.tick_age() <= STUCK_AFTER
+        !self.synced.load(Ordering::Relaxed) || self.tick_age() <= STUCK_AFTER
     }
 
     /// The seam for services with metrics of their own (DNS, metadata, RPC): their collector
