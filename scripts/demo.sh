@@ -86,7 +86,10 @@ done
 
 # --- start the agent -----------------------------------------------------------------------
 mkdir -p "$work/state"
-printf '[DEFAULT]\nstate_path = %s\n' "$work/state" >"$work/demo.ini"
+# The status endpoint (metrics, networks, explain) on a loopback port of its own.
+status_port=$((20000 + RANDOM % 20000))
+printf '[DEFAULT]\nstate_path = %s\n[agent]\nstatus_listen = 127.0.0.1:%s\n' \
+    "$work/state" "$status_port" >"$work/demo.ini"
 echo "==> starting neutron-dhcp-agent on $NETWORKS"
 NO_COLOR=1 "$agent_bin" --teardown-on-exit \
     --config-file "$NEUTRON_CONF" --config-file "$AGENT_INI" --config-file "$work/demo.ini" \
@@ -219,6 +222,21 @@ for k in "${!rows[@]}"; do
 done
 echo "(* $STRANGER_MAC is no port of any network: a static-only server must not answer it)"
 echo "Both networks use 10.90.0.0/24; each client got its own network's gateway, DNS and MTU."
+
+# --- ask the agent ---------------------------------------------------------------------------
+# The same configuration files find the running agent's status endpoint.
+ask() { "$agent_bin" "$@" --config-file "$NEUTRON_CONF" --config-file "$AGENT_INI" \
+    --config-file "$work/demo.ini"; }
+IFS=$'\t' read -r first_net first_mac _ <<<"${rows[0]}"
+echo
+echo "==> neutron-dhcp-agent networks"
+ask networks
+echo
+echo "==> neutron-dhcp-agent explain --network ${first_net} --mac ${first_mac}"
+ask explain --network "$first_net" --mac "$first_mac"
+echo
+echo "==> neutron-dhcp-agent explain --network ${network_ids[0]} --mac ${STRANGER_MAC}"
+ask explain --network "${network_ids[0]}" --mac "$STRANGER_MAC"
 
 # --- stop ------------------------------------------------------------------------------------
 echo

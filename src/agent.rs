@@ -122,6 +122,11 @@ pub struct Agent {
     metadata: Option<crate::metadata::ProxySettings>,
     /// The running metadata proxies, by network.
     proxies: Mutex<HashMap<String, RunningProxy>>,
+    /// What the status endpoint reports beside the served set (`crate::status`).
+    status: Mutex<StatusBook>,
+    /// How long [`Agent::configure`] took until the change was served: a view swap (ports or
+    /// options changed), or plumbing (a network started or replumbed).
+    configure_latency: [crate::status::histogram::Histogram; 2],
 }
 
 /// A network's metadata proxy and the DHCP device it was opened on (a new device or
@@ -131,6 +136,106 @@ struct RunningProxy {
     namespace: String,
     ifname: String,
     ifindex: u32,
+}
+
+// --- For the status endpoint (`crate::status`): read-only views of what is served. ---
+
+/// A served network as the status endpoint shows it.
+#[derive(Clone, Debug)]
+pub struct ServedNetwork {
+    pub network_id: String,
+    pub namespace: String,
+    pub ifname: String,
+    /// False while served on a previous run's plumbing not yet verified.
+    pub verified: bool,
+    pub serves_v6: bool,
+    pub counters: Arc<crate::dhcp::server::Counters>,
+    pub counters6: Arc<crate::dhcp::server::Counters>,
+}
+
+/// Per-network outcome of the last configuration, and the packet counts of servers that
+/// stopped (so totals never go backwards when a network is removed or replumbed).
+#[derive(Default)]
+struct StatusBook {
+    /// Network id -> (when last configured, the error if that failed).
+    last: HashMap<String, (std::time::SystemTime, Option<String>)>,
+    retired: (crate::dhcp::server::Counters, crate::dhcp::server::Counters),
+}
+
+impl Agent {
+    /// The networks served now, sorted by id.
+    pub fn served_networks(&self) -> Vec<ServedNetwork> {
+        let mut out: Vec<ServedNetwork> = self
+            .served()
+            .iter()
+            .map(|(id, s)| ServedNetwork {
+                network_id: id.clone(),
+                namespace: s.server.endpoint.namespace.clone(),
+                ifname: s.server.endpoint.ifname.clone(),
+                verified: s.verified,
+                serves_v6: s.server.serves_v6(),
+                counters: s.server.counters.clone(),
+                counters6: s.server.counters6.clone(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.network_id.cmp(&b.network_id));
+        out
+    }
+
+    /// Networks whose last configuration failed, with the error, sorted by id.
+    pub fn failed_networks(&self) -> Vec<(String, String)> {
+        let book = self.status_book();
+        let mut out: Vec<(String, String)> = book
+            .last
+            .iter()
+            .filter_map(|(id, (_, e))| e.as_ref().map(|e| (id.clone(), e.clone())))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// When a network was last configured (started, replumbed, view swapped), and whether
+    /// that failed.
+    pub fn last_change(&self, network_id: &str) -> Option<(std::time::SystemTime, Option<String>)> {
+        self.status_book().last.get(network_id).cloned()
+    }
+
+    /// DHCPv4 and DHCPv6 packet counts of the servers stopped so far (removed or replumbed
+    /// networks), for totals that never decrease.
+    pub fn retired_counters(
+        &self,
+        f: impl FnOnce(&crate::dhcp::server::Counters, &crate::dhcp::server::Counters),
+    ) {
+        let book = self.status_book();
+        f(&book.retired.0, &book.retired.1)
+    }
+
+    fn status_book(&self) -> MutexGuard<'_, StatusBook> {
+        // Every update is a single insert/remove/add: a poisoned lock is consistent.
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn note_configured(&self, network_id: &str, error: Option<String>) {
+        let now = std::time::SystemTime::now();
+        self.status_book()
+            .last
+            .insert(network_id.to_owned(), (now, error));
+    }
+
+    /// [`Agent::configure`]'s latency by what it did: `view_swap` and `plumbing`.
+    pub fn configure_latency(&self) -> [(&'static str, &crate::status::histogram::Histogram); 2] {
+        [
+            ("view_swap", &self.configure_latency[0]),
+            ("plumbing", &self.configure_latency[1]),
+        ]
+    }
+
+    /// Called once a server stopped (its counters are final).
+    fn retire(&self, v4: &crate::dhcp::server::Counters, v6: &crate::dhcp::server::Counters) {
+        let book = self.status_book();
+        v4.add_into(&book.retired.0);
+        v6.add_into(&book.retired.1);
+    }
 }
 
 /// Networks [`Agent::apply`] configures (or tears down) at once: enough to overlap the kernel
@@ -149,6 +254,8 @@ impl Agent {
             metadata: None,
             proxies: Mutex::new(HashMap::new()),
             dns_upstreams: Arc::new([]),
+            status: Mutex::default(),
+            configure_latency: Default::default(),
         }
     }
 
@@ -343,7 +450,20 @@ impl Agent {
     /// When only ports or options changed, this is a view swap and nothing else.
     pub async fn configure(&self, d: &DesiredNetwork) -> Result<Configured, AgentError> {
         let span = tracing::info_span!("configure", network_id = %d.network.id);
+        let began = std::time::Instant::now();
         let r = self.configure_inner(d).instrument(span.clone()).await;
+        match &r {
+            Ok(Configured::ViewUpdated) => self.configure_latency[0].record(began.elapsed()),
+            Ok(Configured::Started | Configured::Replumbed) => {
+                self.configure_latency[1].record(began.elapsed())
+            }
+            _ => {}
+        }
+        match &r {
+            Ok(Configured::NotServed) => drop(self.status_book().last.remove(&d.network.id)),
+            Ok(_) => self.note_configured(&d.network.id, None),
+            Err(e) => self.note_configured(&d.network.id, Some(e.to_string())),
+        }
         // --- migration hook (src/migrate.rs): once we serve, stop what the Python agent left.
         if matches!(r, Ok(Configured::Started)) {
             let state_path = self
@@ -536,7 +656,12 @@ impl Agent {
             if let Some(dns) = served.dns {
                 dns.stop().await;
             }
+            let counts = (
+                served.server.counters.clone(),
+                served.server.counters6.clone(),
+            );
             served.server.stop().await;
+            self.retire(&counts.0, &counts.1);
         }
         let dns = self
             .start_dns(&id, &plugged.namespace, &plan, view.clone())
@@ -835,11 +960,13 @@ impl Agent {
                     tracing::info!(%network_id, packets = %dns_counters, "stopped DNS");
                 }
                 s.server.stop().await;
+                self.retire(&counts.0, &counts.1);
                 Some(counts)
             }
             None => None,
         };
         self.cache.remove(network_id);
+        self.status_book().last.remove(network_id);
         if port_id.is_none() {
             // Killed between plumbing and recording: the namespace alone names the port.
             match self.devices.port_prefix_in_namespace(network_id).await {

@@ -65,6 +65,10 @@ pub struct AgentConfig {
     pub metadata: MetadataOptions,
     /// The DNS service's options (`dnsmasq_dns_servers`, `dnsmasq_local_resolv`, ...).
     pub dns: DnsOptions,
+    /// `[agent] status_listen` (this agent's own option, not Neutron's): where the status
+    /// endpoint (metrics, health, networks, explain) listens, in the root namespace. Off when
+    /// unset.
+    pub status_listen: Option<std::net::SocketAddr>,
 }
 
 // --- metadata proxy options (issue 15) ---
@@ -637,6 +641,7 @@ const KNOWN: &[(&str, &str)] = &[
     ("AGENT", "report_interval"),
     ("AGENT", "availability_zone"),
     ("AGENT", "log_agent_heartbeats"),
+    ("AGENT", "status_listen"),
     ("veth", "bridge"),
     ("standalone", "networks_file"),
     // The isolated-metadata proxy.
@@ -837,6 +842,7 @@ impl AgentConfig {
                 .map(PathBuf::from),
             teardown_on_exit: false,
             serve,
+            status_listen: status_listen(&r)?,
         })
     }
 }
@@ -900,6 +906,23 @@ fn neutron_options(r: &Reader<'_>) -> Result<NeutronOptions, ConfigError> {
         bulk_reload_interval: r.int("DEFAULT", "bulk_reload_interval", 0, 0)? as u64,
         rabbit: r.raw.section("oslo_messaging_rabbit"),
     })
+}
+
+/// `[agent] status_listen = HOST:PORT` (an IP literal: the endpoint must not depend on name
+/// resolution at start); empty or unset means off.
+fn status_listen(r: &Reader<'_>) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+    match r.string("AGENT", "status_listen") {
+        Some((v, _)) if v.trim().is_empty() => Ok(None),
+        Some((v, rv)) => v.trim().parse().map(Some).map_err(|_| {
+            r.invalid(
+                "AGENT",
+                "status_listen",
+                rv,
+                "expected IP:PORT, e.g. 127.0.0.1:9733 or [::1]:9733".into(),
+            )
+        }),
+        None => Ok(None),
+    }
 }
 
 /// Only reachable if a value vanished between two reads of the same map; kept as an error
@@ -1079,6 +1102,17 @@ mod tests {
         );
         assert!(cfg("[DEFAULT]\nresync_interval = 0\n").is_err());
         assert!(cfg("[AGENT]\nreport_interval = -1\n").is_err());
+        assert_eq!(cfg("").unwrap().status_listen, None);
+        assert_eq!(
+            cfg("[agent]\nstatus_listen = 127.0.0.1:9733\n")
+                .unwrap()
+                .status_listen,
+            Some("127.0.0.1:9733".parse().unwrap())
+        );
+        let e = cfg("[agent]\nstatus_listen = localhost\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[agent] status_listen"), "{e}");
         assert!(cfg("[AGENT]\nreport_interval = soon\n").is_err());
         assert!(cfg(&format!(
             "[AGENT]\navailability_zone = {}\n",

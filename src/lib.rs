@@ -25,5 +25,6 @@ pub mod rpc;
 pub mod sdnotify;
 pub mod signals;
 pub mod standalone;
+pub mod status;
 pub mod view;
 pub mod view6;

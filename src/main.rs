@@ -27,11 +27,15 @@ use neutron_dhcp::standalone::FileStamp;
 #[derive(Parser, Debug)]
 #[command(name = "neutron-dhcp-agent", version, about)]
 struct Cli {
+    /// Without a subcommand the agent runs; a subcommand asks the running agent's status
+    /// endpoint (`[agent] status_listen` in the same configuration files).
+    #[command(subcommand)]
+    command: Option<neutron_dhcp::status::cli::Command>,
     /// Configuration file; repeatable, later files override earlier ones.
-    #[arg(long = "config-file", value_name = "PATH")]
+    #[arg(long = "config-file", value_name = "PATH", global = true)]
     config_file: Vec<PathBuf>,
     /// Directory whose `*.conf` files are read after the --config-files.
-    #[arg(long = "config-dir", value_name = "DIR")]
+    #[arg(long = "config-dir", value_name = "DIR", global = true)]
     config_dir: Vec<PathBuf>,
     /// Standalone mode: networks file (overrides `[standalone] networks_file`; ignored when
     /// `[DEFAULT] transport_url` is set).
@@ -118,6 +122,12 @@ fn error_chain(e: &anyhow::Error) -> String {
 fn start(logging_to_file: &mut bool) -> anyhow::Result<()> {
     neutron_dhcp::memory::tune_allocator();
     let cli = parse_cli();
+    if let Some(command) = &cli.command {
+        // A client of the running agent: nothing of the agent starts.
+        let raw = RawConfig::load(&cli.config_file, &cli.config_dir)?;
+        let cfg = AgentConfig::from_raw(&raw)?;
+        return Ok(neutron_dhcp::status::cli::run(command, cfg.status_listen)?);
+    }
     // Before any thread exists (it takes the variables out of the environment).
     let notifier = Notifier::from_env()?;
     // The files first: oslo.log's `debug`, `log_file` and `log_dir` may be set there. Only
@@ -386,9 +396,17 @@ fn run_standalone(
         "starting in standalone mode"
     );
     let cache = Arc::new(NetworkCache::new(cfg.serve.clone()));
-    let agent = Agent::new(cache, devices, cfg.state_path.clone())
-        .with_metadata(neutron_dhcp::metadata::ProxySettings::from_config(&cfg))
-        .with_dns(&cfg.dns);
+    let agent = Arc::new(
+        Agent::new(cache, devices, cfg.state_path.clone())
+            .with_metadata(neutron_dhcp::metadata::ProxySettings::from_config(&cfg))
+            .with_dns(&cfg.dns),
+    );
+    // Listening before the initial apply: /readyz says 503 until it is done.
+    let status = runtime.block_on(neutron_dhcp::status::start(
+        cfg.status_listen,
+        agent.clone(),
+        neutron_dhcp::status::Mode::Standalone,
+    ))?;
     let keep: HashSet<String> = file
         .networks()
         .iter()
@@ -403,6 +421,9 @@ fn run_standalone(
         neutron_dhcp::memory::release_free_memory,
     ));
     let mut failed = summary.failed;
+    if let Some(s) = &status {
+        s.set_synced();
+    }
     process.notify(
         "that the agent is ready",
         process.notifier.ready(&format!(
@@ -421,6 +442,9 @@ fn run_standalone(
     loop {
         // The loop wakes at least every POLL: it is alive as long as it comes round.
         process.notify("that the agent is alive", process.notifier.watchdog());
+        if let Some(s) = &status {
+            s.tick();
+        }
         let wait = next_poll
             .min(next_retry)
             .saturating_duration_since(Instant::now());
@@ -580,16 +604,30 @@ async fn run_rpc(
             log_agent_heartbeats: cfg.neutron.log_agent_heartbeats,
         },
     };
+    let rpc_stats = plugin.stats().clone();
     let neutron = NeutronAgent::start(settings, plugin, agent.clone(), events);
+    let status = neutron_dhcp::status::start(
+        cfg.status_listen,
+        agent.clone(),
+        neutron_dhcp::status::Mode::Rpc,
+    )
+    .await?;
+    if let Some(s) = &status {
+        s.set_broker_probe(Box::new(transport.connected_probe()));
+        s.register_collector(Box::new(neutron_dhcp::status::rpc::RpcCollector(rpc_stats)));
+    }
 
     let signals = Signals::open().context("cannot open a signalfd")?;
     // READY=1 once the first full sync has configured every network it fetched.
     let mut first_sync = std::pin::pin!(neutron.first_sync_done());
     let mut synced = false;
-    let mut watchdog = process
-        .notifier
-        .watchdog_interval()
-        .map(tokio::time::interval);
+    // With the status endpoint on, the loop also comes round for /healthz.
+    let status_tick = status.as_ref().map(|_| neutron_dhcp::status::TICK_EVERY);
+    let mut watchdog = match (process.notifier.watchdog_interval(), status_tick) {
+        (Some(w), Some(t)) => Some(w.min(t)),
+        (w, t) => w.or(t),
+    }
+    .map(tokio::time::interval);
     loop {
         let tick = async {
             match watchdog.as_mut() {
@@ -601,11 +639,17 @@ async fn run_rpc(
             s = signals.recv() => s.context("cannot read signals")?,
             served = &mut first_sync, if !synced => {
                 synced = true;
+                if let Some(s) = &status {
+                    s.set_synced();
+                }
                 process.notify("that the agent is ready", process.notifier.ready(&format!("first sync done: serving {served} networks")));
                 continue;
             }
             () = tick => {
                 process.notify("that the agent is alive", process.notifier.watchdog());
+                if let Some(s) = &status {
+                    s.tick();
+                }
                 continue;
             }
         };

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
@@ -146,6 +146,8 @@ pub struct PluginApi {
     rpc_response_max_timeout: Duration,
     /// Current timeout per method (neutron-lib's `_METHOD_TIMEOUTS`).
     timeouts: Mutex<HashMap<&'static str, Duration>>,
+    /// Calls, errors and latency per method, for the status endpoint's metrics.
+    stats: Arc<crate::status::rpc::RpcStats>,
 }
 
 impl PluginApi {
@@ -161,7 +163,23 @@ impl PluginApi {
             rpc_response_timeout,
             rpc_response_max_timeout: rpc_response_max_timeout.max(rpc_response_timeout),
             timeouts: Mutex::new(HashMap::new()),
+            stats: Arc::default(),
         }
+    }
+
+    /// Per-method call statistics (`crate::status::rpc`).
+    pub fn stats(&self) -> &Arc<crate::status::rpc::RpcStats> {
+        &self.stats
+    }
+
+    fn record(&self, method: &'static str, began: std::time::Instant, r: &Result<Value, RpcError>) {
+        use crate::status::rpc::CallResult;
+        let result = match r {
+            Ok(_) => CallResult::Ok,
+            Err(RpcError::Timeout { .. }) => CallResult::Timeout,
+            Err(_) => CallResult::Error,
+        };
+        self.stats.record(method, began.elapsed(), result);
     }
 
     pub fn host(&self) -> &str {
@@ -181,11 +199,13 @@ impl PluginApi {
         version: &str,
     ) -> Result<Value, PluginError> {
         let timeout = self.timeout_of(method);
-        match self
+        let began = std::time::Instant::now();
+        let r = self
             .client
             .call(PLUGIN_TOPIC, method, args, version, Some(timeout))
-            .await
-        {
+            .await;
+        self.record(method, began, &r);
+        match r {
             Ok(v) => Ok(v),
             Err(source @ RpcError::Timeout { .. }) => {
                 let (wait, new) = backoff_after_timeout(
@@ -342,14 +362,16 @@ impl PluginApi {
         timeout: Duration,
     ) -> Result<ReportReply, PluginError> {
         let args = report_state_args(agent_state, &iso_utc_timestamp(SystemTime::now()));
-        let v = self
+        let began = std::time::Instant::now();
+        let r = self
             .client
             .call(REPORTS_TOPIC, "report_state", args, "1.4", Some(timeout))
-            .await
-            .map_err(|source| PluginError::Rpc {
-                method: "report_state",
-                source: Box::new(source),
-            })?;
+            .await;
+        self.record("report_state", began, &r);
+        let v = r.map_err(|source| PluginError::Rpc {
+            method: "report_state",
+            source: Box::new(source),
+        })?;
         Ok(ReportReply::from_value(&v))
     }
 }

@@ -22,6 +22,7 @@ use crate::dhcp::v4::{self, Delivery, Ignore, Outcome};
 use crate::dhcp::v6;
 use crate::dhcp::{netio, threads};
 use crate::model::MacAddr;
+use crate::status::seen::{self, Fate};
 
 /// Where a network is served: the DHCP port's device inside its namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,11 +41,37 @@ pub struct Counters {
     pub ignored: AtomicU64,
     pub malformed: AtomicU64,
     pub send_errors: AtomicU64,
+    /// Of `ignored`: no port has the client's MAC (or client id, or DUID).
+    pub unknown_client: AtomicU64,
+    /// Of `ignored`: addressed to another DHCP server.
+    pub other_server: AtomicU64,
+    /// The last clients seen, for the status endpoint (`crate::status::seen`).
+    pub seen: crate::status::seen::SeenRing,
+    /// Requests by message type (DHCPv4 option 53, or the DHCPv6 message type); index 0 also
+    /// counts types from 16 up and requests without a type.
+    pub by_type: [AtomicU64; 16],
 }
 
 impl Counters {
     fn bump(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds these counts to `total` (the status endpoint's totals of stopped servers).
+    pub fn add_into(&self, total: &Counters) {
+        let pairs = [
+            (&self.received, &total.received),
+            (&self.replied, &total.replied),
+            (&self.ignored, &total.ignored),
+            (&self.malformed, &total.malformed),
+            (&self.send_errors, &total.send_errors),
+            (&self.unknown_client, &total.unknown_client),
+            (&self.other_server, &total.other_server),
+        ];
+        let by_type = self.by_type.iter().zip(total.by_type.iter());
+        for (from, to) in pairs.into_iter().chain(by_type) {
+            to.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
     }
 }
 
@@ -495,19 +522,44 @@ impl Shell {
         let outcome =
             std::panic::catch_unwind(AssertUnwindSafe(|| v4::respond(req, &current, reply)));
         drop(current);
+        let message = seen::v4_message_type(req);
+        Counters::bump(
+            &self.counters.by_type[usize::from(message & 0x0f) * usize::from(message < 16)],
+        );
+        let seen = seen::v4_mac(req).map(|mac| (mac, message));
+        let record = |c: &Counters, fate| {
+            if let Some((mac, message)) = seen {
+                c.seen.record(mac, message, fate);
+            }
+        };
         match outcome {
             Ok(Outcome::Reply {
                 delivery,
                 server_ip,
             }) => match self.send(delivery, server_ip) {
-                Ok(()) => Counters::bump(&self.counters.replied),
+                Ok(()) => {
+                    Counters::bump(&self.counters.replied);
+                    record(&self.counters, Fate::Answered);
+                }
                 Err(e) => {
                     Counters::bump(&self.counters.send_errors);
+                    record(&self.counters, Fate::SendFailed);
                     tracing::warn!(parent: span, error = %e, ?delivery, "sending reply failed");
                 }
             },
             Ok(Outcome::Ignored(reason)) => {
                 Counters::bump(&self.counters.ignored);
+                match reason {
+                    Ignore::UnknownClient { .. } => {
+                        Counters::bump(&self.counters.unknown_client);
+                        record(&self.counters, Fate::UnknownMac);
+                    }
+                    Ignore::OtherServer { .. } => {
+                        Counters::bump(&self.counters.other_server);
+                        record(&self.counters, Fate::OtherServer);
+                    }
+                    _ => record(&self.counters, Fate::Ignored),
+                }
                 match reason {
                     Ignore::Release { .. } | Ignore::Decline { .. } => {
                         tracing::info!(parent: span, "{reason}")
@@ -517,6 +569,7 @@ impl Shell {
             }
             Ok(Outcome::Malformed(why)) => {
                 Counters::bump(&self.counters.malformed);
+                record(&self.counters, Fate::Malformed);
                 tracing::debug!(parent: span, "dropped malformed packet: {why}");
             }
             Err(_) => {
@@ -601,6 +654,10 @@ impl Shell6 {
     /// `span` is the parent of this request's events.
     fn handle(&mut self, req: &[u8], peer: SocketAddrV6, span: &tracing::Span) {
         Counters::bump(&self.counters.received);
+        let message = req.first().copied().unwrap_or(0);
+        Counters::bump(
+            &self.counters.by_type[usize::from(message & 0x0f) * usize::from(message < 16)],
+        );
         if let Some(s) = &self.sniffer {
             self.macs.drain(s);
         }
@@ -626,6 +683,9 @@ impl Shell6 {
                 match dgram::send_now(udp, || udp.send_to(&self.reply, to)) {
                     Ok(_) => {
                         Counters::bump(&self.counters.replied);
+                        if let Some(mac) = client {
+                            self.counters.seen.record(mac.0, request, Fate::Answered);
+                        }
                         let (req, rep) = (v6::name(request), v6::name(reply));
                         match (request, client) {
                             (msg6::RELEASE | msg6::DECLINE, Some(mac)) => {
@@ -651,6 +711,16 @@ impl Shell6 {
             }
             Ok(v6::Outcome::Ignored(reason)) => {
                 Counters::bump(&self.counters.ignored);
+                match reason {
+                    v6::Ignore::UnknownClient { msg, mac } => {
+                        Counters::bump(&self.counters.unknown_client);
+                        if let Some(mac) = mac {
+                            self.counters.seen.record(mac.0, msg, Fate::UnknownMac);
+                        }
+                    }
+                    v6::Ignore::OtherServer { .. } => Counters::bump(&self.counters.other_server),
+                    _ => {}
+                }
                 tracing::debug!(parent: span, "not answered: {reason}");
             }
             Ok(v6::Outcome::Malformed(why)) => {

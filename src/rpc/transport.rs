@@ -247,6 +247,12 @@ impl TransportHandle {
         self.connected.borrow().is_some()
     }
 
+    /// [`Self::is_connected`] as a probe that outlives `&self` (the status endpoint's).
+    pub fn connected_probe(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let rx = self.connected.clone();
+        move || rx.borrow().is_some()
+    }
+
     /// Waits until connected, at most `timeout`; returns [`Self::is_connected`].
     pub async fn wait_connected(&self, timeout: Duration) -> bool {
         let mut rx = self.connected.clone();
