@@ -14,9 +14,11 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::cache::ViewHandle;
 use crate::dhcp::dgram;
+use crate::dhcp::loglimit::{self, LogLimit};
 use crate::dhcp::packet6::msg as msg6;
 use crate::dhcp::v4::{self, Delivery, Ignore, Outcome};
 use crate::dhcp::v6;
@@ -260,7 +262,10 @@ impl DhcpServer {
             }
         };
         let network = Network {
-            rx: vec![0; RECV_BUF].into_boxed_slice(),
+            logs: Logs {
+                limit: LogLimit::default(),
+                span: tracing::info_span!("dhcp", network_id = %endpoint.network_id),
+            },
             span4: tracing::info_span!("dhcp4", network_id = %endpoint.network_id),
             span6: tracing::info_span!("dhcp6", network_id = %endpoint.network_id),
             v4,
@@ -291,8 +296,11 @@ impl DhcpServer {
             endpoint, served, ..
         } = self;
         match served.stop().await {
-            Some(network) => {
+            Some(mut network) => {
                 tracing::debug!(network_id = %endpoint.network_id, "DHCP serving stopped");
+                if let Some(held) = network.logs.limit.take_held() {
+                    network.logs.summary(held);
+                }
                 network.into_sockets()
             }
             None => {
@@ -365,15 +373,13 @@ fn open_here(ifname: &str, ifindex: Option<u32>) -> io::Result<Opened> {
     })
 }
 
-/// Largest datagram we accept; anything longer than an Ethernet MTU is not a DHCP request.
-const RECV_BUF: usize = 1536;
 /// Replies are at most this long (a 1500-byte MTU minus IP/UDP), so buffers never grow.
 const REPLY_CAPACITY: usize = 1500;
 
-/// What a DHCP thread runs for one network: both families' sockets and state, and one receive
-/// buffer (the thread serves one socket at a time).
+/// What a DHCP thread runs for one network: both families' sockets and state. The receive
+/// buffer is the thread's ([`threads::RECV_BUF`]).
 struct Network {
-    rx: Box<[u8]>,
+    logs: Logs,
     v4: Shell,
     v6: Option<Shell6>,
     /// The parents of every event and request span, rather than entered around each call:
@@ -403,23 +409,60 @@ impl threads::Job for Network {
         fds
     }
 
-    fn ready(&mut self, source: usize) {
+    fn ready(&mut self, source: usize, rx: &mut [u8]) -> Option<Instant> {
         let Network {
-            rx,
+            logs,
             v4,
             v6,
             span4,
             span6,
         } = self;
         if source == V4 {
-            if let Some((req, peer, request)) = receive(rx, &v4.udp, span4) {
-                v4.handle(req, peer, events_parent(span4, &request));
+            if let Some((req, peer, request)) = receive(rx, &v4.udp, span4, logs) {
+                v4.handle(req, peer, events_parent(span4, &request), logs);
             }
         } else if let Some(v6) = v6 {
-            if let Some((req, SocketAddr::V6(peer), request)) = receive(rx, &v6.udp, span6) {
-                v6.handle(req, peer, events_parent(span6, &request));
+            if let Some((req, SocketAddr::V6(peer), request)) = receive(rx, &v6.udp, span6, logs) {
+                v6.handle(req, peer, events_parent(span6, &request), logs);
             }
         }
+        logs.limit.deadline()
+    }
+
+    fn due(&mut self, now: Instant) -> Option<Instant> {
+        if let Some(held) = self.logs.limit.due(now) {
+            self.logs.summary(held);
+        }
+        self.logs.limit.deadline()
+    }
+}
+
+/// A network's limit on the lines single packets make it log ([`loglimit`]), and the span its
+/// summaries go under.
+struct Logs {
+    limit: LogLimit,
+    span: tracing::Span,
+}
+
+impl Logs {
+    /// Whether a line about one packet may be written now; writes the summary of a window
+    /// that has ended first. Reads the clock, so it is called only for such a line.
+    fn admit(&mut self) -> bool {
+        let verdict = self.limit.check(Instant::now());
+        if let Some(held) = verdict.summary {
+            self.summary(held);
+        }
+        verdict.write
+    }
+
+    fn summary(&self, held: u64) {
+        tracing::warn!(
+            parent: &self.span,
+            suppressed = held,
+            "rate limit: {held} log lines about single packets not written (at most {} per {} s)",
+            loglimit::BURST,
+            loglimit::INTERVAL.as_secs()
+        );
     }
 }
 
@@ -434,6 +477,7 @@ fn receive<'a>(
     rx: &'a mut [u8],
     udp: &std::net::UdpSocket,
     span: &tracing::Span,
+    logs: &mut Logs,
 ) -> Option<(&'a [u8], SocketAddr, tracing::Span)> {
     match udp.recv_from(rx) {
         Ok((n, peer)) => {
@@ -451,7 +495,9 @@ fn receive<'a>(
             None
         }
         Err(e) => {
-            tracing::warn!(parent: span, error = %e, "recv failed");
+            if logs.admit() {
+                tracing::warn!(parent: span, error = %e, "recv failed");
+            }
             None
         }
     }
@@ -486,7 +532,7 @@ struct Shell {
 
 impl Shell {
     /// `span` is the parent of this request's events.
-    fn handle(&mut self, req: &[u8], peer: SocketAddr, span: &tracing::Span) {
+    fn handle(&mut self, req: &[u8], peer: SocketAddr, span: &tracing::Span, logs: &mut Logs) {
         Counters::bump(&self.counters.received);
         let current = self.view.load();
         let reply = &mut self.reply;
@@ -503,14 +549,18 @@ impl Shell {
                 Ok(()) => Counters::bump(&self.counters.replied),
                 Err(e) => {
                     Counters::bump(&self.counters.send_errors);
-                    tracing::warn!(parent: span, error = %e, ?delivery, "sending reply failed");
+                    if logs.admit() {
+                        tracing::warn!(parent: span, error = %e, ?delivery, "sending reply failed");
+                    }
                 }
             },
             Ok(Outcome::Ignored(reason)) => {
                 Counters::bump(&self.counters.ignored);
                 match reason {
                     Ignore::Release { .. } | Ignore::Decline { .. } => {
-                        tracing::info!(parent: span, "{reason}")
+                        if logs.admit() {
+                            tracing::info!(parent: span, "{reason}")
+                        }
                     }
                     _ => tracing::debug!(parent: span, "not answered: {reason}"),
                 }
@@ -521,7 +571,9 @@ impl Shell {
             }
             Err(_) => {
                 Counters::bump(&self.counters.malformed);
-                tracing::error!(parent: span, %peer, "responder panicked; packet dropped");
+                if logs.admit() {
+                    tracing::error!(parent: span, %peer, "responder panicked; packet dropped");
+                }
             }
         }
     }
@@ -599,7 +651,7 @@ struct Shell6 {
 
 impl Shell6 {
     /// `span` is the parent of this request's events.
-    fn handle(&mut self, req: &[u8], peer: SocketAddrV6, span: &tracing::Span) {
+    fn handle(&mut self, req: &[u8], peer: SocketAddrV6, span: &tracing::Span, logs: &mut Logs) {
         Counters::bump(&self.counters.received);
         if let Some(s) = &self.sniffer {
             self.macs.drain(s);
@@ -629,7 +681,9 @@ impl Shell6 {
                         let (req, rep) = (v6::name(request), v6::name(reply));
                         match (request, client) {
                             (msg6::RELEASE | msg6::DECLINE, Some(mac)) => {
-                                tracing::info!(parent: span, "{req} from {mac} answered")
+                                if logs.admit() {
+                                    tracing::info!(parent: span, "{req} from {mac} answered")
+                                }
                             }
                             (_, Some(mac)) => {
                                 tracing::debug!(parent: span, "{req} from {mac}: {rep} sent")
@@ -645,7 +699,9 @@ impl Shell6 {
                     }
                     Err(e) => {
                         Counters::bump(&self.counters.send_errors);
-                        tracing::warn!(parent: span, error = %e, %to, "sending DHCPv6 reply failed");
+                        if logs.admit() {
+                            tracing::warn!(parent: span, error = %e, %to, "sending DHCPv6 reply failed");
+                        }
                     }
                 }
             }
@@ -659,7 +715,9 @@ impl Shell6 {
             }
             Err(_) => {
                 Counters::bump(&self.counters.malformed);
-                tracing::error!(parent: span, %peer, "DHCPv6 responder panicked; packet dropped");
+                if logs.admit() {
+                    tracing::error!(parent: span, %peer, "DHCPv6 responder panicked; packet dropped");
+                }
             }
         }
     }
