@@ -181,6 +181,12 @@ impl<'a> Iterator for OptionIter<'a> {
     }
 }
 
+/// Whether a datagram is a relayed request (`giaddr` set), read before any parsing: the shell
+/// then looks up the frame it came in.
+pub fn is_relayed(buf: &[u8]) -> bool {
+    buf.get(24..28).is_some_and(|giaddr| giaddr != [0; 4])
+}
+
 /// Notes the options of the option area `area` of `buf` (spans are kept relative to `buf`).
 fn note_area(
     found: &mut Found,
