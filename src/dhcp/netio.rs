@@ -202,7 +202,12 @@ pub fn sniff(fd: &OwnedFd, ifindex: u32) -> io::Result<()> {
         )
     };
     if rc != 0 {
-        return Err(io::Error::last_os_error());
+        // Kernels before 4.20: our own frames are then copied here too, and dropped when read
+        // ([`recv_sniffed`] skips them); a cost on sends, not an error.
+        tracing::debug!(
+            error = %io::Error::last_os_error(),
+            "PACKET_IGNORE_OUTGOING unavailable: the listener sees our own frames too"
+        );
     }
     // SAFETY: sockaddr_ll is plain old data; all-zero is a valid starting value.
     let mut addr: libc::sockaddr_ll = unsafe { mem::zeroed() };
@@ -322,7 +327,7 @@ fn parse_sniffed(pkt: &[u8], from: &libc::sockaddr_ll) -> Option<Sniffed> {
 }
 
 /// `AF_PACKET`/`SOCK_DGRAM` socket for sending: the kernel adds the Ethernet header. Protocol 0
-/// means it receives nothing (until [`sniff_dhcp6`] binds it), so it costs nothing on the
+/// means it receives nothing (until [`sniff`] binds it), so it costs nothing on the
 /// receive path.
 pub fn packet_socket() -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2) call; the returned fd is checked and owned immediately.

@@ -4,7 +4,10 @@
 //! DHCPv4 and DHCPv6 sockets, answered from the same lock-free [`ViewHandle`], so control-plane
 //! work never delays a reply. A request costs one `epoll_wait` (shared by whatever else is
 //! ready), one `recv` and one `send` ([`dgram`]); replies are built into buffers allocated once
-//! per network.
+//! per network. DHCPv6 messages and relayed DHCPv4 requests also read what the packet socket
+//! saw of their frames ([`Frames`]): the MAC they came from decides whom they are answered for
+//! ([`Link`]); plain DHCPv4 requests queue nothing there and are answered by `chaddr`. Lines a
+//! single packet would log go through the network's rate limit ([`loglimit`]).
 //! DHCPv6 is served whenever IPv6 works in the namespace, also on networks without IPv6
 //! subnets today: a subnet added later is served as soon as the view has it.
 
