@@ -190,6 +190,8 @@ pub fn sniff(fd: &OwnedFd, ifindex: u32) -> io::Result<()> {
     // and the socket is bound to the device.
     let s = socket2::SockRef::from(fd);
     s.attach_filter(&SNIFF_FILTER)?;
+    // As deep as the UDP sockets' queues: a frame dropped here is a request not answered.
+    enlarge_recv_buffer(&s);
     let one: libc::c_int = 1;
     // SAFETY: setsockopt reads exactly size_of::<c_int>() bytes from a live local.
     let rc = unsafe {
