@@ -289,7 +289,7 @@ fn parse_sniffed(pkt: &[u8], from: &libc::sockaddr_ll) -> Option<Sniffed> {
         pkt.get(at..at + 2)
             .map(|b| u16::from_be_bytes([b[0], b[1]]))
     };
-    let (src, udp) = match pkt.first()? >> 4 {
+    let (src, udp, v4) = match pkt.first()? >> 4 {
         6 => {
             let src: [u8; 16] = pkt.get(8..24)?.try_into().ok()?;
             let udp = match *pkt.get(6)? {
@@ -298,7 +298,7 @@ fn parse_sniffed(pkt: &[u8], from: &libc::sockaddr_ll) -> Option<Sniffed> {
                 44 if *pkt.get(40)? == 17 && u16_at(42)? & 0xfff8 == 0 => 48,
                 _ => return None,
             };
-            (Ipv6Addr::from(src), udp)
+            (Ipv6Addr::from(src), udp, false)
         }
         4 => {
             let header = usize::from(pkt[0] & 0x0f) * 4;
@@ -306,11 +306,10 @@ fn parse_sniffed(pkt: &[u8], from: &libc::sockaddr_ll) -> Option<Sniffed> {
                 return None;
             }
             let src: [u8; 4] = pkt.get(12..16)?.try_into().ok()?;
-            (Ipv4Addr::from(src).to_ipv6_mapped(), header)
+            (Ipv4Addr::from(src).to_ipv6_mapped(), header, true)
         }
         _ => return None,
     };
-    let v4 = src.to_ipv4_mapped().is_some();
     let port = if v4 { SERVER_PORT } else { SERVER_PORT6 };
     if u16_at(udp + 2)? != port {
         return None;
