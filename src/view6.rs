@@ -398,6 +398,7 @@ impl<'a> Builder6<'a> {
             }
         }
         let net = self.net;
+        self.view.vm_macs.reserve(net.ports.len());
         for port in &net.ports {
             self.view.note_vm_port(port, true);
         }
