@@ -182,7 +182,8 @@ fn bench6(c: &mut Criterion) {
     let requests: Vec<Vec<u8>> = (0..PORTS).map(|i| request6(i, 3, &server)).collect();
     let src = v6::Source {
         addr: "fe80::1234:5678:9abc:def0".parse().expect("address"),
-        link_mac: None,
+        // Identified by DUID, as before the frame's MAC was used: the same work per request.
+        link: neutron_dhcp::dhcp::link::Link::Unknown,
     };
     let mut out = Vec::with_capacity(1500);
     for r in solicits.iter().chain(&requests) {

@@ -191,6 +191,11 @@ impl NetworkView {
         self.bindings.len() - self.dead as usize
     }
 
+    /// Whether a MAC is a VM port's on this network (see [`NetworkView6::is_vm_port`]).
+    pub fn is_vm_port(&self, mac: &MacAddr) -> bool {
+        self.v6.is_vm_port(mac)
+    }
+
     /// Whether a MAC is servable (has an IPv4 binding); for tests and the lead's reload logic.
     pub fn serves_mac(&self, mac: &MacAddr) -> bool {
         self.by_mac.contains_key(mac)

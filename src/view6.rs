@@ -20,7 +20,7 @@
 //! keeps that port (and its MAC) across agent restarts, so the DUID is stable without any state
 //! on disk, and two agents serving one network have different DUIDs, as two dnsmasqs would.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
@@ -230,6 +230,15 @@ pub struct NetworkView6 {
     slots: Vec<Slot6>,
     dead_clients: u32,
     dead_bindings: u32,
+    /// MACs of the network's VM ports ([`is_vm_port_owner`]), with how many ports have each;
+    /// kept whether or not IPv6 is served, for both families' relay checks.
+    vm_macs: HashMap<MacAddr, u32>,
+}
+
+/// Whether a port is a VM's (any tenant-controlled device: an instance, a bare-metal node, a
+/// port not yet bound) rather than one of Neutron's own (`network:*`: DHCP, routers, ...).
+pub(crate) fn is_vm_port_owner(device_owner: &str) -> bool {
+    !device_owner.starts_with("network:")
 }
 
 impl NetworkView6 {
@@ -266,6 +275,27 @@ impl NetworkView6 {
     /// Number of (port, IPv6 address on a stateful subnet) bindings.
     pub fn binding_count(&self) -> usize {
         self.bindings.len() - self.dead_bindings as usize
+    }
+
+    /// Whether a MAC is a VM port's on this network (such a MAC may not relay DHCP: its
+    /// frames are the VM's). Not an allocation, not a lock: a hash lookup.
+    pub fn is_vm_port(&self, mac: &MacAddr) -> bool {
+        self.vm_macs.contains_key(mac)
+    }
+
+    /// Counts a port in or out of [`NetworkView6::is_vm_port`].
+    pub(crate) fn note_vm_port(&mut self, port: &Port, present: bool) {
+        if !port.wants_dhcp() || !is_vm_port_owner(&port.device_owner) {
+            return;
+        }
+        if present {
+            *self.vm_macs.entry(port.mac_address).or_insert(0) += 1;
+        } else if let Some(n) = self.vm_macs.get_mut(&port.mac_address) {
+            *n -= 1;
+            if *n == 0 {
+                self.vm_macs.remove(&port.mac_address);
+            }
+        }
     }
 
     /// Whether a MAC belongs to a port with an address on a served IPv6 subnet.
@@ -454,6 +484,10 @@ impl<'a> Builder6<'a> {
             }
         }
         let net = self.net;
+        self.view.vm_macs.reserve(net.ports.len());
+        for port in &net.ports {
+            self.view.note_vm_port(port, true);
+        }
         let served: Vec<(&Subnet, bool)> = net
             .subnets
             .iter()

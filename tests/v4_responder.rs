@@ -8,7 +8,8 @@ use std::net::Ipv4Addr;
 use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, OptionCode};
 use dhcproto::{Decodable, Encodable};
 use neutron_dhcp::config::ServeConfig;
-use neutron_dhcp::dhcp::v4::{respond, Delivery, Ignore, Outcome};
+use neutron_dhcp::dhcp::link::Link;
+use neutron_dhcp::dhcp::v4::{respond, respond_from, Delivery, Ignore, Outcome};
 use neutron_dhcp::model::{MacAddr, Network};
 use neutron_dhcp::view::NetworkView;
 use serde_json::{json, Value};
@@ -34,6 +35,9 @@ const MAC1: [u8; 6] = [0x00, 0x00, 0x80, 0xaa, 0xbb, 0xcc]; // FakePort1
 const MAC2: [u8; 6] = [0x00, 0x00, 0xf3, 0xaa, 0xbb, 0xcc]; // FakePort2
 const MAC3: [u8; 6] = [0x00, 0x00, 0x0f, 0xaa, 0xbb, 0xcc]; // FakePort3
 const UNKNOWN_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x99];
+/// The MAC relayed requests come from in these tests: no port's (a relay off the segment's
+/// ports, as a router is).
+const RELAY_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
 
 fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
@@ -190,9 +194,15 @@ fn renewing(mac: [u8; 6], ciaddr: &str) -> Vec<u8> {
     encode(&m)
 }
 
+/// The request answered as the shell does, its frame seen from [`RELAY_MAC`] (which only
+/// counts for relayed requests).
 fn answer(view: &NetworkView, req: &[u8]) -> (Outcome, Vec<u8>) {
+    answer_from(view, req, Link::Seen(MacAddr(RELAY_MAC)))
+}
+
+fn answer_from(view: &NetworkView, req: &[u8], link: Link) -> (Outcome, Vec<u8>) {
     let mut out = Vec::with_capacity(1500);
-    let o = respond(req, view, &mut out);
+    let o = respond_from(req, link, view, &mut out);
     (o, out)
 }
 
@@ -1367,6 +1377,73 @@ fn relayed_requests() {
 }
 
 #[test]
+fn relays_are_answered_only_from_macs_that_are_no_vm_port() {
+    let view = std_view();
+    let mut m = base(MAC1, MessageType::Discover);
+    m.set_giaddr(ip("192.168.0.1"));
+    let req = encode(&m);
+    // A VM on the segment sets giaddr and names another port's MAC in chaddr.
+    assert_eq!(
+        answer_from(&view, &req, Link::Seen(MacAddr(MAC2))).0,
+        Outcome::Ignored(Ignore::RelayFromPort { mac: MacAddr(MAC2) })
+    );
+    // A relayed request whose frame was not seen (or with `respond`, which sees none).
+    for link in [Link::Missed, Link::Unknown] {
+        assert_eq!(
+            answer_from(&view, &req, link).0,
+            Outcome::Ignored(Ignore::UnverifiedRelay {
+                giaddr: ip("192.168.0.1")
+            })
+        );
+    }
+    let mut out = Vec::new();
+    assert!(matches!(
+        respond(&req, &view, &mut out),
+        Outcome::Ignored(Ignore::UnverifiedRelay { .. })
+    ));
+    // The router's port relays (network:router_interface is no VM's), and so does a relay
+    // that is no port at all.
+    let router = [0x00, 0x00, 0x0f, 0x11, 0x11, 0x11];
+    for relay in [router, RELAY_MAC] {
+        let (o, _) = answer_from(&view, &req, Link::Seen(MacAddr(relay)));
+        assert!(matches!(o, Outcome::Reply { .. }), "{o:?}");
+    }
+    // Not relayed: answered by chaddr, whatever the shell saw (it does not look).
+    for link in [Link::Unknown, Link::Seen(MacAddr(MAC2))] {
+        let (o, _) = answer_from(&view, &discover(MAC1, None), link);
+        assert!(matches!(o, Outcome::Reply { .. }), "{o:?}");
+    }
+}
+
+#[test]
+fn option_overload_and_long_requests() {
+    let view = std_view();
+    // Option 53 only in `file` (option 52 = 1), the parameter list in `sname` (52 = 3).
+    let mut b = discover(MAC1, None);
+    let opts = b.iter().skip(240).position(|&x| x == 53).unwrap() + 240;
+    b[opts..opts + 3].copy_from_slice(&[52, 1, 3]);
+    b[108..111].copy_from_slice(&[53, 1, 1]);
+    b[111] = 255;
+    b[44..49].copy_from_slice(&[55, 2, 1, 3, 255]);
+    let (_, _, offer, _) = reply(&view, &b);
+    assert_eq!(msg_type(&offer), MessageType::Offer);
+    assert_eq!(offer.yiaddr(), ip("192.168.0.2"));
+    // A DISCOVER longer than an Ethernet frame, option 53 past byte 1,536.
+    let mut long = base(MAC1, MessageType::Discover);
+    long.opts_mut().remove(OptionCode::MessageType);
+    let mut raw = encode(&long);
+    raw.truncate(240); // header and cookie
+    for _ in 0..6 {
+        raw.extend_from_slice(&[224, 250]);
+        raw.extend(std::iter::repeat_n(b'x', 250));
+    }
+    raw.extend_from_slice(&[53, 1, 1, 255]);
+    assert!(raw.len() > 1536 && raw.len() < 2000, "{}", raw.len());
+    let (_, _, offer, _) = reply(&view, &raw);
+    assert_eq!(msg_type(&offer), MessageType::Offer);
+}
+
+#[test]
 fn non_local_subnets_only_through_relays() {
     let view = NetworkView::build(&non_local_net(), OWN, &neutron_test_cfg());
     // Directly on our link, the non-local client has no address here.
@@ -1826,6 +1903,10 @@ fn random_and_mutated_inputs_never_panic() {
         .insert(DhcpOption::RequestedIpAddress(ip("192.168.0.2")));
     let mut inform = base(MAC3, MessageType::Inform);
     inform.set_ciaddr(ip("192.168.0.4"));
+    // Options in `file` and `sname` (option 52 = 3).
+    let mut overloaded = with_raw(encode(&base(MAC1, MessageType::Request)), &[52, 1, 3]);
+    overloaded[108..117].copy_from_slice(&[50, 4, 192, 168, 0, 2, 12, 1, b'a']);
+    overloaded[44..48].copy_from_slice(&[55, 2, 1, 3]);
     let seeds = [
         discover(MAC1, Some(&FULL_PRL)),
         with_raw(
@@ -1844,6 +1925,7 @@ fn random_and_mutated_inputs_never_panic() {
             ],
         ),
         encode(&inform),
+        overloaded,
     ];
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
     let mut out = Vec::with_capacity(1500);
@@ -1855,7 +1937,12 @@ fn random_and_mutated_inputs_never_panic() {
             let seed = &seeds[rng.below(seeds.len())];
             mutate(&mut rng, seed)
         };
-        match respond(&input, &view, &mut out) {
+        let link = match n % 3 {
+            0 => Link::Seen(MacAddr(RELAY_MAC)),
+            1 => Link::Seen(MacAddr(MAC1)),
+            _ => Link::Unknown,
+        };
+        match respond_from(&input, link, &view, &mut out) {
             Outcome::Reply { .. } => {
                 check_reply(&out);
                 replies += 1;

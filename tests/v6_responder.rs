@@ -8,6 +8,7 @@ use std::net::Ipv6Addr;
 use dhcproto::v6::{DhcpOption, Message, MessageType, Status, IANA};
 use dhcproto::Decodable;
 use neutron_dhcp::config::ServeConfig;
+use neutron_dhcp::dhcp::link::Link;
 use neutron_dhcp::dhcp::v6::{respond, Delivery, Ignore, Outcome, Source, MAX_REPLY};
 use neutron_dhcp::model::{MacAddr, Network};
 use neutron_dhcp::view::NetworkView;
@@ -282,18 +283,20 @@ fn solicit(duid: &[u8]) -> Msg {
         .ia_na(0x0000_0011, &[])
 }
 
-/// A sender we cannot identify by link layer (no MAC seen, not an EUI-64 address).
+/// A sender we cannot identify by link layer (the shell cannot watch frames, not an EUI-64
+/// address).
 fn anon() -> Source {
     Source {
         addr: ip("fe80::1234:5678:9abc:def0"),
-        link_mac: None,
+        link: Link::Unknown,
     }
 }
 
+/// A sender whose frame the shell saw.
 fn from_mac(mac: [u8; 6]) -> Source {
     Source {
         addr: ip("fe80::1234:5678:9abc:def0"),
-        link_mac: Some(MacAddr(mac)),
+        link: Link::Seen(MacAddr(mac)),
     }
 }
 
@@ -318,7 +321,7 @@ fn eui64(mac: [u8; 6]) -> Source {
     ];
     Source {
         addr: Ipv6Addr::from(a),
-        link_mac: None,
+        link: Link::Unknown,
     }
 }
 
@@ -593,15 +596,64 @@ fn clients_are_identified_by_duid_link_layer_or_eui64() {
 fn client_id_reservations_match_the_whole_duid_then_the_mac() {
     let view = std_view();
     let p2 = vec![(ip("fd00:1::20"), LEASE, LEASE)];
-    // The reserved DUID from an unknown MAC.
-    let (_, m, _) = reply(&view, &solicit(&P2_DUID), from_mac(UNKNOWN));
+    // The reserved DUID from a sender whose frame was not watched.
+    let (_, m, _) = reply(&view, &solicit(&P2_DUID), anon());
+    assert_eq!(ia_addrs(&ianas(&m)[0]), p2);
+    // The reserved DUID from its own port's MAC.
+    let (_, m, _) = reply(&view, &solicit(&P2_DUID), from_mac(MAC2));
     assert_eq!(ia_addrs(&ianas(&m)[0]), p2);
     // Like dnsmasq's find_config: a port with a client-id is still found by its MAC.
     let (_, m, _) = reply(&view, &solicit(&duid_ll(MAC2)), anon());
     assert_eq!(ia_addrs(&ianas(&m)[0]), p2);
-    // The reservation wins over a MAC naming another port.
-    let (_, m, _) = reply(&view, &solicit(&P2_DUID), from_mac(MAC1));
+    // The reservation wins over a MAC the message only suggests (its EUI-64 source).
+    let (_, m, _) = reply(&view, &solicit(&P2_DUID), eui64(MAC1));
     assert_eq!(ia_addrs(&ianas(&m)[0]), p2);
+}
+
+#[test]
+fn the_frame_mac_is_who_the_client_is() {
+    let view = std_view();
+    let p1 = vec![ip("fd00:1::10"), ip("fd00:1::11")];
+    let addrs =
+        |m: &Message| -> Vec<Ipv6Addr> { ia_addrs(&ianas(m)[0]).iter().map(|a| a.0).collect() };
+    // A host with an unknown MAC naming a port's MAC in its DUID-LL/LLT gets nothing.
+    for duid in [duid_ll(MAC1), duid_llt(MAC1)] {
+        assert_eq!(
+            ignored(&view, &solicit(&duid), from_mac(UNKNOWN)),
+            Ignore::UnknownClient {
+                msg: SOLICIT,
+                mac: Some(MacAddr(UNKNOWN))
+            }
+        );
+    }
+    // Nor from an EUI-64 address of a port's MAC.
+    let spoofed = Source {
+        link: Link::Seen(MacAddr(UNKNOWN)),
+        ..eui64(MAC1)
+    };
+    assert!(matches!(
+        ignored(&view, &solicit(&duid_ll(MAC1)), spoofed),
+        Ignore::UnknownClient { .. }
+    ));
+    // Nor with another port's reserved DUID: the reservation is port 2's.
+    assert!(matches!(
+        ignored(&view, &solicit(&P2_DUID), from_mac(UNKNOWN)),
+        Ignore::UnknownClient { .. }
+    ));
+    // A port naming another port in its DUID gets its own addresses, nothing of the other's.
+    let (_, m, _) = reply(&view, &solicit(&P2_DUID), from_mac(MAC1));
+    assert_eq!(addrs(&m), p1);
+    let (_, m, _) = reply(&view, &solicit(&duid_ll(MAC2)), from_mac(MAC1));
+    assert_eq!(addrs(&m), p1);
+    // A frame the shell watches for but did not see: not answered.
+    let missed = Source {
+        link: Link::Missed,
+        ..from_mac(MAC1)
+    };
+    assert_eq!(
+        ignored(&view, &solicit(&duid_ll(MAC1)), missed),
+        Ignore::UnseenSender
+    );
 }
 
 #[test]
@@ -1250,6 +1302,48 @@ fn relayed_requests_are_answered_through_the_relay() {
     // Peer address in EUI-64 form.
     let eui = relay_forw("fd00:1::1", &eui64(MAC1).addr.to_string(), &inner, &[]);
     assert!(matches!(answer(&view, &eui, src).0, Outcome::Reply { .. }));
+}
+
+#[test]
+fn relays_are_answered_only_from_macs_that_are_no_vm_port() {
+    let view = std_view();
+    let inner = solicit(&duid_en(4)).bytes();
+    let mac79 = [&[0u8, 1][..], &MAC1[..]].concat();
+    let req = relay_forw("fd00:1::1", "fe80::abcd", &inner, &tlv(79, &mac79));
+    // A VM on the segment relaying for a known MAC: it would get that port's lease.
+    assert_eq!(
+        answer(&view, &req, from_mac(MAC2)).0,
+        Outcome::Ignored(Ignore::RelayFromPort { mac: MacAddr(MAC2) })
+    );
+    // A relay whose frame was not seen cannot be told from a VM.
+    for link in [Link::Missed, Link::Unknown] {
+        let src = Source {
+            link,
+            ..from_mac(UNKNOWN)
+        };
+        assert_eq!(
+            answer(&view, &req, src).0,
+            Outcome::Ignored(Ignore::UnverifiedRelay)
+        );
+    }
+    // A router's port is no VM's: it may relay.
+    let router = [0xfa, 0x16, 0x3e, 0, 0, 0x01];
+    let mut ports = std_ports();
+    ports.push(port(
+        "r1",
+        router,
+        "network:router_interface",
+        &[(S_V4, "10.0.0.1")],
+    ));
+    let view = build(&network_with(std_subnets(), ports), &cfg());
+    assert!(matches!(
+        answer(&view, &req, from_mac(router)).0,
+        Outcome::Reply { .. }
+    ));
+    assert!(matches!(
+        answer(&view, &req, from_mac(MAC2)).0,
+        Outcome::Ignored(Ignore::RelayFromPort { .. })
+    ));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,8 @@
 //! Fuzz target: arbitrary bytes into the DHCPv4 responder must never panic, and every reply
-//! must be a well-formed, padded BOOTREPLY within the buffer the shell provides.
+//! must be a well-formed, padded BOOTREPLY within the buffer the shell provides. The input is
+//! the whole datagram (up to the 64 KiB the shell receives), so options in `file`/`sname`
+//! (option 52) are explored too; what the shell saw of the frame (which decides relayed
+//! requests) is picked from the input's length, leaving the datagram itself untouched.
 //!
 //! Run with `cargo +nightly fuzz run respond_v4` from the crate root.
 #![no_main]
@@ -8,8 +11,9 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use neutron_dhcp::config::ServeConfig;
-use neutron_dhcp::dhcp::v4::{respond, Outcome};
-use neutron_dhcp::model::Network;
+use neutron_dhcp::dhcp::link::Link;
+use neutron_dhcp::dhcp::v4::{respond_from, Outcome};
+use neutron_dhcp::model::{MacAddr, Network};
 use neutron_dhcp::view::NetworkView;
 use serde_json::json;
 
@@ -53,7 +57,13 @@ fn view() -> &'static NetworkView {
 fuzz_target!(|data: &[u8]| {
     let mut out = Vec::with_capacity(1500);
     let capacity = out.capacity();
-    match respond(data, view(), &mut out) {
+    let link = match data.len() % 4 {
+        0 => Link::Unknown,
+        1 => Link::Missed,
+        2 => Link::Seen(MacAddr([0, 0, 0x80, 0xaa, 0xbb, 0x01])), // the router
+        _ => Link::Seen(MacAddr([0, 0, 0x80, 0xaa, 0xbb, 0xcc])), // a VM
+    };
+    match respond_from(data, link, view(), &mut out) {
         Outcome::Reply { .. } => {
             assert!(out.len() >= 300 && out.len() <= 1472);
             assert_eq!(out[0], 2);

@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use neutron_dhcp::config::ServeConfig;
+use neutron_dhcp::dhcp::link::Link;
 use neutron_dhcp::dhcp::v6::{respond, Outcome, Source, MAX_REPLY};
 use neutron_dhcp::model::{MacAddr, Network};
 use neutron_dhcp::view6::NetworkView6;
@@ -61,15 +62,19 @@ fuzz_target!(|data: &[u8]| {
     let src = match sel & 3 {
         0 => Source {
             addr: Ipv6Addr::new(0xfe80, 0, 0, 0, 1, 2, 3, 4),
-            link_mac: None,
+            link: Link::Unknown,
         },
         1 => Source {
             addr: Ipv6Addr::new(0xfe80, 0, 0, 0, 1, 2, 3, 4),
-            link_mac: Some(MacAddr(mac)),
+            link: Link::Seen(MacAddr(mac)),
+        },
+        2 => Source {
+            addr: Ipv6Addr::new(0xfe80, 0, 0, 0, 0xf816, 0x3eff, 0xfe00, 0x11),
+            link: Link::Missed,
         },
         _ => Source {
             addr: Ipv6Addr::new(0xfe80, 0, 0, 0, 0xf816, 0x3eff, 0xfe00, 0x11),
-            link_mac: None,
+            link: Link::Unknown,
         },
     };
     let mut out = Vec::with_capacity(1500);

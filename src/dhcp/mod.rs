@@ -2,6 +2,8 @@
 //! their I/O shell (`netio`, `dgram`, `poller`, `threads`, `server`).
 
 pub mod dgram;
+pub mod link;
+pub mod loglimit;
 pub mod netio;
 pub mod options;
 pub mod options6;

@@ -17,6 +17,12 @@ pub const BOOTREQUEST: u8 = 1;
 pub const BOOTREPLY: u8 = 2;
 /// `htype` for Ethernet (ARP hardware type 1).
 pub const HTYPE_ETHERNET: u8 = 1;
+/// The `sname` and `file` header fields, which carry options when option 52 says so.
+const SNAME: std::ops::Range<usize> = 44..108;
+const FILE: std::ops::Range<usize> = 108..236;
+/// Option 52's values (RFC 2132 §9.3): which header fields hold options.
+const OVERLOAD_FILE: u8 = 1;
+const OVERLOAD_SNAME: u8 = 2;
 
 /// DHCP message types (RFC 2132 §9.6).
 pub mod msg {
@@ -93,6 +99,7 @@ struct Found {
     fqdn: Option<Span>,
     relay_agent: Option<Span>,
     subnet_select: Option<Span>,
+    overload: Option<Span>,
     ipxe: bool,
 }
 
@@ -110,6 +117,7 @@ impl Found {
             code::CLIENT_FQDN => (&mut self.fqdn, 3),
             code::RELAY_AGENT => (&mut self.relay_agent, 1),
             code::SUBNET_SELECT => (&mut self.subnet_select, 4),
+            code::OVERLOAD => (&mut self.overload, 1),
             code::IPXE_ENCAP => {
                 self.ipxe |= span.len >= 1;
                 return;
@@ -173,6 +181,35 @@ impl<'a> Iterator for OptionIter<'a> {
     }
 }
 
+/// Whether a datagram is a relayed request (`giaddr` set), read before any parsing: the shell
+/// then looks up the frame it came in.
+pub fn is_relayed(buf: &[u8]) -> bool {
+    buf.get(24..28).is_some_and(|giaddr| giaddr != [0; 4])
+}
+
+/// Notes the options of the option area `area` of `buf` (spans are kept relative to `buf`).
+fn note_area(
+    found: &mut Found,
+    buf: &[u8],
+    area: std::ops::Range<usize>,
+) -> Result<(), PacketError> {
+    let offset = area.start;
+    let Some(bytes) = buf.get(area) else {
+        return Ok(());
+    };
+    for item in OptionIter::new(bytes) {
+        let (code, start, data) = item?;
+        found.note(
+            code,
+            Span {
+                start: offset + start,
+                len: data.len(),
+            },
+        );
+    }
+    Ok(())
+}
+
 /// A validated DHCP request borrowing the received datagram.
 #[derive(Clone, Copy, Debug)]
 pub struct Request<'a> {
@@ -211,15 +248,19 @@ impl<'a> Request<'a> {
             return Err(PacketError::BadCookie);
         }
         let mut found = Found::default();
-        for item in OptionIter::new(&buf[OPTIONS_OFFSET..]) {
-            let (code, start, data) = item?;
-            found.note(
-                code,
-                Span {
-                    start: OPTIONS_OFFSET + start,
-                    len: data.len(),
-                },
-            );
+        note_area(&mut found, buf, OPTIONS_OFFSET..buf.len())?;
+        // RFC 2131 §4.1: the options field first, then `file`, then `sname`, when option 52
+        // (only read in the options field) says they hold options. An option present in more
+        // than one place counts where it is met first, as any repeated option does.
+        let overload = found
+            .overload
+            .and_then(|s| buf.get(s.start).copied())
+            .unwrap_or(0);
+        if overload & OVERLOAD_FILE != 0 {
+            note_area(&mut found, buf, FILE)?;
+        }
+        if overload & OVERLOAD_SNAME != 0 {
+            note_area(&mut found, buf, SNAME)?;
         }
         let span = found.msg_type.ok_or(PacketError::NoMessageType)?;
         let msg_type = buf.get(span.start).copied().unwrap_or(0);
@@ -482,6 +523,60 @@ mod tests {
         let r = Request::parse(&b).unwrap();
         assert_eq!(r.subnet_selector(), Some(Ipv4Addr::new(10, 1, 0, 0)));
         assert!(r.is_ipxe());
+    }
+
+    /// `base` with `file` (and `sname`) holding options, as option 52 says.
+    fn overloaded(options: &[u8], file: &[u8], sname: &[u8]) -> Vec<u8> {
+        let mut b = base(options);
+        b[FILE][..file.len()].copy_from_slice(file);
+        b[SNAME][..sname.len()].copy_from_slice(sname);
+        b
+    }
+
+    #[test]
+    fn options_in_file_and_sname_are_read_when_overloaded() {
+        // RFC 2132 §9.3: the message type only in `file`.
+        let b = overloaded(&[52, 1, 1, 255], &[53, 1, 1, 255], &[]);
+        let r = Request::parse(&b).unwrap();
+        assert_eq!(r.msg_type(), msg::DISCOVER);
+        // In `sname`, with the parameter list in `file`.
+        let b = overloaded(
+            &[52, 1, 3, 255],
+            &[55, 2, 1, 3, 255],
+            &[53, 1, 3, 50, 4, 10, 0, 0, 9],
+        );
+        let r = Request::parse(&b).unwrap();
+        assert_eq!(r.msg_type(), msg::REQUEST);
+        assert_eq!(r.prl(), Some(&[1u8, 3][..]));
+        assert_eq!(r.requested_ip(), Some(Ipv4Addr::new(10, 0, 0, 9)));
+        // The options field is read first, then `file`, then `sname`.
+        let b = overloaded(&[52, 1, 3, 53, 1, 1, 255], &[53, 1, 3], &[53, 1, 8]);
+        assert_eq!(Request::parse(&b).unwrap().msg_type(), msg::DISCOVER);
+        let b = overloaded(&[52, 1, 3, 255], &[53, 1, 3], &[53, 1, 8]);
+        assert_eq!(Request::parse(&b).unwrap().msg_type(), msg::REQUEST);
+    }
+
+    #[test]
+    fn file_and_sname_are_not_options_without_overload() {
+        // A boot file name that happens to look like option 53 is only a name.
+        let b = overloaded(&[255], &[53, 1, 1, 255], &[53, 1, 1, 255]);
+        assert_eq!(Request::parse(&b).unwrap_err(), PacketError::NoMessageType);
+        // Only the field option 52 names is read.
+        let b = overloaded(&[52, 1, 2, 255], &[53, 1, 1, 255], &[]);
+        assert_eq!(Request::parse(&b).unwrap_err(), PacketError::NoMessageType);
+        // Option 52 in an overloaded field is not followed.
+        let b = overloaded(&[52, 1, 1, 255], &[52, 1, 2, 255], &[53, 1, 1, 255]);
+        assert_eq!(Request::parse(&b).unwrap_err(), PacketError::NoMessageType);
+    }
+
+    #[test]
+    fn a_truncated_option_in_an_overloaded_field_is_malformed() {
+        let b = overloaded(&[53, 1, 1, 52, 1, 1, 255], &[12, 200, b'a'], &[]);
+        // `file` is 128 bytes: an option claiming 200 runs past its end.
+        assert_eq!(
+            Request::parse(&b).unwrap_err(),
+            PacketError::TruncatedOption
+        );
     }
 
     #[test]

@@ -4,7 +4,10 @@
 //! DHCPv4 and DHCPv6 sockets, answered from the same lock-free [`ViewHandle`], so control-plane
 //! work never delays a reply. A request costs one `epoll_wait` (shared by whatever else is
 //! ready), one `recv` and one `send` ([`dgram`]); replies are built into buffers allocated once
-//! per network.
+//! per network. DHCPv6 messages and relayed DHCPv4 requests also read what the packet socket
+//! saw of their frames ([`Frames`]): the MAC they came from decides whom they are answered for
+//! ([`Link`]); plain DHCPv4 requests queue nothing there and are answered by `chaddr`. Lines a
+//! single packet would log go through the network's rate limit ([`loglimit`]).
 //! DHCPv6 is served whenever IPv6 works in the namespace, also on networks without IPv6
 //! subnets today: a subnet added later is served as soon as the view has it.
 
@@ -14,9 +17,13 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::cache::ViewHandle;
 use crate::dhcp::dgram;
+use crate::dhcp::link::Link;
+use crate::dhcp::loglimit::{self, LogLimit};
+use crate::dhcp::packet;
 use crate::dhcp::packet6::msg as msg6;
 use crate::dhcp::v4::{self, Delivery, Ignore, Outcome};
 use crate::dhcp::v6;
@@ -241,10 +248,22 @@ impl DhcpServer {
         let Opened {
             udp,
             packet,
+            sniffing,
             v6: v6_sockets,
             ..
         } = opened.map_err(|source| endpoint.socket_error(source))?;
         let packet = Arc::new(packet);
+        let sniffer = match sniffing {
+            Ok(()) => Some(packet.clone()),
+            Err(e) => {
+                tracing::warn!(
+                    network_id = %endpoint.network_id, error = %e,
+                    "cannot see the MACs DHCP requests come from: relayed requests are not \
+                     answered, DHCPv6 clients are identified by DUID and EUI-64 address only"
+                );
+                None
+            }
+        };
         let counters = Arc::new(Counters::default());
         let counters6 = Arc::new(Counters::default());
         let v4 = Shell {
@@ -257,27 +276,12 @@ impl DhcpServer {
             frame: Vec::with_capacity(REPLY_CAPACITY + netio::FRAME_OVERHEAD),
         };
         let v6 = match v6_sockets {
-            Ok((udp, sniffing)) => {
-                let sniffer = match sniffing {
-                    Ok(()) => Some(packet),
-                    Err(e) => {
-                        tracing::warn!(
-                            network_id = %endpoint.network_id, error = %e,
-                            "cannot see DHCPv6 clients' MACs at layer 2; identifying them by \
-                             DUID and EUI-64 address only"
-                        );
-                        None
-                    }
-                };
-                Some(Shell6 {
-                    udp,
-                    sniffer,
-                    macs: MacCache::new(),
-                    view,
-                    counters: counters6.clone(),
-                    reply: Vec::with_capacity(REPLY_CAPACITY),
-                })
-            }
+            Ok(udp) => Some(Shell6 {
+                udp,
+                view,
+                counters: counters6.clone(),
+                reply: Vec::with_capacity(REPLY_CAPACITY),
+            }),
             Err(e) => {
                 tracing::info!(
                     network_id = %endpoint.network_id, interface = %endpoint.ifname, error = %e,
@@ -287,7 +291,14 @@ impl DhcpServer {
             }
         };
         let network = Network {
-            rx: vec![0; RECV_BUF].into_boxed_slice(),
+            logs: Logs {
+                limit: LogLimit::default(),
+                span: tracing::info_span!("dhcp", network_id = %endpoint.network_id),
+            },
+            frames: Frames {
+                sniffer,
+                macs: MacCache::new(),
+            },
             span4: tracing::info_span!("dhcp4", network_id = %endpoint.network_id),
             span6: tracing::info_span!("dhcp6", network_id = %endpoint.network_id),
             v4,
@@ -318,8 +329,11 @@ impl DhcpServer {
             endpoint, served, ..
         } = self;
         match served.stop().await {
-            Some(network) => {
+            Some(mut network) => {
                 tracing::debug!(network_id = %endpoint.network_id, "DHCP serving stopped");
+                if let Some(held) = network.logs.limit.take_held() {
+                    network.logs.summary(held);
+                }
                 network.into_sockets()
             }
             None => {
@@ -359,8 +373,10 @@ struct Opened {
     ifindex: u32,
     udp: std::net::UdpSocket,
     packet: OwnedFd,
-    /// The DHCPv6 socket, and whether the packet socket also sniffs DHCPv6 clients' MACs.
-    v6: io::Result<(std::net::UdpSocket, io::Result<()>)>,
+    /// Whether the packet socket also sees the frames requests come in ([`netio::sniff`]).
+    sniffing: io::Result<()>,
+    /// The DHCPv6 socket.
+    v6: io::Result<std::net::UdpSocket>,
 }
 
 /// Opens the DHCP sockets on `ifname` inside the namespace (on a namespace worker: `setns` must
@@ -380,27 +396,28 @@ fn open_here(ifname: &str, ifindex: Option<u32>) -> io::Result<Opened> {
         None => netio::ifindex(ifname)?,
     };
     let packet = netio::packet_socket()?;
+    // Before the UDP sockets can queue anything, so that every request's frame is seen.
+    let sniffing = netio::sniff(&packet, ifindex);
     let udp = netio::bind_udp4(ifname)?;
     // IPv6 may be disabled on the host or the device: then DHCPv4 only.
-    let v6 =
-        netio::bind_udp6(ifname, ifindex).map(|udp| (udp, netio::sniff_dhcp6(&packet, ifindex)));
+    let v6 = netio::bind_udp6(ifname, ifindex);
     Ok(Opened {
         ifindex,
         udp,
         packet,
+        sniffing,
         v6,
     })
 }
 
-/// Largest datagram we accept; anything longer than an Ethernet MTU is not a DHCP request.
-const RECV_BUF: usize = 1536;
 /// Replies are at most this long (a 1500-byte MTU minus IP/UDP), so buffers never grow.
 const REPLY_CAPACITY: usize = 1500;
 
-/// What a DHCP thread runs for one network: both families' sockets and state, and one receive
-/// buffer (the thread serves one socket at a time).
+/// What a DHCP thread runs for one network: both families' sockets and state. The receive
+/// buffer is the thread's ([`threads::RECV_BUF`]).
 struct Network {
-    rx: Box<[u8]>,
+    logs: Logs,
+    frames: Frames,
     v4: Shell,
     v6: Option<Shell6>,
     /// The parents of every event and request span, rather than entered around each call:
@@ -430,23 +447,70 @@ impl threads::Job for Network {
         fds
     }
 
-    fn ready(&mut self, source: usize) {
+    fn ready(&mut self, source: usize, rx: &mut [u8]) -> Option<Instant> {
         let Network {
-            rx,
+            logs,
+            frames,
             v4,
             v6,
             span4,
             span6,
         } = self;
         if source == V4 {
-            if let Some((req, peer, request)) = receive(rx, &v4.udp, span4) {
-                v4.handle(req, peer, events_parent(span4, &request));
+            if let Some((req, peer, request)) = receive(rx, &v4.udp, span4, logs) {
+                // Only a relayed request's frame is looked for (and only such frames are
+                // queued): a plain one is answered by `chaddr`, at no extra cost.
+                let link = match peer {
+                    SocketAddr::V4(p) if packet::is_relayed(req) => {
+                        frames.link(p.ip().to_ipv6_mapped(), netio::tag(req, true))
+                    }
+                    _ => Link::Unknown,
+                };
+                v4.handle(req, peer, link, events_parent(span4, &request), logs);
             }
         } else if let Some(v6) = v6 {
-            if let Some((req, SocketAddr::V6(peer), request)) = receive(rx, &v6.udp, span6) {
-                v6.handle(req, peer, events_parent(span6, &request));
+            if let Some((req, SocketAddr::V6(peer), request)) = receive(rx, &v6.udp, span6, logs) {
+                let link = frames.link(*peer.ip(), netio::tag(req, false));
+                v6.handle(req, peer, link, events_parent(span6, &request), logs);
             }
         }
+        logs.limit.deadline()
+    }
+
+    fn due(&mut self, now: Instant) -> Option<Instant> {
+        if let Some(held) = self.logs.limit.due(now) {
+            self.logs.summary(held);
+        }
+        self.logs.limit.deadline()
+    }
+}
+
+/// A network's limit on the lines single packets make it log ([`loglimit`]), and the span its
+/// summaries go under.
+struct Logs {
+    limit: LogLimit,
+    span: tracing::Span,
+}
+
+impl Logs {
+    /// Whether a line about one packet may be written now; writes the summary of a window
+    /// that has ended first. Reads the clock, so it is called only for such a line.
+    fn admit(&mut self) -> bool {
+        let verdict = self.limit.check(Instant::now());
+        if let Some(held) = verdict.summary {
+            self.summary(held);
+        }
+        verdict.write
+    }
+
+    fn summary(&self, held: u64) {
+        tracing::warn!(
+            parent: &self.span,
+            suppressed = held,
+            "rate limit: {held} log lines about single packets not written (at most {} per {} s)",
+            loglimit::BURST,
+            loglimit::INTERVAL.as_secs()
+        );
     }
 }
 
@@ -461,6 +525,7 @@ fn receive<'a>(
     rx: &'a mut [u8],
     udp: &std::net::UdpSocket,
     span: &tracing::Span,
+    logs: &mut Logs,
 ) -> Option<(&'a [u8], SocketAddr, tracing::Span)> {
     match udp.recv_from(rx) {
         Ok((n, peer)) => {
@@ -478,7 +543,9 @@ fn receive<'a>(
             None
         }
         Err(e) => {
-            tracing::warn!(parent: span, error = %e, "recv failed");
+            if logs.admit() {
+                tracing::warn!(parent: span, error = %e, "recv failed");
+            }
             None
         }
     }
@@ -513,14 +580,22 @@ struct Shell {
 
 impl Shell {
     /// `span` is the parent of this request's events.
-    fn handle(&mut self, req: &[u8], peer: SocketAddr, span: &tracing::Span) {
+    fn handle(
+        &mut self,
+        req: &[u8],
+        peer: SocketAddr,
+        link: Link,
+        span: &tracing::Span,
+        logs: &mut Logs,
+    ) {
         Counters::bump(&self.counters.received);
         let current = self.view.load();
         let reply = &mut self.reply;
         // The responder validates everything before use and is fuzzed; catching a panic anyway
         // means a bug there costs one dropped packet, not the namespace's DHCP service.
-        let outcome =
-            std::panic::catch_unwind(AssertUnwindSafe(|| v4::respond(req, &current, reply)));
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            v4::respond_from(req, link, &current, reply)
+        }));
         drop(current);
         let message = seen::v4_message_type(req);
         Counters::bump(
@@ -544,7 +619,9 @@ impl Shell {
                 Err(e) => {
                     Counters::bump(&self.counters.send_errors);
                     record(&self.counters, Fate::SendFailed);
-                    tracing::warn!(parent: span, error = %e, ?delivery, "sending reply failed");
+                    if logs.admit() {
+                        tracing::warn!(parent: span, error = %e, ?delivery, "sending reply failed");
+                    }
                 }
             },
             Ok(Outcome::Ignored(reason)) => {
@@ -562,7 +639,9 @@ impl Shell {
                 }
                 match reason {
                     Ignore::Release { .. } | Ignore::Decline { .. } => {
-                        tracing::info!(parent: span, "{reason}")
+                        if logs.admit() {
+                            tracing::info!(parent: span, "{reason}")
+                        }
                     }
                     _ => tracing::debug!(parent: span, "not answered: {reason}"),
                 }
@@ -574,7 +653,9 @@ impl Shell {
             }
             Err(_) => {
                 Counters::bump(&self.counters.malformed);
-                tracing::error!(parent: span, %peer, "responder panicked; packet dropped");
+                if logs.admit() {
+                    tracing::error!(parent: span, %peer, "responder panicked; packet dropped");
+                }
             }
         }
     }
@@ -596,11 +677,11 @@ impl Shell {
     }
 }
 
-/// Recently seen (IPv6 source address → MAC) pairs from the layer-2 listener; a fixed ring, so
-/// learning costs no allocation. Only the last few matter: the datagram being answered arrived
-/// a moment ago.
+/// Recently seen frames (source address and [`netio::tag`] → MAC) from the layer-2 listener;
+/// a fixed ring, so learning costs no allocation. Only the last few matter: the datagram being
+/// answered arrived a moment ago, and its frame was queued before it.
 struct MacCache {
-    entries: [(Ipv6Addr, [u8; 6]); MacCache::SIZE],
+    entries: [netio::Sniffed; MacCache::SIZE],
     next: usize,
 }
 
@@ -609,29 +690,33 @@ impl MacCache {
 
     fn new() -> Self {
         MacCache {
-            entries: [(Ipv6Addr::UNSPECIFIED, [0; 6]); Self::SIZE],
+            entries: [netio::Sniffed {
+                src: Ipv6Addr::UNSPECIFIED,
+                tag: [0; 4],
+                mac: [0; 6],
+            }; Self::SIZE],
             next: 0,
         }
     }
 
-    fn learn(&mut self, ip: Ipv6Addr, mac: [u8; 6]) {
-        self.entries[self.next] = (ip, mac);
+    fn learn(&mut self, seen: netio::Sniffed) {
+        self.entries[self.next] = seen;
         self.next = (self.next + 1) % Self::SIZE;
     }
 
-    /// The newest MAC seen for `ip`.
-    fn get(&self, ip: Ipv6Addr) -> Option<MacAddr> {
+    /// The MAC of the newest frame seen from `src` with `tag`.
+    fn get(&self, src: Ipv6Addr, tag: [u8; 4]) -> Option<MacAddr> {
         (0..Self::SIZE)
             .map(|i| self.entries[(self.next + Self::SIZE - 1 - i) % Self::SIZE])
-            .find(|&(a, _)| a == ip && !a.is_unspecified())
-            .map(|(_, m)| MacAddr(m))
+            .find(|e| e.src == src && e.tag == tag && !src.is_unspecified())
+            .map(|e| MacAddr(e.mac))
     }
 
     /// Takes in everything the listener queued (bounded: a flood cannot stall the loop).
     fn drain(&mut self, sniffer: &OwnedFd) {
         for _ in 0..64 {
             match netio::recv_sniffed(sniffer) {
-                Ok(Some((ip, mac))) => self.learn(ip, mac),
+                Ok(Some(seen)) => self.learn(seen),
                 Ok(None) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return,
@@ -640,11 +725,30 @@ impl MacCache {
     }
 }
 
+/// The frames a network's requests came in, as far as its listener saw them.
+struct Frames {
+    /// The packet socket, when it listens ([`netio::sniff`]).
+    sniffer: Option<Arc<OwnedFd>>,
+    macs: MacCache,
+}
+
+impl Frames {
+    /// What was seen of the frame of the datagram from `src` with `tag`.
+    fn link(&mut self, src: Ipv6Addr, tag: [u8; 4]) -> Link {
+        let Some(sniffer) = &self.sniffer else {
+            return Link::Unknown;
+        };
+        self.macs.drain(sniffer);
+        match self.macs.get(src, tag) {
+            Some(mac) => Link::Seen(mac),
+            None => Link::Missed,
+        }
+    }
+}
+
 /// A network's DHCPv6 state.
 struct Shell6 {
     udp: std::net::UdpSocket,
-    sniffer: Option<Arc<OwnedFd>>,
-    macs: MacCache,
     view: ViewHandle,
     counters: Arc<Counters>,
     reply: Vec<u8>,
@@ -652,18 +756,22 @@ struct Shell6 {
 
 impl Shell6 {
     /// `span` is the parent of this request's events.
-    fn handle(&mut self, req: &[u8], peer: SocketAddrV6, span: &tracing::Span) {
+    fn handle(
+        &mut self,
+        req: &[u8],
+        peer: SocketAddrV6,
+        link: Link,
+        span: &tracing::Span,
+        logs: &mut Logs,
+    ) {
         Counters::bump(&self.counters.received);
         let message = req.first().copied().unwrap_or(0);
         Counters::bump(
             &self.counters.by_type[usize::from(message & 0x0f) * usize::from(message < 16)],
         );
-        if let Some(s) = &self.sniffer {
-            self.macs.drain(s);
-        }
         let src = v6::Source {
             addr: *peer.ip(),
-            link_mac: self.macs.get(*peer.ip()),
+            link,
         };
         let current = self.view.load();
         let reply = &mut self.reply;
@@ -689,7 +797,9 @@ impl Shell6 {
                         let (req, rep) = (v6::name(request), v6::name(reply));
                         match (request, client) {
                             (msg6::RELEASE | msg6::DECLINE, Some(mac)) => {
-                                tracing::info!(parent: span, "{req} from {mac} answered")
+                                if logs.admit() {
+                                    tracing::info!(parent: span, "{req} from {mac} answered")
+                                }
                             }
                             (_, Some(mac)) => {
                                 tracing::debug!(parent: span, "{req} from {mac}: {rep} sent")
@@ -705,7 +815,9 @@ impl Shell6 {
                     }
                     Err(e) => {
                         Counters::bump(&self.counters.send_errors);
-                        tracing::warn!(parent: span, error = %e, %to, "sending DHCPv6 reply failed");
+                        if logs.admit() {
+                            tracing::warn!(parent: span, error = %e, %to, "sending DHCPv6 reply failed");
+                        }
                     }
                 }
             }
@@ -729,7 +841,9 @@ impl Shell6 {
             }
             Err(_) => {
                 Counters::bump(&self.counters.malformed);
-                tracing::error!(parent: span, %peer, "DHCPv6 responder panicked; packet dropped");
+                if logs.admit() {
+                    tracing::error!(parent: span, %peer, "DHCPv6 responder panicked; packet dropped");
+                }
             }
         }
     }
@@ -756,14 +870,22 @@ mod tests {
     fn mac_cache_keeps_the_newest_entries() {
         let mut c = MacCache::new();
         let ip = |i: u16| Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, i);
-        assert_eq!(c.get(Ipv6Addr::UNSPECIFIED), None);
-        c.learn(ip(1), [1; 6]);
-        c.learn(ip(1), [2; 6]);
-        assert_eq!(c.get(ip(1)), Some(MacAddr([2; 6])), "newest wins");
+        let seen = |i: u16, tag: u8, mac: u8| netio::Sniffed {
+            src: ip(i),
+            tag: [tag; 4],
+            mac: [mac; 6],
+        };
+        assert_eq!(c.get(Ipv6Addr::UNSPECIFIED, [0; 4]), None);
+        c.learn(seen(1, 7, 1));
+        c.learn(seen(1, 7, 2));
+        c.learn(seen(1, 8, 3));
+        assert_eq!(c.get(ip(1), [7; 4]), Some(MacAddr([2; 6])), "newest wins");
+        assert_eq!(c.get(ip(1), [8; 4]), Some(MacAddr([3; 6])), "by datagram");
+        assert_eq!(c.get(ip(1), [9; 4]), None);
         for i in 2..(MacCache::SIZE as u16 + 2) {
-            c.learn(ip(i), [i as u8; 6]);
+            c.learn(seen(i, 7, i as u8));
         }
-        assert_eq!(c.get(ip(1)), None, "evicted");
-        assert_eq!(c.get(ip(5)), Some(MacAddr([5; 6])));
+        assert_eq!(c.get(ip(1), [7; 4]), None, "evicted");
+        assert_eq!(c.get(ip(5), [7; 4]), Some(MacAddr([5; 6])));
     }
 }

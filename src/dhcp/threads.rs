@@ -26,6 +26,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 
@@ -46,9 +47,25 @@ pub trait Job: Send + 'static {
     fn sources(&self) -> Vec<RawFd>;
 
     /// Socket `source` (its index in [`Job::sources`]) is readable. Called on the DHCP
-    /// thread; must not block (the thread's other networks wait meanwhile).
-    fn ready(&mut self, source: usize);
+    /// thread; must not block (the thread's other networks wait meanwhile). `rx` is the
+    /// thread's receive buffer, [`RECV_BUF`] bytes. Returns when the job wants [`Job::due`]
+    /// called, if it does.
+    fn ready(&mut self, source: usize, rx: &mut [u8]) -> Option<Instant>;
+
+    /// Called on the DHCP thread once the time [`Job::ready`] or the previous `due` returned
+    /// has come (e.g. to write the summary of log lines a rate limit held back); returns the
+    /// next such time, if any.
+    fn due(&mut self, _now: Instant) -> Option<Instant> {
+        None
+    }
 }
+
+/// The receive buffer of a DHCP thread: room for the largest UDP payload (65,507 bytes over
+/// IPv4, 65,527 over IPv6), so that no datagram is ever cut short and then parsed as if whole
+/// (a valid request may well be longer than an Ethernet frame: IP fragments, or option
+/// overload with a big parameter list). One per thread, not per network: a thread receives
+/// one datagram at a time, and 1,000 networks would otherwise hold 64 MiB of buffers.
+pub const RECV_BUF: usize = 1 << 16;
 
 /// Events taken per wait; more ready sockets are reported by the next.
 const EVENTS: usize = 64;
@@ -221,8 +238,12 @@ type Jobs<J> = HashMap<u64, J, BuildHasherDefault<IdHasher>>;
 fn run<J: Job>(shared: &Shared<J>) {
     let mut jobs: Jobs<J> = HashMap::default();
     let mut events = [poller::NO_EVENT; EVENTS];
+    let mut rx = vec![0u8; RECV_BUF].into_boxed_slice();
+    // Jobs that asked for a [`Job::due`] call, and when; empty unless a job is busy enough to
+    // be rate-limited, so the wait below usually has no timeout to compute.
+    let mut timers: Vec<(u64, Instant)> = Vec::new();
     loop {
-        let n = match shared.epoll.wait(&mut events, -1) {
+        let n = match shared.epoll.wait(&mut events, wait_timeout(&timers)) {
             Ok(n) => n,
             Err(e) => {
                 // Only a broken epoll fd fails here; do not spin on it.
@@ -246,9 +267,13 @@ fn run<J: Job>(shared: &Shared<J>) {
                 Some(job) => {
                     // The jobs catch their responders' panics per packet; this is for
                     // anything else, so that one network's bug never stops the others'.
-                    let ready = AssertUnwindSafe(|| job.ready(source));
-                    if std::panic::catch_unwind(ready).is_err() {
-                        tracing::error!("DHCP job panicked; its pending request is dropped");
+                    let ready = AssertUnwindSafe(|| job.ready(source, &mut rx));
+                    match std::panic::catch_unwind(ready) {
+                        Ok(None) => {}
+                        Ok(Some(at)) => schedule(&mut timers, id, at),
+                        Err(_) => {
+                            tracing::error!("DHCP job panicked; its pending request is dropped")
+                        }
                     }
                 }
                 // Added a moment ago: its command is in the queue.
@@ -268,7 +293,52 @@ fn run<J: Job>(shared: &Shared<J>) {
                 apply(shared, &mut jobs, command);
             }
         }
+        if !timers.is_empty() {
+            run_timers(&mut jobs, &mut timers);
+        }
     }
+}
+
+/// Notes that job `id` wants [`Job::due`] at `at` (keeping an earlier time already noted).
+fn schedule(timers: &mut Vec<(u64, Instant)>, id: u64, at: Instant) {
+    match timers.iter_mut().find(|(i, _)| *i == id) {
+        Some((_, t)) => *t = (*t).min(at),
+        None => timers.push((id, at)),
+    }
+}
+
+/// `epoll_wait`'s timeout: until the earliest timer (rounded up to whole milliseconds, so the
+/// wake-up never comes early), or none.
+fn wait_timeout(timers: &[(u64, Instant)]) -> i32 {
+    let Some(next) = timers.iter().map(|&(_, t)| t).min() else {
+        return -1;
+    };
+    let left = next.saturating_duration_since(Instant::now());
+    i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+}
+
+/// Calls [`Job::due`] on the jobs whose time has come; forgets timers of stopped jobs.
+fn run_timers<J: Job>(jobs: &mut Jobs<J>, timers: &mut Vec<(u64, Instant)>) {
+    let now = Instant::now();
+    timers.retain_mut(|(id, at)| {
+        if *at > now {
+            return jobs.contains_key(id);
+        }
+        let Some(job) = jobs.get_mut(id) else {
+            return false;
+        };
+        match std::panic::catch_unwind(AssertUnwindSafe(|| job.due(now))) {
+            Ok(Some(next)) => {
+                *at = next;
+                true
+            }
+            Ok(None) => false,
+            Err(_) => {
+                tracing::error!("DHCP job panicked in its timer");
+                false
+            }
+        }
+    });
 }
 
 fn apply<J: Job>(shared: &Shared<J>, jobs: &mut Jobs<J>, command: Command<J>) {
@@ -316,6 +386,7 @@ mod tests {
     struct Echo {
         socks: Vec<UnixDatagram>,
         seen: mpsc::Sender<(usize, Vec<u8>)>,
+        dues: u32,
     }
 
     impl Job for Echo {
@@ -323,14 +394,26 @@ mod tests {
             self.socks.iter().map(|s| s.as_raw_fd()).collect()
         }
 
-        fn ready(&mut self, source: usize) {
-            let mut buf = [0u8; 64];
-            while let Ok(n) = self.socks[source].recv(&mut buf) {
-                if &buf[..n] == b"panic" {
+        fn ready(&mut self, source: usize, rx: &mut [u8]) -> Option<Instant> {
+            assert_eq!(rx.len(), RECV_BUF);
+            while let Ok(n) = self.socks[source].recv(rx) {
+                if &rx[..n] == b"panic" {
                     panic!("asked to");
                 }
-                let _ = self.seen.send((source, buf[..n].to_vec()));
+                if let Some(ms) = rx[..n].strip_prefix(b"due in ") {
+                    let ms = std::str::from_utf8(ms).unwrap().parse().unwrap();
+                    return Some(Instant::now() + Duration::from_millis(ms));
+                }
+                let _ = self.seen.send((source, rx[..n].to_vec()));
             }
+            None
+        }
+
+        fn due(&mut self, now: Instant) -> Option<Instant> {
+            let _ = self.seen.send((usize::MAX, b"due".to_vec()));
+            self.dues += 1;
+            // Asks once more, then is done.
+            (self.dues == 1).then(|| now + Duration::from_millis(1))
         }
     }
 
@@ -346,7 +429,15 @@ mod tests {
             socks.push(a);
             peers.push(b);
         }
-        (Echo { socks, seen }, peers, rx)
+        (
+            Echo {
+                socks,
+                seen,
+                dues: 0,
+            },
+            peers,
+            rx,
+        )
     }
 
     const WAIT: Duration = Duration::from_secs(5);
@@ -415,6 +506,29 @@ mod tests {
         for (served, _, _) in all {
             assert!(served.stop().await.is_some());
         }
+    }
+
+    #[tokio::test]
+    async fn a_job_is_called_back_when_it_asked_to_be() {
+        static POOL: Pool<Echo> = Pool::new("test-dhcp");
+        let (job, peers, seen) = echo(1);
+        let served = POOL.serve(job).unwrap();
+        // A datagram longer than any Ethernet frame arrives whole.
+        let big = vec![7u8; 9000];
+        peers[0].send(&big).unwrap();
+        assert_eq!(seen.recv_timeout(WAIT).unwrap(), (0, big));
+        peers[0].send(b"due in 20").unwrap();
+        // Nothing else arrives, yet the job is called back, twice (it asks again once).
+        assert_eq!(
+            seen.recv_timeout(WAIT).unwrap(),
+            (usize::MAX, b"due".to_vec())
+        );
+        assert_eq!(
+            seen.recv_timeout(WAIT).unwrap(),
+            (usize::MAX, b"due".to_vec())
+        );
+        assert!(seen.recv_timeout(Duration::from_millis(100)).is_err());
+        assert_eq!(served.stop().await.expect("handed back").dues, 2);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
+use crate::dhcp::link::Link;
 use crate::dhcp::options::code;
 use crate::dhcp::packet::{msg, PacketError, Request, BOOTREPLY, HEADER_LEN, MAGIC_COOKIE};
 use crate::model::MacAddr;
@@ -53,6 +54,10 @@ pub enum Ignore {
     Release { mac: MacAddr, ip: Ipv4Addr },
     /// The client found its address in use (e.g. a duplicate IP on the segment).
     Decline { mac: MacAddr, ip: Ipv4Addr },
+    /// Relayed (`giaddr` set) by a VM port of this network: VMs are clients, not relays.
+    RelayFromPort { mac: MacAddr },
+    /// Relayed, but the shell did not see the relay's frame: it cannot be vouched for.
+    UnverifiedRelay { giaddr: Ipv4Addr },
 }
 
 impl fmt::Display for Ignore {
@@ -69,6 +74,12 @@ impl fmt::Display for Ignore {
             Ignore::InformWithoutAddress { mac } => write!(f, "INFORM from {mac} without ciaddr"),
             Ignore::Release { mac, ip } => write!(f, "DHCPRELEASE {ip} from {mac}"),
             Ignore::Decline { mac, ip } => write!(f, "DHCPDECLINE {ip} from {mac}"),
+            Ignore::RelayFromPort { mac } => {
+                write!(f, "relayed from {mac}, a VM port of this network")
+            }
+            Ignore::UnverifiedRelay { giaddr } => {
+                write!(f, "relayed via {giaddr}, from a frame not seen")
+            }
         }
     }
 }
@@ -97,14 +108,35 @@ const BROADCAST_FLAG: u16 = 0x8000;
 
 /// Hot path: validate + parse `req` (raw UDP payload), look up the client in `view`, write the reply into `out`
 /// (cleared first). Must not allocate when `out` already has capacity >= 1500 (the shell reuses one buffer),
-/// must never panic on any input.
+/// must never panic on any input. The sender's frame is taken as unseen ([`Link::Unknown`]):
+/// relayed requests are not answered (see [`respond_from`]).
 pub fn respond(req: &[u8], view: &NetworkView, out: &mut Vec<u8>) -> Outcome {
+    respond_from(req, Link::Unknown, view, out)
+}
+
+/// [`respond`], knowing what the shell saw of the frame of a relayed request (`giaddr` set;
+/// see [`crate::dhcp::packet::is_relayed`]). A relayed request is answered only when its
+/// frame was seen and came from a MAC that is no VM port's of this network: a VM can set
+/// `giaddr` and `chaddr` to anything, and would otherwise get any port's lease and options.
+/// Other requests are answered by `chaddr`, like dnsmasq (`link` is not looked at).
+pub fn respond_from(req: &[u8], link: Link, view: &NetworkView, out: &mut Vec<u8>) -> Outcome {
     out.clear();
     let r = match Request::parse(req) {
         Ok(r) => r,
         Err(PacketError::BootReply) => return Outcome::Ignored(Ignore::BootReply),
         Err(e) => return Outcome::Malformed(e.reason()),
     };
+    if let Some(giaddr) = nonzero(r.giaddr()) {
+        match link {
+            Link::Seen(mac) if view.is_vm_port(&mac) => {
+                return Outcome::Ignored(Ignore::RelayFromPort { mac })
+            }
+            Link::Seen(_) => {}
+            Link::Missed | Link::Unknown => {
+                return Outcome::Ignored(Ignore::UnverifiedRelay { giaddr })
+            }
+        }
+    }
     let client = Client::of(&r);
     let result = match r.msg_type() {
         msg::DISCOVER => discover(&r, &client, view, out),

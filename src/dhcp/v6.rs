@@ -17,9 +17,18 @@
 //! | Information-Request | Reply with options only (and `information-refresh-time`) |
 //!
 //! Clients are identified as dnsmasq's `find_config` does: by the DUID when a port reserves it
-//! (`client-id`), else by MAC, trying in turn the MAC in a DUID-LL/DUID-LLT, the link-layer
-//! source the shell saw (or, relayed, the RFC 6939 option 79), and the MAC in an EUI-64
-//! link-local source address. The first MAC that names a port wins.
+//! (`client-id`), else by MAC. Which MACs count depends on what the shell saw ([`Link`]):
+//! - a message straight from a client whose frame was seen: that frame's source MAC alone, and
+//!   a reserved DUID only if it is that port's (port security vouches for the frame's MAC, not
+//!   for a MAC written in a DUID; trusting the DUID let a host with an unknown MAC take another
+//!   port's address);
+//! - a relayed message: only from a relay whose frame was seen and whose MAC is no VM port's of
+//!   this network (else any VM could name any port in option 79); the client is then known
+//!   by, in turn, the MAC in a DUID-LL/DUID-LLT, the relay's RFC 6939 option 79, and the MAC in
+//!   an EUI-64 link-local peer address;
+//! - a message whose frame the shell could not watch: the DUID's MAC, then the EUI-64 source's.
+//!
+//! The first MAC that names a port wins.
 //!
 //! No I/O, no clock, no allocation when `out` already has room for 1500 bytes, and no panic on
 //! any input.
@@ -27,6 +36,7 @@
 use std::fmt;
 use std::net::Ipv6Addr;
 
+use crate::dhcp::link::Link;
 use crate::dhcp::packet6::{
     duid_mac, eui64_mac, msg, opt, status, Ia, IaKind, PacketError6, RelayChain, Request6,
 };
@@ -38,8 +48,8 @@ use crate::view6::{renewal_times, requested_lifetimes, Binding6, Client6, Networ
 pub struct Source {
     /// IPv6 source address (a client's link-local address, or a relay's address).
     pub addr: Ipv6Addr,
-    /// Link-layer source address of the frame, when the shell could see it.
-    pub link_mac: Option<MacAddr>,
+    /// The frame's link-layer source, as far as the shell saw it.
+    pub link: Link,
 }
 
 /// Where the shell sends a reply: always back to the source address, on the client port (546)
@@ -86,6 +96,12 @@ pub enum Ignore {
     UnservedLink { link: Ipv6Addr },
     /// Confirm listing no address (RFC 8415 §18.3.3: no reply).
     ConfirmWithoutAddresses,
+    /// The shell watches the link but did not see this message's frame: its sender is unknown.
+    UnseenSender,
+    /// A Relay-Forward sent from a VM port's MAC: VMs are clients, not relays.
+    RelayFromPort { mac: MacAddr },
+    /// A Relay-Forward whose frame the shell did not see: the relay cannot be vouched for.
+    UnverifiedRelay,
 }
 
 impl fmt::Display for Ignore {
@@ -116,6 +132,11 @@ impl fmt::Display for Ignore {
             Ignore::InformationRequestWithIa => write!(f, "INFORMATION-REQUEST with an IA"),
             Ignore::UnservedLink { link } => write!(f, "relayed from unserved link {link}"),
             Ignore::ConfirmWithoutAddresses => write!(f, "CONFIRM without addresses"),
+            Ignore::UnseenSender => write!(f, "frame not seen: sender unknown"),
+            Ignore::RelayFromPort { mac } => {
+                write!(f, "RELAY-FORW from {mac}, a VM port of this network")
+            }
+            Ignore::UnverifiedRelay => write!(f, "RELAY-FORW whose frame was not seen"),
         }
     }
 }
@@ -185,8 +206,19 @@ fn respond_inner(req: &[u8], src: &Source, view: &NetworkView6, out: &mut Vec<u8
         return Outcome::Ignored(Ignore::NotServed);
     }
     if first != msg::RELAY_FORW {
-        let macs = [src.link_mac, eui64_mac(src.addr).map(MacAddr)];
-        return answer(req, view, Scope::Direct, macs, out, Delivery::Client);
+        let who = match src.link {
+            Link::Seen(mac) => Who::Frame(mac),
+            Link::Missed => return Outcome::Ignored(Ignore::UnseenSender),
+            Link::Unknown => Who::Guess([None, eui64_mac(src.addr).map(MacAddr)]),
+        };
+        return answer(req, view, Scope::Direct, who, out, Delivery::Client);
+    }
+    match src.link {
+        Link::Seen(mac) if view.is_vm_port(&mac) => {
+            return Outcome::Ignored(Ignore::RelayFromPort { mac })
+        }
+        Link::Seen(_) => {}
+        Link::Missed | Link::Unknown => return Outcome::Ignored(Ignore::UnverifiedRelay),
     }
     let chain = match RelayChain::parse(req) {
         Ok(c) => c,
@@ -200,10 +232,10 @@ fn respond_inner(req: &[u8], src: &Source, view: &NetworkView6, out: &mut Vec<u8
         },
     };
     let inner = chain.innermost();
-    let macs = [
+    let who = Who::Guess([
         inner.and_then(|l| l.client_mac()).map(MacAddr),
         inner.and_then(|l| eui64_mac(l.peer)).map(MacAddr),
-    ];
+    ]);
     // Relay-Reply headers, outermost first, each ending in a Relay Message option whose length
     // is patched once the inner reply is written.
     let mut patch = [0usize; crate::dhcp::packet6::MAX_RELAY_DEPTH];
@@ -232,7 +264,7 @@ fn respond_inner(req: &[u8], src: &Source, view: &NetworkView6, out: &mut Vec<u8
             }
         }
     }
-    let outcome = answer(chain.inner, view, scope, macs, out, Delivery::Relay);
+    let outcome = answer(chain.inner, view, scope, who, out, Delivery::Relay);
     if matches!(outcome, Outcome::Reply { .. }) {
         let end = out.len();
         for &pos in patch[..depth].iter().rev() {
@@ -255,6 +287,16 @@ enum Scope {
     Subnet(u32),
 }
 
+/// Who the client may be.
+#[derive(Clone, Copy)]
+enum Who {
+    /// The port whose MAC the frame came from, and no other.
+    Frame(MacAddr),
+    /// The port a DUID reserves, else the first port named by the DUID's MAC or by one of
+    /// these.
+    Guess([Option<MacAddr>; 2]),
+}
+
 /// Everything the per-message handlers need.
 struct Ctx<'r, 'v> {
     r: Request6<'r>,
@@ -262,6 +304,8 @@ struct Ctx<'r, 'v> {
     scope: Scope,
     macs: [MacAddr; MAX_MACS],
     nmacs: usize,
+    /// The frame's MAC, when it alone may name the client.
+    pinned: Option<MacAddr>,
     ipxe6: bool,
 }
 
@@ -287,9 +331,14 @@ impl Ctx<'_, '_> {
     }
 
     fn find(&self, accept: impl Fn(&Client6) -> bool) -> Option<&Client6> {
+        self.find_index(accept).map(|i| self.view.client(i))
+    }
+
+    /// The client's index; a pinned MAC rules out every port but its own, whatever the DUID.
+    fn find_index(&self, accept: impl Fn(&Client6) -> bool) -> Option<u32> {
+        let pinned = |c: &Client6| self.pinned.is_none_or(|m| c.mac == m);
         self.view
-            .find_client(self.r.client_id(), self.macs(), accept)
-            .map(|i| self.view.client(i))
+            .find_client(self.r.client_id(), self.macs(), |c| pinned(c) && accept(c))
     }
 
     /// A client with at least one address on a stateful subnet of this link.
@@ -308,10 +357,7 @@ impl Ctx<'_, '_> {
 
     fn unknown_or_unleasable(&self) -> Ignore {
         let msg = self.r.msg_type();
-        match self
-            .view
-            .find_client(self.r.client_id(), self.macs(), |_| true)
-        {
+        match self.find_index(|_| true) {
             Some(c) => Ignore::NoAddresses {
                 msg,
                 mac: self.view.client(c).mac,
@@ -329,7 +375,7 @@ fn answer(
     req: &[u8],
     view: &NetworkView6,
     scope: Scope,
-    other_macs: [Option<MacAddr>; 2],
+    who: Who,
     out: &mut Vec<u8>,
     delivery: Delivery,
 ) -> Outcome {
@@ -371,10 +417,17 @@ fn answer(
         scope,
         macs: [MacAddr([0; 6]); MAX_MACS],
         nmacs: 0,
+        pinned: None,
         ipxe6: r.is_ipxe6(),
     };
-    let duid = r.client_id().and_then(duid_mac).map(MacAddr);
-    for m in [duid, other_macs[0], other_macs[1]].into_iter().flatten() {
+    let candidates = match who {
+        Who::Frame(mac) => {
+            ctx.pinned = Some(mac);
+            [Some(mac), None, None]
+        }
+        Who::Guess([a, b]) => [r.client_id().and_then(duid_mac).map(MacAddr), a, b],
+    };
+    for m in candidates.into_iter().flatten() {
         if !ctx.macs().contains(&m) && ctx.nmacs < MAX_MACS {
             ctx.macs[ctx.nmacs] = m;
             ctx.nmacs += 1;

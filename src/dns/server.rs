@@ -320,12 +320,15 @@ impl threads::Job for UdpJob {
         vec![self.sock.as_raw_fd()]
     }
 
-    fn ready(&mut self, _source: usize) {
+    /// The DHCP threads' receive buffer is not used: a DNS thread takes several datagrams at
+    /// once into its own batch buffers.
+    fn ready(&mut self, _source: usize, _rx: &mut [u8]) -> Option<std::time::Instant> {
         BUFFERS.with(|b| {
             if let Ok(mut b) = b.try_borrow_mut() {
                 self.handle(&mut b);
             }
         });
+        None
     }
 }
 

@@ -43,7 +43,7 @@ pub fn explain(status: &Status, network_id: &str, mac: MacAddr, duid: Option<&[u
     };
     let src = Source {
         addr: link_local(mac),
-        link_mac: Some(mac),
+        link: crate::dhcp::link::Link::Seen(mac),
     };
     let current = view.load();
     let mut reply = Vec::with_capacity(1500);

@@ -19,6 +19,7 @@ impl NetworkView6 {
 
     /// Takes a port's client out of the maps (nothing if the port had none).
     pub(crate) fn remove_port(&mut self, port: &Arc<Port>) {
+        self.note_vm_port(port, false);
         let addr = Arc::as_ptr(port) as usize;
         let Some(at) = self.slots.iter().position(|s| s.port == addr) else {
             return;
@@ -47,6 +48,8 @@ pub(crate) fn add_port(
     cfg: &ServeConfig,
     port: &Arc<Port>,
 ) -> NetworkView6 {
+    let mut view = view;
+    view.note_vm_port(port, true);
     if view.subnets.is_empty() {
         return view;
     }
