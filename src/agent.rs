@@ -151,6 +151,17 @@ pub struct ServedNetwork {
     pub serves_v6: bool,
     pub counters: Arc<crate::dhcp::server::Counters>,
     pub counters6: Arc<crate::dhcp::server::Counters>,
+    /// The DNS service's counters, while it serves.
+    pub dns: Option<DnsCounters>,
+    /// The metadata proxy's counters, while one runs.
+    pub metadata: Option<Arc<crate::metadata::proxy::ProxyCounters>>,
+}
+
+/// A network's DNS service counters: queries, and its upstream side.
+#[derive(Clone, Debug)]
+pub struct DnsCounters {
+    pub queries: Arc<crate::dns::server::Counters>,
+    pub forward: Arc<crate::dns::forward::ForwardCounters>,
 }
 
 /// Per-network outcome of the last configuration, and the packet counts of servers that
@@ -176,8 +187,18 @@ impl Agent {
                 serves_v6: s.server.serves_v6(),
                 counters: s.server.counters.clone(),
                 counters6: s.server.counters6.clone(),
+                dns: s.dns.as_ref().map(|d| DnsCounters {
+                    queries: d.counters.clone(),
+                    forward: d.forward.clone(),
+                }),
+                metadata: None,
             })
             .collect();
+        let proxies = self.proxies();
+        for n in &mut out {
+            n.metadata = proxies.get(&n.network_id).map(|p| p.proxy.counters.clone());
+        }
+        drop(proxies);
         out.sort_by(|a, b| a.network_id.cmp(&b.network_id));
         out
     }

@@ -9,6 +9,10 @@
 #[path = "common/broker.rs"]
 mod broker;
 mod common;
+#[path = "common/dns.rs"]
+mod dnstools;
+#[path = "common/metadata.rs"]
+mod mdhelp;
 #[path = "common/v6.rs"]
 mod v6;
 
@@ -878,5 +882,108 @@ fn explain_v6_equals_what_dhclient6_received() {
     assert!(ok, "{text}");
     assert!(text.contains(&net.addr(0x10).to_string()), "{text}");
     assert!(text.contains("dns-server"), "{text}");
+    agent.stop();
+}
+
+/// The DNS service's and the metadata proxy's counters per network: one local DNS answer,
+/// one malformed query, one proxied metadata request and one bad HTTP request move exactly
+/// their series.
+#[test]
+fn dns_and_metadata_metrics_count_per_network() {
+    require_privileged_env();
+    require_tool("dig");
+    require_tool("curl");
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut net = network(9);
+    let vm_port = net.add_port(PortSpec::vm(ip4("10.63.9.10")).with_hostname("vm-nine"));
+    let _bridge = LinkGuard::bridge(&net.bridge_name());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("metadata_proxy");
+    let _metadata_agent = mdhelp::FakeMetadataAgent::start(&socket);
+    let config = mdhelp::metadata_ini(
+        &socket,
+        &format!("\n[agent]\nstatus_listen = 127.0.0.1:{port}\n"),
+    );
+    let agent = Agent::start_serving(&config, &[&net]);
+    assert_eq!(readyz_becomes(addr, 200, AGENT_TIMEOUT), "ready\n");
+    let vm = mdhelp::Vm::new(&net, &vm_port);
+    let id = net.id.clone();
+    let id = id.as_str();
+
+    // One metadata request answered by the metadata agent, one request hyper cannot parse.
+    let (code, _) = vm.curl_until_answer(
+        "http://169.254.169.254/openstack/latest/meta_data.json",
+        &[],
+    );
+    assert_eq!(code, 200);
+    let bad = vm.inside(|| {
+        let mut s = TcpStream::connect("169.254.169.254:80").expect("connect to the proxy");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"NOT HTTP AT ALL\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer
+    });
+    assert!(bad.starts_with("HTTP/1.1 400"), "{bad:?}");
+
+    // One local name answered, one malformed query dropped.
+    let server = net.dhcp_port.ip.to_string();
+    let dug = dnstools::dig(
+        &vm.ns.ns,
+        &server,
+        &format!("vm-nine.{DNS_DOMAIN}"),
+        "A",
+        false,
+    );
+    assert_eq!(dug, dnstools::Dug::ok(&["a 10.63.9.10"]));
+    let dhcp_ip = net.dhcp_port.ip;
+    vm.inside(move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").expect("udp socket");
+        s.send_to(b"\x12", (dhcp_ip, 53))
+            .expect("send a malformed query");
+    });
+
+    let dns = |s: &Samples, outcome: &str| {
+        value(
+            s,
+            "neutron_dhcp_agent_dns_queries_total",
+            &[("network", id), ("outcome", outcome)],
+        )
+    };
+    let mut m = scrape(addr);
+    eventually("the malformed query counted", || {
+        m = scrape(addr);
+        dns(&m, "malformed") == 1.0
+    });
+    assert_eq!(dns(&m, "local"), 1.0);
+    assert_eq!(dns(&m, "forwarded"), 0.0);
+    assert_eq!(dns(&m, "not_local_client"), 0.0);
+    assert_eq!(
+        value(
+            &m,
+            "neutron_dhcp_agent_metadata_requests_total",
+            &[("network", id)]
+        ),
+        1.0,
+        "the answered request (one hyper cannot parse counts as a 400 only)"
+    );
+    let md = |status: &str| {
+        value(
+            &m,
+            "neutron_dhcp_agent_metadata_errors_total",
+            &[("network", id), ("status", status)],
+        )
+    };
+    assert_eq!(md("400"), 1.0);
+    assert_eq!(md("503") + md("504") + md("502") + md("429"), 0.0);
+    assert_eq!(
+        value(
+            &m,
+            "neutron_dhcp_agent_dns_forward_failures_total",
+            &[("network", id), ("reason", "timeout")]
+        ),
+        0.0
+    );
     agent.stop();
 }

@@ -214,6 +214,8 @@ static THREADS: threads::Pool<UdpJob> = threads::Pool::new("dns-io");
 pub struct DnsService {
     pub listen: Listen,
     pub counters: Arc<Counters>,
+    /// The upstream side's counters (timeouts, unmatched answers, overflow).
+    pub forward: Arc<crate::dns::forward::ForwardCounters>,
     udp: Vec<threads::Served<UdpJob>>,
     tcp: Vec<tokio::task::AbortHandle>,
 }
@@ -242,6 +244,7 @@ impl DnsService {
             upstreams,
             rt.clone(),
         ));
+        let forward = forwarder.counters.clone();
         let shared = Arc::new(Shared {
             view,
             listen: listen.clone(),
@@ -278,6 +281,7 @@ impl DnsService {
         Ok(DnsService {
             listen,
             counters,
+            forward,
             udp: served,
             tcp: tasks,
         })

@@ -352,6 +352,98 @@ impl Collector for AgentCollector {
                 })
             }),
         )?;
-        Ok(())
+        encode_services(&mut enc, &served)
     }
+}
+
+/// The DNS service's and the metadata proxy's counters, per network while they serve (a
+/// network's series go with its service, as its DHCP series go with the network).
+fn encode_services(
+    enc: &mut DescriptorEncoder,
+    served: &[crate::agent::ServedNetwork],
+) -> std::fmt::Result {
+    let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    family(
+        enc,
+        "dns_queries",
+        "DNS queries on the DHCP port, by outcome: local (answered from the network's names), \
+         refused (no upstream), forwarded, malformed, not_local_client (not on the network's \
+         subnets: dropped).",
+        MetricType::Counter,
+        served
+            .iter()
+            .filter_map(|s| Some((s.network_id.as_str(), s.dns.as_ref()?)))
+            .flat_map(|(net, d)| {
+                let q = &d.queries;
+                [
+                    ("local", n(&q.local)),
+                    ("refused", n(&q.refused)),
+                    ("forwarded", n(&q.forwarded)),
+                    ("malformed", n(&q.malformed)),
+                    ("not_local_client", n(&q.not_local_client)),
+                ]
+                .map(|(outcome, v)| {
+                    (
+                        [("network", net), ("outcome", outcome)],
+                        ConstCounter::new(v),
+                    )
+                })
+            }),
+    )?;
+    family(
+        enc,
+        "dns_forward_failures",
+        "Forwarded DNS queries that failed, by reason: timeout (SERVFAIL after every upstream \
+         server timed out), overflow (too many in flight), and answers dropped as unmatched \
+         (not from the server asked, another id or question).",
+        MetricType::Counter,
+        served
+            .iter()
+            .filter_map(|s| Some((s.network_id.as_str(), s.dns.as_ref()?)))
+            .flat_map(|(net, d)| {
+                let f = &d.forward;
+                [
+                    ("timeout", n(&f.timed_out)),
+                    ("overflow", n(&f.overflow)),
+                    ("unmatched", n(&f.unmatched)),
+                ]
+                .map(|(reason, v)| ([("network", net), ("reason", reason)], ConstCounter::new(v)))
+            }),
+    )?;
+    family(
+        enc,
+        "metadata_requests",
+        "HTTP requests to the isolated-metadata proxy (169.254.169.254); a request it cannot \
+         parse is counted only in metadata_errors (status 400).",
+        MetricType::Counter,
+        served.iter().filter_map(|s| {
+            let c = s.metadata.as_ref()?;
+            Some((
+                [("network", s.network_id.as_str())],
+                ConstCounter::new(n(&c.requests)),
+            ))
+        }),
+    )?;
+    family(
+        enc,
+        "metadata_errors",
+        "Metadata requests the proxy answered itself with an error, by status: 400 (bad \
+         request), 429 (rate limited), 502 (broken answer from the metadata agent), 503 (metadata \
+         agent unreachable), 504 (metadata agent timed out). Everything else is the metadata \
+         agent's own answer.",
+        MetricType::Counter,
+        served
+            .iter()
+            .filter_map(|s| Some((s.network_id.as_str(), s.metadata.as_ref()?)))
+            .flat_map(|(net, c)| {
+                [
+                    ("400", n(&c.bad_requests)),
+                    ("429", n(&c.rate_limited)),
+                    ("502", n(&c.bad_gateway)),
+                    ("503", n(&c.unavailable)),
+                    ("504", n(&c.timeouts)),
+                ]
+                .map(|(status, v)| ([("network", net), ("status", status)], ConstCounter::new(v)))
+            }),
+    )
 }
