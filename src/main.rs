@@ -615,6 +615,9 @@ async fn run_rpc(
     if let Some(s) = &status {
         s.set_broker_probe(Box::new(transport.connected_probe()));
         s.register_collector(Box::new(neutron_dhcp::status::rpc::RpcCollector(rpc_stats)));
+        s.register_collector(Box::new(neutron_dhcp::status::rpc::ResyncCollector(
+            neutron.resync(),
+        )));
     }
 
     let signals = Signals::open().context("cannot open a signalfd")?;

@@ -794,6 +794,11 @@ fn readyz_follows_the_first_sync_and_the_broker() {
     // The first fetch took the 3 s the peer was told to delay it.
     let fetch = [("method", "get_active_networks_info")];
     assert!(value(&ready, "neutron_dhcp_agent_rpc_call_seconds_sum", &fetch) >= 3.0);
+    let resyncs = |m: &Samples, reason: &str| {
+        value(m, "neutron_dhcp_agent_resyncs_total", &[("reason", reason)])
+    };
+    assert_eq!(resyncs(&ready, "initial"), 1.0);
+    assert_eq!(resyncs(&ready, "broker_reconnected"), 0.0);
 
     assert!(broker.stop(), "own broker did not stop");
     let body = readyz_becomes(addr, 503, Duration::from_secs(20));
@@ -810,10 +815,11 @@ fn readyz_follows_the_first_sync_and_the_broker() {
 
     broker.boot();
     readyz_becomes(addr, 200, Duration::from_secs(60));
-    assert_eq!(
-        value(&scrape(addr), "neutron_dhcp_agent_amqp_connected", &[]),
-        1.0
-    );
+    let back = scrape(addr);
+    assert_eq!(value(&back, "neutron_dhcp_agent_amqp_connected", &[]), 1.0);
+    // Casts may have been lost while the broker was down: a full sync was scheduled.
+    assert!(resyncs(&back, "broker_reconnected") >= 1.0);
+    assert_eq!(resyncs(&back, "initial"), 1.0);
     agent.stop();
     drop(peer);
 }

@@ -252,6 +252,11 @@ impl NeutronAgent {
         }
     }
 
+    /// The resync scheduler, for its counters (the status endpoint).
+    pub fn resync(&self) -> Arc<Resync> {
+        self.core.resync.clone()
+    }
+
     /// Schedules a full sync (e.g. on SIGHUP).
     pub fn resync_all(&self, reason: &str) {
         self.core.resync.schedule(reason, None);

@@ -33,9 +33,40 @@ impl SyncScope {
     }
 }
 
+/// Why resyncs are scheduled, in a few fixed classes: the reasons themselves are free text
+/// (often an error message), unbounded as metric labels.
+pub const RESYNC_REASONS: [&str; 8] = [
+    "initial",
+    "sighup",
+    "agent_state",
+    "agent_updated",
+    "broker_reconnected",
+    "own_port_changed",
+    "stale_data",
+    "error",
+];
+
+/// The class in [`RESYNC_REASONS`] of a reason given to [`Resync::schedule`].
+pub fn reason_class(reason: &str) -> usize {
+    match reason {
+        "initial sync" => 0,
+        "SIGHUP" => 1,
+        "registered" | "Agent has just been revived" | "Agent has just been registered" => 2,
+        r if r.starts_with("Agent updated") => 3,
+        "reconnected to the message broker" => 4,
+        "Agent port was modified" | "Agent port was deleted" => 5,
+        "events arrived during configuration"
+        | "synced data was stale"
+        | "teardown decided on stale data" => 6,
+        _ => 7,
+    }
+}
+
 /// Pending resync reasons.
 #[derive(Debug, Default)]
 pub struct Resync {
+    /// Resyncs scheduled so far, by [`reason_class`] (for the status endpoint).
+    scheduled: [std::sync::atomic::AtomicU64; RESYNC_REASONS.len()],
     reasons: Mutex<BTreeMap<Option<String>, Vec<String>>>,
     notify: Notify,
     /// Set by [`Resync::schedule_now`]: the next sync skips the throttle.
@@ -51,11 +82,17 @@ impl Resync {
     pub fn schedule(&self, reason: impl Into<String>, network_id: Option<&str>) {
         let reason = reason.into();
         tracing::debug!(network_id = network_id.unwrap_or("*"), %reason, "resync scheduled");
+        self.scheduled[reason_class(&reason)].fetch_add(1, Ordering::Relaxed);
         self.reasons()
             .entry(network_id.map(str::to_owned))
             .or_default()
             .push(reason);
         self.notify.notify_one();
+    }
+
+    /// Resyncs scheduled so far (of all networks or of one), by reason class.
+    pub fn scheduled(&self) -> [(&'static str, u64); RESYNC_REASONS.len()] {
+        std::array::from_fn(|i| (RESYNC_REASONS[i], self.scheduled[i].load(Ordering::Relaxed)))
     }
 
     /// Like [`Resync::schedule`], without waiting for the throttle.
@@ -207,5 +244,24 @@ mod tests {
         assert_eq!(count(), 3);
         stop_tx.send(true).unwrap();
         task.await.unwrap();
+    }
+
+    #[test]
+    fn resyncs_are_counted_by_a_bounded_reason_class() {
+        let r = Resync::default();
+        r.schedule_now("initial sync", None);
+        r.schedule("SIGHUP", None);
+        r.schedule("reconnected to the message broker", None);
+        r.schedule("Agent updated: Some(true)", None);
+        r.schedule("get_network_info: timed out after 60s", Some("n"));
+        r.schedule("Agent has just been revived", None);
+        let counts: std::collections::HashMap<_, _> = r.scheduled().into_iter().collect();
+        assert_eq!(counts["initial"], 1);
+        assert_eq!(counts["sighup"], 1);
+        assert_eq!(counts["broker_reconnected"], 1);
+        assert_eq!(counts["agent_updated"], 1);
+        assert_eq!(counts["agent_state"], 1);
+        assert_eq!(counts["error"], 1);
+        assert_eq!(counts["stale_data"], 0);
     }
 }

@@ -124,3 +124,25 @@ impl Collector for RpcCollector {
         Ok(())
     }
 }
+
+/// The `/metrics` side of the resync scheduler: syncs scheduled by reason class.
+#[derive(Debug)]
+pub struct ResyncCollector(pub Arc<crate::neutron::sync::Resync>);
+
+impl Collector for ResyncCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        let mut f = enc.encode_descriptor(
+            "resyncs",
+            "Syncs with neutron-server scheduled (of all networks or of one), by reason: \
+             initial, sighup, agent_state (neutron-server said revived or new), agent_updated, \
+             broker_reconnected, own_port_changed, stale_data, error (an RPC or a \
+             configuration failed).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, n) in self.0.scheduled() {
+            ConstCounter::new(n).encode(f.encode_family(&[("reason", reason)])?)?;
+        }
+        Ok(())
+    }
+}
