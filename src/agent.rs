@@ -127,6 +127,18 @@ pub struct Agent {
     /// How long [`Agent::configure`] took until the change was served: a view swap (ports or
     /// options changed), or plumbing (a network started or replumbed).
     configure_latency: [crate::status::histogram::Histogram; 2],
+    /// From a change arriving (a Neutron cast received, a networks-file change noticed) to
+    /// its networks served on the new data, by [`EventSource`].
+    event_latency: [crate::status::histogram::Histogram; 2],
+}
+
+/// Where a change came from, for [`Agent::record_event`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventSource {
+    /// A cast from neutron-server (port, subnet, network events).
+    Rpc,
+    /// A reload of the standalone networks file.
+    File,
 }
 
 /// A network's metadata proxy and the DHCP device it was opened on (a new device or
@@ -251,6 +263,19 @@ impl Agent {
         ]
     }
 
+    /// A change from `source` that arrived `took` ago is now served.
+    pub fn record_event(&self, source: EventSource, took: std::time::Duration) {
+        self.event_latency[source as usize].record(took);
+    }
+
+    /// [`Agent::record_event`]'s histograms by source: `rpc` and `file`.
+    pub fn event_latency(&self) -> [(&'static str, &crate::status::histogram::Histogram); 2] {
+        [
+            ("rpc", &self.event_latency[EventSource::Rpc as usize]),
+            ("file", &self.event_latency[EventSource::File as usize]),
+        ]
+    }
+
     /// Called once a server stopped (its counters are final).
     fn retire(&self, v4: &crate::dhcp::server::Counters, v6: &crate::dhcp::server::Counters) {
         let book = self.status_book();
@@ -277,6 +302,7 @@ impl Agent {
             dns_upstreams: Arc::new([]),
             status: Mutex::default(),
             configure_latency: Default::default(),
+            event_latency: Default::default(),
         }
     }
 

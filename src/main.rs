@@ -507,6 +507,9 @@ fn run_standalone(
             rolled_back = summary.rolled_back.len(),
             "reloaded networks file"
         );
+        if summary.added + summary.changed + summary.removed > 0 {
+            agent.record_event(neutron_dhcp::agent::EventSource::File, began.elapsed());
+        }
         failed = summary.failed;
         replaced_files.extend(file.take_replaced());
         if replaced_files.len() > MAX_HELD_FILES {

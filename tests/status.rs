@@ -420,9 +420,20 @@ fn metrics_count_exactly_and_survive_a_reload() {
     );
     assert_eq!(plumbed, 2.0);
     assert_eq!(swaps(&after), 0.0);
+    let file_events = |s: &Samples| {
+        value(
+            s,
+            "neutron_dhcp_agent_event_to_served_seconds_count",
+            &[("source", "file")],
+        )
+    };
+    assert_eq!(file_events(&after), 0.0, "the initial apply is no event");
     net.add_port(PortSpec::vm(ip4("10.63.1.11")));
     agent.reload(&networks_json(&[&net, &other]));
-    assert_eq!(swaps(&scrape(addr)), 1.0);
+    let swapped = scrape(addr);
+    assert_eq!(swaps(&swapped), 1.0);
+    // The reload is one event, from the change being noticed to the new view served.
+    assert_eq!(file_events(&swapped), 1.0);
 
     // SIGHUP with the network removed: its series go, the totals stay.
     agent.reload(&networks_json(&[&other]));
@@ -731,13 +742,14 @@ fn readyz_follows_the_first_sync_and_the_broker() {
     );
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let host = unique_name("rsts");
     let ini = format!(
         "{}\n[DEFAULT]\nhost = {}\ntransport_url = {}\nrpc_response_timeout = 10\n\
          resync_interval = 2\n\n[AGENT]\nreport_interval = 1\nstatus_listen = 127.0.0.1:{port}\n\n\
          [oslo_messaging_rabbit]\nrabbit_retry_interval = 1\nrabbit_retry_backoff = 0\n\
          kombu_reconnect_delay = 0.5\n",
         test_ini(),
-        unique_name("rsts"),
+        host,
         broker.url(),
     );
     let mark = peer.mark();
@@ -799,6 +811,28 @@ fn readyz_follows_the_first_sync_and_the_broker() {
     };
     assert_eq!(resyncs(&ready, "initial"), 1.0);
     assert_eq!(resyncs(&ready, "broker_reconnected"), 0.0);
+
+    // A port_create_end cast is one RPC event, timed from its receipt to the view serving it.
+    let rpc_events = |m: &Samples| {
+        value(
+            m,
+            "neutron_dhcp_agent_event_to_served_seconds_count",
+            &[("source", "rpc")],
+        )
+    };
+    assert_eq!(rpc_events(&ready), 0.0, "syncs are no events");
+    let added = net.add_port(PortSpec::vm(ip4("10.63.4.11")));
+    let port_json = net.to_json()["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["id"] == json!(added.id))
+        .cloned()
+        .expect("the added port");
+    peer.cast(&host, "port_create_end", json!({"port": port_json}));
+    eventually("the port event served and timed", || {
+        rpc_events(&scrape(addr)) == 1.0
+    });
 
     assert!(broker.stop(), "own broker did not stop");
     let body = readyz_becomes(addr, 503, Duration::from_secs(20));

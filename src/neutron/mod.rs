@@ -437,6 +437,7 @@ impl Core {
                 seq = next.seq,
             );
             let waited = next.received.elapsed();
+            let (received, is_event) = (next.received, matches!(next.work, Work::Event(_)));
             let core = self.clone();
             let id = network_id.clone();
             let handled = tokio::spawn(
@@ -447,9 +448,15 @@ impl Core {
                 .instrument(span),
             )
             .await;
-            if let Err(e) = handled {
-                tracing::error!(network_id = %network_id, error = %e, "network update handler failed; scheduling a resync");
-                self.schedule_resync("update handler failed", &network_id);
+            match handled {
+                Ok(()) if is_event => self
+                    .agent
+                    .record_event(crate::agent::EventSource::Rpc, received.elapsed()),
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::error!(network_id = %network_id, error = %e, "network update handler failed; scheduling a resync");
+                    self.schedule_resync("update handler failed", &network_id);
+                }
             }
         }
     }

@@ -236,6 +236,17 @@ impl Collector for AgentCollector {
         for (kind, h) in agent.configure_latency() {
             h.encode(f.encode_family(&[("kind", kind)])?)?;
         }
+        let mut f = enc.encode_descriptor(
+            "event_to_served_seconds",
+            "From a change arriving to its networks served on the new data (the new views \
+             answering, new plumbing in place), by source: rpc (a cast from neutron-server, \
+             from its receipt) or file (a networks-file reload, from the change being noticed).",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (source, h) in agent.event_latency() {
+            h.encode(f.encode_family(&[("source", source)])?)?;
+        }
 
         // DHCP packets, per network and family, and in total.
         let mut rows: Vec<(&str, &str, Split)> = Vec::with_capacity(served.len() * 2);
