@@ -1089,8 +1089,23 @@ def write_markdown(res, parts, path):
     lines += TARGETS_HEADER.strip("\n").splitlines() + [""]
     lines += targets(res) + [""]
     lines += FINDINGS.strip("\n").splitlines() + [""]
+    lines += kept_sections(path)
     with open(path, "w") as f:
         f.write("\n".join(lines))
+
+
+def kept_sections(path):
+    """The sections other scripts own (`<!-- name: begin -->` ... `<!-- name: end -->`, e.g.
+    bench-dns.sh's and bench-metadata.sh's), kept as they are in the existing file."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return []
+    kept = []
+    for m in re.finditer(r"<!-- ([\w.-]+): begin -->.*?<!-- \1: end -->", text, re.S):
+        kept += m.group(0).splitlines() + [""]
+    return kept
 
 
 METHOD = """
