@@ -1016,6 +1016,15 @@ fn dns_and_metadata_metrics_count_per_network() {
         )
     };
     assert_eq!(md("400"), 1.0);
+    let answers = |class: &str| {
+        value(
+            &m,
+            "neutron_dhcp_agent_metadata_answers_total",
+            &[("network", id), ("class", class)],
+        )
+    };
+    assert_eq!(answers("2xx"), 1.0, "the metadata agent's 200");
+    assert_eq!(answers("4xx") + answers("5xx"), 0.0);
     assert_eq!(md("503") + md("504") + md("502") + md("429"), 0.0);
     assert_eq!(
         value(

@@ -97,7 +97,12 @@ pub struct ProxyCounters {
     pub timeouts: AtomicU64,
     /// The metadata agent's answer was broken (502).
     pub bad_gateway: AtomicU64,
+    /// Answers the metadata agent gave, by status class (index 0: 1xx ... 4: 5xx).
+    pub upstream_classes: [AtomicU64; 5],
 }
+
+/// The label values of [`ProxyCounters::upstream_classes`].
+pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 impl std::fmt::Display for ProxyCounters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -351,6 +356,8 @@ async fn handle(
     }
     let response = match forward(req, shared).await {
         Ok(mut resp) => {
+            let class = usize::from(resp.status().as_u16() / 100).clamp(1, 5) - 1;
+            bump(&shared.counters.upstream_classes[class]);
             forward::to_client(resp.headers_mut());
             resp.map(Either::Left)
         }

@@ -437,6 +437,27 @@ fn encode_services(
     )?;
     family(
         enc,
+        "metadata_answers",
+        "Answers of the metadata agent passed to VMs by the isolated-metadata proxy, by status \
+         class.",
+        MetricType::Counter,
+        served
+            .iter()
+            .filter_map(|s| Some((s.network_id.as_str(), s.metadata.as_ref()?)))
+            .flat_map(|(net, c)| {
+                crate::metadata::proxy::STATUS_CLASSES
+                    .iter()
+                    .zip(c.upstream_classes.iter())
+                    .map(move |(class, v)| {
+                        (
+                            [("network", net), ("class", *class)],
+                            ConstCounter::new(n(v)),
+                        )
+                    })
+            }),
+    )?;
+    family(
+        enc,
         "metadata_errors",
         "Metadata requests the proxy answered itself with an error, by status: 400 (bad \
          request), 429 (rate limited), 502 (broken answer from the metadata agent), 503 (metadata \
