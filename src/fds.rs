@@ -93,7 +93,9 @@ mod tests {
             rlim_cur: 0,
             rlim_max: 0,
         };
-        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        // SAFETY: getrlimit writes one rlimit into the struct we own.
+        let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+        assert_eq!(rc, 0);
         assert_eq!(room.soft, lim.rlim_cur);
         assert_eq!(
             lim.rlim_cur, lim.rlim_max,

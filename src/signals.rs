@@ -183,10 +183,8 @@ mod tests {
             block().unwrap();
             let signals = BlockingSignals::open().unwrap();
             // SAFETY: sends SIGHUP to this very thread, which blocks it.
-            assert_eq!(
-                unsafe { libc::pthread_kill(libc::pthread_self(), libc::SIGHUP) },
-                0
-            );
+            let rc = unsafe { libc::pthread_kill(libc::pthread_self(), libc::SIGHUP) };
+            assert_eq!(rc, 0);
             let got = signals.wait(std::time::Duration::from_secs(5)).unwrap();
             assert_eq!(got, Some(Signal::Hangup));
             assert_eq!(signals.wait(std::time::Duration::ZERO).unwrap(), None);

@@ -260,8 +260,9 @@ fn is_mounted_namespace(path: &Path) -> bool {
     let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
         return false;
     };
-    // SAFETY: `c` is a valid NUL-terminated path and `buf` a properly sized out-parameter.
+    // SAFETY: statfs is plain data; all zeroes is a valid value before the call fills it.
     let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `buf` a properly sized out-parameter.
     let rc = unsafe { libc::statfs(c.as_ptr(), &mut buf) };
     #[allow(clippy::unnecessary_cast)]
     let magic = buf.f_type as i64;

@@ -48,8 +48,9 @@ impl Batch {
 
     /// Takes the datagrams queued on `fd` (non-blocking); returns how many (0 if none).
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-        // SAFETY: mmsghdr and iovec are plain data; zeroes are valid before being filled in.
+        // SAFETY: iovec is plain data; zeroes are valid before being filled in.
         let mut iov: [libc::iovec; BATCH] = unsafe { mem::zeroed() };
+        // SAFETY: mmsghdr is plain data; zeroes are valid before being filled in.
         let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
         for (i, (v, h)) in iov.iter_mut().zip(hdrs.iter_mut()).enumerate() {
             v.iov_base = self.rx[i * RECV_BUF..].as_mut_ptr().cast();
@@ -125,8 +126,9 @@ impl Batch {
     /// their senders, with as few `sendmmsg` calls as the socket takes; returns how many
     /// were not sent, with the last error.
     pub fn send(&mut self, fd: RawFd, which: &[usize]) -> (usize, Option<io::Error>) {
-        // SAFETY: plain data, filled in below.
+        // SAFETY: iovec is plain data, filled in below.
         let mut iov: [libc::iovec; BATCH] = unsafe { mem::zeroed() };
+        // SAFETY: mmsghdr is plain data, filled in below.
         let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
         let count = which.len().min(BATCH);
         for (k, &i) in which[..count].iter().enumerate() {

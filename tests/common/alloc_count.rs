@@ -17,13 +17,16 @@ thread_local! {
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCS.with(|a| a.set(a.get() + 1));
+        // SAFETY: the caller's layout, passed on unchanged.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc`/`realloc` above with this layout.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCS.with(|a| a.set(a.get() + 1));
+        // SAFETY: `ptr` came from `System` with `layout`; the arguments are passed on unchanged.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
