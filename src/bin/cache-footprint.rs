@@ -26,18 +26,6 @@ struct Cli {
     ports: usize,
 }
 
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
-    pages * page
-}
-
 fn uuid(kind: u32, n: usize) -> String {
     format!("{kind:08x}-0000-4000-8000-{n:012x}")
 }
@@ -81,14 +69,14 @@ fn network(i: usize, ports: usize) -> serde_json::Value {
 fn main() {
     let cli = Cli::parse();
     let cache = NetworkCache::new(ServeConfig::default());
-    let rss0 = rss_bytes();
+    let rss0 = neutron_dhcp::memory::resident_bytes();
     let started = Instant::now();
     for i in 0..cli.networks {
         let net = Network::from_json(&network(i, cli.ports)).expect("generated network parses");
         cache.upsert(net, &uuid(2, i));
     }
     let elapsed = started.elapsed();
-    let rss1 = rss_bytes();
+    let rss1 = neutron_dhcp::memory::resident_bytes();
     let delta = rss1.saturating_sub(rss0);
     let networks = cli.networks.max(1) as f64;
     println!(

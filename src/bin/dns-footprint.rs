@@ -56,18 +56,6 @@ struct Cli {
     ports: usize,
 }
 
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
-    pages * page
-}
-
 fn network(i: usize, ports: usize) -> Network {
     let mut list = vec![json!({"id": "dhcp", "mac_address": "fa:16:3e:00:00:01",
         "device_owner": "network:dhcp",
@@ -140,7 +128,7 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .map(|n| cache.upsert(n.clone(), "dhcp"))
         .collect();
-    let rss0 = rss_bytes();
+    let rss0 = neutron_dhcp::memory::resident_bytes();
     let heap2 = LIVE.load(Ordering::Relaxed);
     let mut services = Vec::with_capacity(nets.len());
     for (i, view) in views.into_iter().enumerate() {
@@ -158,7 +146,7 @@ fn main() -> anyhow::Result<()> {
     // Let the DNS threads and the runtime take their commands.
     std::thread::sleep(std::time::Duration::from_millis(300));
     let heap3 = LIVE.load(Ordering::Relaxed);
-    let rss1 = rss_bytes();
+    let rss1 = neutron_dhcp::memory::resident_bytes();
     let n = cli.networks.max(1) as f64;
     let names_b = (heap1 - heap0) as f64 / n;
     let service_b = (heap3 - heap2) as f64 / n;

@@ -200,6 +200,11 @@ async fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), CliError> {
     Ok((code, String::from_utf8_lossy(&body).into_owned()))
 }
 
+/// The items of a JSON list as cells (nothing for a missing list).
+fn list(v: &Value) -> Vec<String> {
+    v.as_array().into_iter().flatten().map(s).collect()
+}
+
 fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
@@ -296,12 +301,7 @@ fn render_networks(doc: &Value) -> String {
     .map(|h| h.to_string())
     .collect::<Vec<_>>()];
     for n in doc.as_array().into_iter().flatten() {
-        let addrs: Vec<String> = n["addresses"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(s)
-            .collect();
+        let addrs = list(&n["addresses"]);
         rows.push(vec![
             s(&n["id"]),
             s(&n["namespace"]),
@@ -325,12 +325,7 @@ fn render_networks(doc: &Value) -> String {
 
 fn render_network(n: &Value) -> String {
     let mut out = String::new();
-    let addrs: Vec<String> = n["addresses"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(s)
-        .collect();
+    let addrs = list(&n["addresses"]);
     let rows = [
         ("network", s(&n["id"])),
         ("namespace", s(&n["namespace"])),

@@ -83,25 +83,13 @@ pub fn explain(
     client_id: Option<&[u8]>,
     prl: Option<&[u8]>,
 ) -> Value {
-    let cache = status.agent().cache();
     let base = json!({
         "network": network_id,
         "mac": mac.to_string(),
         "client_id": client_id.map(hex),
     });
     let mut doc = base;
-    // What this client actually sent lately, and what became of it.
-    if let Some(s) = status
-        .agent()
-        .served_networks()
-        .iter()
-        .find(|s| s.network_id == network_id)
-    {
-        doc["last_seen"] = super::networks::last_seen(s, Some(mac));
-    }
-    let (Some(view), Some(net)) = (cache.view(network_id), cache.get(network_id)) else {
-        doc["answered"] = json!(false);
-        doc["reason"] = json!(format!("network {network_id} is not served by this agent"));
+    let Some((view, net)) = served_view(status, network_id, mac, &mut doc) else {
         return doc;
     };
     let all: Vec<u8> = (1..=254).collect();
@@ -589,6 +577,32 @@ pub fn render(doc: &Value) -> String {
         );
     }
     out
+}
+
+/// The common start of an explanation (v4 and v6): what this client sent lately and what
+/// became of it, then the network's current view and data; `None` (with the reason in `doc`)
+/// when the network is not served.
+pub(super) fn served_view(
+    status: &Status,
+    network_id: &str,
+    mac: MacAddr,
+    doc: &mut Value,
+) -> Option<(crate::cache::ViewHandle, std::sync::Arc<Network>)> {
+    if let Some(s) = status
+        .agent()
+        .served_networks()
+        .iter()
+        .find(|s| s.network_id == network_id)
+    {
+        doc["last_seen"] = super::networks::last_seen(s, Some(mac));
+    }
+    let cache = status.agent().cache();
+    let (Some(view), Some(net)) = (cache.view(network_id), cache.get(network_id)) else {
+        doc["answered"] = json!(false);
+        doc["reason"] = json!(format!("network {network_id} is not served by this agent"));
+        return None;
+    };
+    Some((view, net))
 }
 
 #[cfg(test)]

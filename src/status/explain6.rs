@@ -19,7 +19,6 @@ const XID: [u8; 3] = [0x65, 0x78, 0x70];
 
 /// The explanation document (also for a client that would get no answer).
 pub fn explain(status: &Status, network_id: &str, mac: MacAddr, duid: Option<&[u8]>) -> Value {
-    let cache = status.agent().cache();
     let ll_duid: Vec<u8> = [0, 3, 0, 1].iter().chain(mac.0.iter()).copied().collect();
     let duid = duid.unwrap_or(&ll_duid);
     let mut doc = json!({
@@ -28,17 +27,7 @@ pub fn explain(status: &Status, network_id: &str, mac: MacAddr, duid: Option<&[u
         "mac": mac.to_string(),
         "duid": hex(duid),
     });
-    if let Some(s) = status
-        .agent()
-        .served_networks()
-        .iter()
-        .find(|s| s.network_id == network_id)
-    {
-        doc["last_seen"] = super::networks::last_seen(s, Some(mac));
-    }
-    let (Some(view), Some(net)) = (cache.view(network_id), cache.get(network_id)) else {
-        doc["answered"] = json!(false);
-        doc["reason"] = json!(format!("network {network_id} is not served by this agent"));
+    let Some((view, net)) = super::explain::served_view(status, network_id, mac, &mut doc) else {
         return doc;
     };
     let src = Source {
