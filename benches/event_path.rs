@@ -38,9 +38,11 @@ fn addr(i: u32) -> Ipv4Addr {
 
 fn network() -> Network {
     let mut ports: Vec<Value> = (0..PORTS).map(|i| port_json(i, addr(i))).collect();
-    ports.push(json!({"id": "ffffffff-ffff-4fff-8fff-000000000002", "mac_address": "fa:16:3e:ff:ff:02",
+    ports.push(
+        json!({"id": "ffffffff-ffff-4fff-8fff-000000000002", "mac_address": "fa:16:3e:ff:ff:02",
         "device_owner": "network:dhcp",
-        "fixed_ips": [{"subnet_id": SUBNET, "ip_address": "10.0.0.2"}]}));
+        "fixed_ips": [{"subnet_id": SUBNET, "ip_address": "10.0.0.2"}]}),
+    );
     Network::from_json(&json!({
         "id": NET, "mtu": 1450,
         "subnets": [{"id": SUBNET, "ip_version": 4, "cidr": "10.0.0.0/22",
@@ -73,7 +75,7 @@ fn put_port(network: &mut Network, port: Port) {
 }
 
 fn bench(c: &mut Criterion) {
-    let cache = neutron_dhcp::cache::NetworkCache::new(ServeConfig::default());
+    let cache = neutron_dhcp::view::cache::NetworkCache::new(ServeConfig::default());
     let own = "ffffffff-ffff-4fff-8fff-000000000002";
     let mut net = network();
     cache.upsert_borrowed(&net, own);
@@ -90,8 +92,8 @@ fn bench(c: &mut Criterion) {
             let neutron_dhcp::rpc::oslo::Message::Request(req) = msg else {
                 panic!("not a request")
             };
-            let cast = neutron_dhcp::neutron::events::parse_cast(&req.method, &req.args)
-                .expect("parses");
+            let cast =
+                neutron_dhcp::neutron::events::parse_cast(&req.method, &req.args).expect("parses");
             let neutron_dhcp::neutron::events::Event::PortUpdate(ev) = cast.event else {
                 panic!("not a port update")
             };

@@ -13,8 +13,8 @@ use neutron_dhcp::config::ServeConfig;
 use neutron_dhcp::dhcp::v4::{respond, Outcome};
 use neutron_dhcp::dhcp::v6;
 use neutron_dhcp::model::Network;
+use neutron_dhcp::view::v6::NetworkView6;
 use neutron_dhcp::view::NetworkView;
-use neutron_dhcp::view6::NetworkView6;
 use serde_json::json;
 use std::net::Ipv6Addr;
 

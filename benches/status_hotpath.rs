@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use neutron_dhcp::status::seen::{self, Fate, SeenRing};
+use neutron_dhcp::telemetry::seen::{self, Fate, SeenRing};
 
 fn request() -> Vec<u8> {
     let mut p = vec![0u8; 240];

@@ -2,7 +2,7 @@
 //! static-only DHCP server. The README's layout section maps the modules.
 
 pub mod agent;
-pub mod cache;
+pub mod codec;
 pub mod compat;
 pub mod config;
 pub mod device;
@@ -11,20 +11,18 @@ pub mod dns;
 #[cfg(feature = "tools")]
 pub mod dnsmasq;
 pub mod fds;
-pub mod jsonscan;
 pub mod logfile;
 pub mod memory;
 pub mod metadata;
 pub mod migrate;
 pub mod model;
-pub mod netfile;
 pub mod neutron;
 pub mod par;
-pub mod plugin;
 pub mod rpc;
 pub mod sdnotify;
+pub mod serve;
 pub mod signals;
 pub mod standalone;
 pub mod status;
+pub mod telemetry;
 pub mod view;
-pub mod view6;

@@ -11,18 +11,18 @@ use anyhow::{bail, Context};
 use clap::Parser;
 
 use neutron_dhcp::agent::Agent;
-use neutron_dhcp::cache::NetworkCache;
 use neutron_dhcp::config::{AgentConfig, RawConfig};
 use neutron_dhcp::device::{DeviceConfig, DeviceManager, InterfaceDriver, OvsConfig};
 use neutron_dhcp::logfile::LogFile;
-use neutron_dhcp::netfile::{NetworksFile, Reparsed};
+use neutron_dhcp::neutron::plugin::PluginApi;
 use neutron_dhcp::neutron::{heartbeat::StateTemplate, NeutronAgent, Settings};
-use neutron_dhcp::plugin::PluginApi;
 use neutron_dhcp::rpc::transport::{self, TransportConfig, TransportError};
 use neutron_dhcp::rpc::url::OptionError;
 use neutron_dhcp::sdnotify::Notifier;
 use neutron_dhcp::signals::{self, BlockingSignals, Signal, Signals};
+use neutron_dhcp::standalone::netfile::{NetworksFile, Reparsed};
 use neutron_dhcp::standalone::FileStamp;
+use neutron_dhcp::view::cache::NetworkCache;
 
 #[derive(Parser, Debug)]
 #[command(name = "neutron-dhcp-agent", version, about)]

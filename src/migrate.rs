@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::view6::ServerDuid;
+use crate::view::v6::ServerDuid;
 
 /// How long a process gets to exit after SIGTERM before SIGKILL (Neutron's `SIGTERM_TIMEOUT`
 /// for both dnsmasq and haproxy).
@@ -157,7 +157,7 @@ pub fn parse_pid(text: &str) -> Option<i32> {
 }
 
 /// The server DUID in a dnsmasq lease file: its `duid xx:xx:...` line (one per file).
-pub fn dnsmasq_duid_line(leases: &str) -> Option<Result<ServerDuid, crate::view6::DuidError>> {
+pub fn dnsmasq_duid_line(leases: &str) -> Option<Result<ServerDuid, crate::view::v6::DuidError>> {
     leases
         .lines()
         .find_map(|l| l.strip_prefix("duid "))

@@ -24,7 +24,6 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::*;
-use neutron_dhcp::cache::NetworkCache;
 use neutron_dhcp::config::ServeConfig;
 use neutron_dhcp::device::{
     checksum_offload, disable_checksum_offload, in_netns, namespace_name, DeviceConfig,
@@ -32,6 +31,7 @@ use neutron_dhcp::device::{
 };
 use neutron_dhcp::dhcp::server::{DhcpServer, Endpoint};
 use neutron_dhcp::model::Network;
+use neutron_dhcp::view::cache::NetworkCache;
 use serde_json::Value;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ovs-test-env.sh");

@@ -398,7 +398,7 @@ fn a_local_answer_allocates_nothing() {
     use hickory_proto::op::{Message, Query};
     use hickory_proto::rr::{Name, RecordType};
     use neutron_dhcp::dns::answer::{respond, Answered, Outcome, Transport};
-    use neutron_dhcp::dns::DnsNames;
+    use neutron_dhcp::view::names::DnsNames;
 
     let mut net = NetSpec::new("10.79.0.0/24", None, v4("10.79.0.2"));
     for i in 10..200u8 {

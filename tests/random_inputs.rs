@@ -9,14 +9,14 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
+use neutron_dhcp::agent::DesiredNetwork;
 use neutron_dhcp::device::plan::PlumbPlan;
 use neutron_dhcp::device::DeviceConfig;
-use neutron_dhcp::jsonscan;
 use neutron_dhcp::model::{is_uuid_like, Network};
-use neutron_dhcp::netfile::NetworksFile;
 use neutron_dhcp::neutron::events::parse_cast;
 use neutron_dhcp::rpc::oslo::{self, Message};
-use neutron_dhcp::standalone::DesiredNetwork;
+use neutron_dhcp::standalone::jsonscan;
+use neutron_dhcp::standalone::netfile::NetworksFile;
 
 /// xorshift64*: deterministic and dependency-free.
 struct Rng(u64);

@@ -11,8 +11,8 @@ use neutron_dhcp::config::ServeConfig;
 use neutron_dhcp::dhcp::link::Link;
 use neutron_dhcp::dhcp::v6::{respond, Delivery, Ignore, Outcome, Source, MAX_REPLY};
 use neutron_dhcp::model::{MacAddr, Network};
+use neutron_dhcp::view::v6::NetworkView6;
 use neutron_dhcp::view::NetworkView;
-use neutron_dhcp::view6::NetworkView6;
 use serde_json::{json, Value};
 
 // Allocation counter (the test binary's global allocator): proves respond() does not

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use hickory_proto::op::{Message, MessageType};
 use libfuzzer_sys::fuzz_target;
 use neutron_dhcp::dns::answer::{respond, Outcome, Transport, EDNS_PAYLOAD, TCP_MAX};
-use neutron_dhcp::dns::DnsNames;
+use neutron_dhcp::view::names::DnsNames;
 use neutron_dhcp::model::Network;
 use serde_json::json;
 

@@ -11,9 +11,9 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use neutron_dhcp::jsonscan;
-use neutron_dhcp::netfile::NetworksFile;
-use neutron_dhcp::standalone::DesiredNetwork;
+use neutron_dhcp::standalone::jsonscan;
+use neutron_dhcp::standalone::netfile::NetworksFile;
+use neutron_dhcp::agent::DesiredNetwork;
 
 fn expected(full: &NetworksFile, before: &[DesiredNetwork]) -> Vec<DesiredNetwork> {
     let mut out = full.networks().to_vec();

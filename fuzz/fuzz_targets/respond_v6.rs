@@ -14,7 +14,7 @@ use neutron_dhcp::config::ServeConfig;
 use neutron_dhcp::dhcp::link::Link;
 use neutron_dhcp::dhcp::v6::{respond, Outcome, Source, MAX_REPLY};
 use neutron_dhcp::model::{MacAddr, Network};
-use neutron_dhcp::view6::NetworkView6;
+use neutron_dhcp::view::v6::NetworkView6;
 use serde_json::json;
 
 /// A network exercising every responder path: stateful and stateless subnets, a relay-only

@@ -13,9 +13,9 @@ use std::time::Instant;
 use clap::Parser;
 use serde_json::json;
 
-use neutron_dhcp::cache::NetworkCache;
 use neutron_dhcp::config::ServeConfig;
 use neutron_dhcp::model::Network;
+use neutron_dhcp::view::cache::NetworkCache;
 
 #[derive(Parser, Debug)]
 #[command(name = "cache-footprint")]

@@ -16,9 +16,9 @@ use clap::Parser;
 
 use neutron_dhcp::config::ServeConfig;
 use neutron_dhcp::dhcp::netio;
-use neutron_dhcp::dhcp::poller::{self, Epoll};
 use neutron_dhcp::dhcp::v4::{self, Outcome};
-use neutron_dhcp::netfile::NetworksFile;
+use neutron_dhcp::serve::poller::{self, Epoll};
+use neutron_dhcp::standalone::netfile::NetworksFile;
 use neutron_dhcp::view::NetworkView;
 
 #[derive(Parser, Debug)]

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use clap::Parser;
 use serde_json::json;
 
-use neutron_dhcp::cache::NetworkCache;
 use neutron_dhcp::config::ServeConfig;
 use neutron_dhcp::dns::server::{DnsService, DnsSockets, Listen};
-use neutron_dhcp::dns::DnsNames;
 use neutron_dhcp::model::Network;
+use neutron_dhcp::view::cache::NetworkCache;
+use neutron_dhcp::view::names::DnsNames;
 
 /// The system allocator, counting the bytes it has out.
 struct Counting;

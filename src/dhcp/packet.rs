@@ -7,7 +7,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::dhcp::options::code;
+use crate::codec::options::code;
 
 /// Fixed BOOTP header (236 bytes) plus the magic cookie.
 pub const HEADER_LEN: usize = 236;

@@ -19,17 +19,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::cache::ViewHandle;
-use crate::dhcp::dgram;
 use crate::dhcp::link::Link;
 use crate::dhcp::loglimit::{self, LogLimit};
+use crate::dhcp::netio;
 use crate::dhcp::packet;
 use crate::dhcp::packet6::msg as msg6;
 use crate::dhcp::v4::{self, Delivery, Ignore, Outcome};
 use crate::dhcp::v6;
-use crate::dhcp::{netio, threads};
 use crate::model::MacAddr;
-use crate::status::seen::{self, Fate};
+use crate::serve::dgram;
+use crate::serve::threads;
+use crate::telemetry::seen::{self, Fate};
+use crate::view::cache::ViewHandle;
 
 /// Where a network is served: the DHCP port's device inside its namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,8 +53,8 @@ pub struct Counters {
     pub unknown_client: AtomicU64,
     /// Of `ignored`: addressed to another DHCP server.
     pub other_server: AtomicU64,
-    /// The last clients seen, for the status endpoint (`crate::status::seen`).
-    pub seen: crate::status::seen::SeenRing,
+    /// The last clients seen, for the status endpoint (`crate::telemetry::seen`).
+    pub seen: crate::telemetry::seen::SeenRing,
     /// Requests by message type (DHCPv4 option 53, or the DHCPv6 message type); index 0 also
     /// counts types from 16 up and requests without a type.
     pub by_type: [AtomicU64; 16],

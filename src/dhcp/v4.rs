@@ -9,8 +9,8 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
+use crate::codec::options::code;
 use crate::dhcp::link::Link;
-use crate::dhcp::options::code;
 use crate::dhcp::packet::{msg, PacketError, Request, BOOTREPLY, HEADER_LEN, MAGIC_COOKIE};
 use crate::model::MacAddr;
 use crate::view::{Binding, NetworkView, OptionSet, SubnetView, INFINITE};

@@ -41,7 +41,7 @@ use crate::dhcp::packet6::{
     duid_mac, eui64_mac, msg, opt, status, Ia, IaKind, PacketError6, RelayChain, Request6,
 };
 use crate::model::MacAddr;
-use crate::view6::{renewal_times, requested_lifetimes, Binding6, Client6, NetworkView6};
+use crate::view::v6::{renewal_times, requested_lifetimes, Binding6, Client6, NetworkView6};
 
 /// What the shell knows about the sender of a datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use hickory_proto::serialize::binary::{
     BinDecodable, BinDecoder, BinEncodable, BinEncoder, EncodedSize,
 };
 
-use super::names::{key_of, DnsNames, EncodedRr, Lookup, MAX_KEY};
+use crate::view::names::{key_of, DnsNames, EncodedRr, Lookup, MAX_KEY};
 
 /// Largest reply over UDP to a query without EDNS (RFC 1035 §4.2.1).
 pub const PLAIN_UDP_MAX: usize = 512;
@@ -284,7 +284,7 @@ mod tests {
     use hickory_proto::rr::{Name, RData};
 
     fn names() -> DnsNames {
-        DnsNames::build(&super::super::names::tests::network(), "openstacklocal")
+        DnsNames::build(&crate::view::names::tests::network(), "openstacklocal")
     }
 
     fn query(name: &str, qtype: RecordType, edns: bool) -> Vec<u8> {

@@ -378,7 +378,7 @@ impl UdpTask {
         };
         answer[..2].copy_from_slice(&p.client_id.to_be_bytes());
         let via = &*p.via;
-        if let Err(e) = crate::dhcp::dgram::send_now(via, || via.send_to(answer, p.client)) {
+        if let Err(e) = crate::serve::dgram::send_now(via, || via.send_to(answer, p.client)) {
             tracing::debug!(parent: &self.span, client = %p.client, error = %e, "cannot pass an answer on");
         }
     }

@@ -8,9 +8,7 @@
 
 pub mod answer;
 pub mod batch;
-pub mod names;
 
-pub use names::DnsNames;
 pub mod forward;
 pub mod server;
 

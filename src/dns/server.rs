@@ -29,8 +29,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::answer::{self, Answered, Outcome, Transport};
 use super::batch::{Batch, BATCH};
 use super::forward::Forwarder;
-use crate::cache::ViewHandle;
-use crate::dhcp::threads;
+use crate::serve::threads;
+use crate::view::cache::ViewHandle;
 
 pub const DNS_PORT: u16 = 53;
 

@@ -18,7 +18,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use crate::model::Port;
-use crate::plugin::{parse_port, NetworkInfo};
+use crate::neutron::plugin::{parse_port, NetworkInfo};
 
 /// `DEFAULT_PRIORITY`: casts without a `priority`.
 pub const DEFAULT_PRIORITY: i64 = 255;

@@ -18,9 +18,9 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::cache::NetworkCache;
-use crate::plugin::{PluginApi, ReportReply};
+use crate::neutron::plugin::{PluginApi, ReportReply};
 use crate::rpc::oslo::Uuid4;
+use crate::view::cache::NetworkCache;
 
 use super::sync::Resync;
 

@@ -23,6 +23,7 @@
 
 pub mod events;
 pub mod heartbeat;
+pub mod plugin;
 pub mod ports;
 pub mod ready;
 pub mod stale;
@@ -38,12 +39,12 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use crate::agent::DesiredNetwork;
 use crate::agent::{is_uuid_like, Agent, Configured};
 use crate::model::{Network, Port};
-use crate::plugin::{NetworkInfo, PluginApi, PluginError};
+use crate::neutron::plugin::{NetworkInfo, PluginApi, PluginError};
 use crate::rpc::oslo::{Context, IP_ADDRESS_GENERATION_FAILURE, NETWORK_NOT_FOUND};
 use crate::rpc::transport::TransportEvent;
-use crate::standalone::DesiredNetwork;
 
 use self::events::{parse_cast, Event, NetQueue, Update, Work, SYNC_PRIORITY};
 use self::ports::{host_uuid, PortError};
@@ -1027,7 +1028,7 @@ mod tests {
         let mut n = Network::from_json(&json!({"id": "n", "ports": [
             {"id": "a", "mac_address": "fa:16:3e:00:00:01", "revision_number": 1}]}))
         .unwrap();
-        let (mut a2, _) = crate::plugin::parse_port(
+        let (mut a2, _) = crate::neutron::plugin::parse_port(
             &json!({"id": "a", "mac_address": "fa:16:3e:00:00:02", "revision_number": 2}),
         )
         .unwrap();

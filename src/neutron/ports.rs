@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use serde_json::{json, Value};
 
 use crate::model::Port;
-use crate::plugin::{NetworkInfo, PluginApi, PluginError, DEVICE_ID_RESERVED_DHCP_PORT};
+use crate::neutron::plugin::{NetworkInfo, PluginApi, PluginError, DEVICE_ID_RESERVED_DHCP_PORT};
 
 /// `neutron.common.utils.get_dhcp_agent_device_id` (no segment suffix):
 /// `dhcp<uuid5(NAMESPACE_DNS, host.split('.')[0])>-<network_id>`.

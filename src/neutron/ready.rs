@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
-use crate::plugin::PluginApi;
+use crate::neutron::plugin::PluginApi;
 
 /// `DHCP_READY_PORTS_SYNC_MAX`.
 pub const READY_PORTS_SYNC_MAX: usize = 64;

@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
-use crate::dhcp::options::{self, code, Kind};
+use crate::codec::options::{self, code, Kind};
 use crate::dhcp::packet::{msg, HEADER_LEN, MAGIC_COOKIE};
 use crate::dhcp::v4::{self, Outcome};
 use crate::model::{IpVersion, MacAddr, Network, Port, Subnet};
@@ -587,7 +587,7 @@ pub(super) fn served_view(
     network_id: &str,
     mac: MacAddr,
     doc: &mut Value,
-) -> Option<(crate::cache::ViewHandle, std::sync::Arc<Network>)> {
+) -> Option<(crate::view::cache::ViewHandle, std::sync::Arc<Network>)> {
     if let Some(s) = status
         .agent()
         .served_networks()

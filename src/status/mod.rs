@@ -13,12 +13,10 @@
 pub mod cli;
 pub mod explain;
 pub mod explain6;
-pub mod histogram;
 pub mod http;
 pub mod metrics;
 pub mod networks;
 pub mod rpc;
-pub mod seen;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

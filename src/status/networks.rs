@@ -116,7 +116,7 @@ fn network(status: &Status, s: &ServedNetwork) -> Value {
 /// The clients the network's DHCP server saw last (both families), newest first; only those
 /// with `mac` when given.
 pub fn last_seen(s: &ServedNetwork, mac: Option<crate::model::MacAddr>) -> Value {
-    let mut all: Vec<(bool, crate::status::seen::Seen)> = s
+    let mut all: Vec<(bool, crate::telemetry::seen::Seen)> = s
         .counters
         .seen
         .snapshot()
@@ -133,7 +133,7 @@ pub fn last_seen(s: &ServedNetwork, mac: Option<crate::model::MacAddr>) -> Value
                     "time_unix": e.time_ms as f64 / 1000.0,
                     "family": if v6 { "v6" } else { "v4" },
                     "mac": e.mac.to_string(),
-                    "message": crate::status::seen::message_name(v6, e.message),
+                    "message": crate::telemetry::seen::message_name(v6, e.message),
                     "result": e.fate.name(),
                 })
             })
@@ -143,7 +143,7 @@ pub fn last_seen(s: &ServedNetwork, mac: Option<crate::model::MacAddr>) -> Value
 
 /// When the network's DHCP server last saw a client (seconds since the epoch).
 fn last_packet(s: &ServedNetwork) -> Option<f64> {
-    let newest = |r: &crate::status::seen::SeenRing| r.snapshot().first().map(|e| e.time_ms);
+    let newest = |r: &crate::telemetry::seen::SeenRing| r.snapshot().first().map(|e| e.time_ms);
     newest(&s.counters.seen)
         .max(newest(&s.counters6.seen))
         .map(|ms| ms as f64 / 1000.0)

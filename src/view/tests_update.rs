@@ -285,15 +285,15 @@ fn dump(v: &NetworkView) -> String {
         let _ = write!(out, "\nv6 mac {}: {:?}", mac(m), all(None, &[mac(m)]));
     }
     for id in CLIENT_IDS {
-        let duid = crate::dhcp::options::parse_client_id(id).unwrap().unwrap();
+        let duid = crate::codec::options::parse_client_id(id).unwrap().unwrap();
         let _ = write!(out, "\nv6 duid {id}: {:?}", all(Some(&duid), &[]));
     }
     out
 }
 
-struct Client6Ref<'a>(&'a crate::view6::Client6);
+struct Client6Ref<'a>(&'a crate::view::v6::Client6);
 
-fn index_of(v6: &NetworkView6, c: &crate::view6::Client6) -> u32 {
+fn index_of(v6: &NetworkView6, c: &crate::view::v6::Client6) -> u32 {
     (0..)
         .find(|&i| std::ptr::eq(v6.client(i), c))
         .expect("client of this view")

@@ -77,7 +77,7 @@ impl NetworkView {
             let mut builder = Builder::resume(new, cfg, view);
             builder.add_port(p);
             view = builder.view;
-            view.v6 = crate::view6::add_port(v6, new, cfg, p);
+            view.v6 = crate::view::v6::add_port(v6, new, cfg, p);
         }
         Some(view)
     }

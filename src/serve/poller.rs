@@ -1,7 +1,7 @@
 //! The two kernel objects a DHCP thread sleeps on, as safe types: an `epoll` instance watching
 //! the DHCP sockets of its networks, and an `eventfd` the control plane writes to wake it for a
 //! command. Nothing else: no timers, no write interest, no registry of its own (the DHCP thread
-//! keeps that, [`crate::dhcp::threads`]).
+//! keeps that, [`crate::serve::threads`]).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};

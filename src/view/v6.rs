@@ -26,12 +26,12 @@ use std::sync::Arc;
 
 use ipnetwork::IpNetwork;
 
+use super::client::{lease_secs, port_client_id, INFINITE};
+use super::multimap::Multimap;
+use crate::codec::options::{self, TagRef};
+use crate::codec::options6::{self, code6, Encoded6, ParsedOpt6};
 use crate::config::ServeConfig;
-use crate::dhcp::options::{self, TagRef};
-use crate::dhcp::options6::{self, code6, Encoded6, ParsedOpt6};
 use crate::model::{IpVersion, Ipv6Mode, MacAddr, Network, Port, Subnet, OWNER_DHCP};
-use crate::view::multimap::Multimap;
-use crate::view::{lease_secs, port_client_id, INFINITE};
 
 mod update;
 pub(crate) use update::add_port;

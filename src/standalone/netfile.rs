@@ -20,9 +20,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::jsonscan;
+use crate::agent::DesiredNetwork;
 use crate::model::{Network, NetworkHead, Port, OWNER_DHCP};
-use crate::standalone::{self, DesiredNetwork, Rejected, StandaloneError};
+use crate::standalone::jsonscan;
+use crate::standalone::{self, Rejected, StandaloneError};
 
 /// Where one network lies in the text.
 #[derive(Clone, Debug)]

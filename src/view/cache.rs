@@ -36,7 +36,7 @@ pub struct NetworkCache {
     serve: ServeConfig,
     entries: Mutex<HashMap<String, Entry>>,
     /// DHCPv6 server DUIDs the agent persisted, applied to every rebuild of that network.
-    duids: Mutex<HashMap<String, crate::view6::ServerDuid>>,
+    duids: Mutex<HashMap<String, crate::view::v6::ServerDuid>>,
     /// What the last change replaced, freed later ([`NetworkCache::release_replaced`], or at
     /// the next change at the latest): freeing a 1,000-port view and network takes ~50 µs,
     /// which right after the swap competes for the CPU with the first answer from the new view.
@@ -92,14 +92,14 @@ impl NetworkCache {
         let dns = previous
             .as_ref()
             .and_then(|(old, view)| {
-                if crate::dns::names::same_names(old, &network) {
+                if crate::view::names::same_names(old, &network) {
                     return Some(view.dns().clone());
                 }
                 let updated = view.dns().update(old, &network, &self.serve.dns_domain);
                 updated.map(Arc::new)
             })
             .unwrap_or_else(|| {
-                Arc::new(crate::dns::DnsNames::build(
+                Arc::new(crate::view::names::DnsNames::build(
                     &network,
                     &self.serve.dns_domain,
                 ))
@@ -151,7 +151,7 @@ impl NetworkCache {
     }
 
     /// Makes every future view of `network_id` use `duid` as its DHCPv6 server identity.
-    pub fn pin_server_duid(&self, network_id: &str, duid: crate::view6::ServerDuid) {
+    pub fn pin_server_duid(&self, network_id: &str, duid: crate::view::v6::ServerDuid) {
         relock(&self.duids).insert(network_id.to_owned(), duid);
     }
 

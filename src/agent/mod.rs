@@ -12,6 +12,9 @@
 //! runs one update per network at a time). Internal locks are only held for map lookups, never
 //! across an `.await`.
 
+mod desired;
+pub use desired::DesiredNetwork;
+
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,13 +22,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use futures_util::StreamExt;
 use tracing::Instrument;
 
-use crate::cache::NetworkCache;
 use crate::device::{DeviceManager, PlumbPlan};
 use crate::dhcp::server::{DhcpServer, Endpoint, ServerError, Sockets};
 use crate::dns::server::{DnsService, DnsSockets, Listen};
 use crate::model::{MacAddr, NetworkId};
-use crate::standalone::DesiredNetwork;
-use crate::view6::ServerDuid;
+use crate::view::cache::NetworkCache;
+use crate::view::v6::ServerDuid;
 
 pub use crate::model::is_uuid_like;
 
@@ -126,10 +128,10 @@ pub struct Agent {
     status: Mutex<StatusBook>,
     /// How long [`Agent::configure`] took until the change was served: a view swap (ports or
     /// options changed), or plumbing (a network started or replumbed).
-    configure_latency: [crate::status::histogram::Histogram; 2],
+    configure_latency: [crate::telemetry::histogram::Histogram; 2],
     /// From a change arriving (a Neutron cast received, a networks-file change noticed) to
     /// its networks served on the new data, by [`EventSource`].
-    event_latency: [crate::status::histogram::Histogram; 2],
+    event_latency: [crate::telemetry::histogram::Histogram; 2],
 }
 
 /// Where a change came from, for [`Agent::record_event`].
@@ -256,7 +258,9 @@ impl Agent {
     }
 
     /// [`Agent::configure`]'s latency by what it did: `view_swap` and `plumbing`.
-    pub fn configure_latency(&self) -> [(&'static str, &crate::status::histogram::Histogram); 2] {
+    pub fn configure_latency(
+        &self,
+    ) -> [(&'static str, &crate::telemetry::histogram::Histogram); 2] {
         [
             ("view_swap", &self.configure_latency[0]),
             ("plumbing", &self.configure_latency[1]),
@@ -269,7 +273,7 @@ impl Agent {
     }
 
     /// [`Agent::record_event`]'s histograms by source: `rpc` and `file`.
-    pub fn event_latency(&self) -> [(&'static str, &crate::status::histogram::Histogram); 2] {
+    pub fn event_latency(&self) -> [(&'static str, &crate::telemetry::histogram::Histogram); 2] {
         [
             ("rpc", &self.event_latency[EventSource::Rpc as usize]),
             ("file", &self.event_latency[EventSource::File as usize]),
@@ -338,7 +342,7 @@ impl Agent {
         network_id: &str,
         namespace: &str,
         plan: &PlumbPlan,
-        view: crate::cache::ViewHandle,
+        view: crate::view::cache::ViewHandle,
     ) -> Option<DnsService> {
         let opened = DnsSockets::open(namespace, Listen::of(&plan.addresses)).await;
         self.serve_dns(network_id, opened, view)
@@ -348,7 +352,7 @@ impl Agent {
         &self,
         network_id: &str,
         opened: Result<DnsSockets, crate::dns::server::DnsError>,
-        view: crate::cache::ViewHandle,
+        view: crate::view::cache::ViewHandle,
     ) -> Option<DnsService> {
         let served = tokio::runtime::Handle::try_current()
             .map_err(|e| format!("no runtime: {e}"))
@@ -927,7 +931,11 @@ impl Agent {
         })
     }
 
-    fn adopt_view(&self, d: &DesiredNetwork, found: &RecordedPlumbing) -> crate::cache::ViewHandle {
+    fn adopt_view(
+        &self,
+        d: &DesiredNetwork,
+        found: &RecordedPlumbing,
+    ) -> crate::view::cache::ViewHandle {
         if let Ok(nid) = NetworkId::parse(&d.network.id) {
             self.pin_server_duid(&nid, found.mac);
         }

@@ -10,7 +10,7 @@
 
 use std::net::Ipv6Addr;
 
-use crate::dhcp::options::{
+use crate::codec::options::{
     canonical_domain, first_line, parse_hex_fixed, split_tags, write_domain_labels, TagRef,
 };
 

@@ -18,21 +18,26 @@ use std::sync::Arc;
 
 use ipnetwork::IpNetwork;
 
+use crate::codec::options::{self, code, Encoded, ParsedOpt};
 use crate::config::ServeConfig;
-use crate::dhcp::options::{self, code, Encoded, ParsedOpt};
 use crate::model::{
     IpVersion, MacAddr, Network, Port, Subnet, OWNER_DHCP, ROUTER_INTERFACE_OWNERS,
 };
-use crate::view6::NetworkView6;
+use crate::view::v6::NetworkView6;
 use multimap::Multimap;
 
+pub mod cache;
+mod client;
+pub(crate) use client::quiet_client_id;
+pub use client::INFINITE;
+use client::{lease_secs, port_client_id};
 pub(crate) mod multimap;
+pub mod names;
 #[cfg(test)]
 mod tests_update;
 pub(crate) mod update;
+pub mod v6;
 
-/// Lease time meaning "infinite" on the wire.
-pub const INFINITE: u32 = 0xffff_ffff;
 const METADATA_IP: &str = "169.254.169.254";
 const OWNER_DISTRIBUTED: &str = "network:distributed";
 const OVN_METADATA_PREFIX: &str = "ovnmeta";
@@ -130,7 +135,7 @@ pub struct NetworkView {
     lease_secs: u32,
     broadcast_reply: bool,
     domain: Option<(u32, u8)>,
-    /// The DHCPv6 side of the network, built from the same data (see [`crate::view6`]).
+    /// The DHCPv6 side of the network, built from the same data (see [`crate::view::v6`]).
     v6: NetworkView6,
     /// Per-subnet option layers (parallel to `subnets`), to merge an added port's options.
     layers: Vec<Layer>,
@@ -138,7 +143,7 @@ pub struct NetworkView {
     /// Bindings of removed ports still in `bindings`.
     dead: u32,
     /// The DNS service's names (issue 14), set by the cache on the same change as the rest.
-    dns: Arc<crate::dns::DnsNames>,
+    dns: Arc<crate::view::names::DnsNames>,
 }
 
 /// A candidate option value while merging layers; `None` in a slot means "suppressed".
@@ -163,7 +168,7 @@ impl NetworkView {
     }
 
     /// Pins the DHCPv6 server DUID (see [`NetworkView6::server_duid`]).
-    pub fn pin_server_duid(&mut self, duid: crate::view6::ServerDuid) {
+    pub fn pin_server_duid(&mut self, duid: crate::view::v6::ServerDuid) {
         self.v6.pin_server_duid(duid);
     }
 
@@ -173,12 +178,12 @@ impl NetworkView {
     }
 
     /// What the DNS service answers for this network.
-    pub fn dns(&self) -> &Arc<crate::dns::DnsNames> {
+    pub fn dns(&self) -> &Arc<crate::view::names::DnsNames> {
         &self.dns
     }
 
     /// Installs the DNS names built for the same change as this view.
-    pub fn set_dns(&mut self, names: Arc<crate::dns::DnsNames>) {
+    pub fn set_dns(&mut self, names: Arc<crate::view::names::DnsNames>) {
         self.dns = names;
     }
 
@@ -799,46 +804,6 @@ fn tags_hold(opt: &ParsedOpt, port_id: &str, subnet_id: &str, ipxe: bool) -> boo
         };
         set != t.negated
     })
-}
-
-/// The client identifier a port's `client-id` extra option reserves it for (IPv4), or the DUID
-/// (IPv6: dnsmasq's `id:` matches the whole DUID); an invalid one is logged and ignored.
-pub(crate) fn port_client_id(net: &Network, port: &Port) -> Option<Vec<u8>> {
-    let opt = client_id_option(port)?;
-    match options::parse_client_id(opt.opt_value.as_deref().unwrap_or("")) {
-        Ok(id) => id,
-        Err(e) => {
-            tracing::warn!(
-                network = %net.id, port = %port.id, option = %opt.opt_name, error = %e,
-                "invalid client-id; the port is matched by MAC only"
-            );
-            None
-        }
-    }
-}
-
-/// [`port_client_id`] without the warning (for checks; the build that adds the port logs it).
-pub(crate) fn quiet_client_id(port: &Port) -> Option<Vec<u8>> {
-    let opt = client_id_option(port)?;
-    options::parse_client_id(opt.opt_value.as_deref().unwrap_or(""))
-        .ok()
-        .flatten()
-}
-
-fn client_id_option(port: &Port) -> Option<&crate::model::ExtraDhcpOpt> {
-    port.extra_dhcp_opts
-        .iter()
-        .find(|o| options::is_client_id_name(&o.opt_name))
-}
-
-/// `dhcp_lease_duration` in wire form: -1 (any negative) is infinite; dnsmasq raises leases
-/// shorter than two minutes to 120 s.
-pub(crate) fn lease_secs(duration: i64) -> u32 {
-    if duration < 0 || duration >= i64::from(INFINITE) {
-        INFINITE
-    } else {
-        duration.max(120) as u32
-    }
 }
 
 /// The host part of the port's name for `ip` (reference §9.5): from `dns_assignment` when the

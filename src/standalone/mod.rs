@@ -8,20 +8,11 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+pub mod jsonscan;
+pub mod netfile;
+
+use crate::agent::DesiredNetwork;
 use crate::model::{Network, Port, OWNER_DHCP};
-
-/// A network to serve and the DHCP port this agent owns on it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DesiredNetwork {
-    pub network: Network,
-    pub own_port_id: String,
-}
-
-impl DesiredNetwork {
-    pub fn own_port(&self) -> Option<&Port> {
-        self.network.port(&self.own_port_id)
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StandaloneError {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{Builder6, NetworkView6};
 use crate::config::ServeConfig;
 use crate::model::{Network, Port};
-use crate::view::quiet_client_id;
+use crate::view::client::quiet_client_id;
 
 /// Garbage (clients of removed ports) tolerated before a full build.
 const MAX_DEAD: usize = 64;

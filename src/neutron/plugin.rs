@@ -147,7 +147,7 @@ pub struct PluginApi {
     /// Current timeout per method (neutron-lib's `_METHOD_TIMEOUTS`).
     timeouts: Mutex<HashMap<&'static str, Duration>>,
     /// Calls, errors and latency per method, for the status endpoint's metrics.
-    stats: Arc<crate::status::rpc::RpcStats>,
+    stats: Arc<crate::telemetry::rpc::RpcStats>,
 }
 
 impl PluginApi {
@@ -167,13 +167,13 @@ impl PluginApi {
         }
     }
 
-    /// Per-method call statistics (`crate::status::rpc`).
-    pub fn stats(&self) -> &Arc<crate::status::rpc::RpcStats> {
+    /// Per-method call statistics (`crate::telemetry::rpc`).
+    pub fn stats(&self) -> &Arc<crate::telemetry::rpc::RpcStats> {
         &self.stats
     }
 
     fn record(&self, method: &'static str, began: std::time::Instant, r: &Result<Value, RpcError>) {
-        use crate::status::rpc::CallResult;
+        use crate::telemetry::rpc::CallResult;
         let result = match r {
             Ok(_) => CallResult::Ok,
             Err(RpcError::Timeout { .. }) => CallResult::Timeout,

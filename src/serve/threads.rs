@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use crate::dhcp::poller::{self, Epoll, Waker};
+use crate::serve::poller::{self, Epoll, Waker};
 
 /// More threads than cores only adds wake-ups; fewer than two would let one busy network delay
 /// all others on a multi-core host.
