@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::answer::{id_and_question, servfail};
-use super::server::{read_message, write_message};
+use super::tcp::{read_message, write_message};
 
 /// How long one upstream server is given to answer before the next is tried.
 pub const TRY_TIMEOUT: Duration = Duration::from_millis(1500);

@@ -11,6 +11,7 @@ pub mod batch;
 
 pub mod forward;
 pub mod server;
+pub mod tcp;
 
 use std::net::SocketAddr;
 

@@ -18,7 +18,7 @@ use crate::dhcp::packet::{msg, HEADER_LEN, MAGIC_COOKIE};
 use crate::dhcp::v4::{self, Outcome};
 use crate::model::{IpVersion, MacAddr, Network, Port, Subnet};
 
-use super::http::Query;
+use super::query::Query;
 use super::Status;
 
 /// The transaction id of synthesized requests (any value: the reply echoes it).
@@ -89,7 +89,7 @@ pub fn explain(
         "client_id": client_id.map(hex),
     });
     let mut doc = base;
-    let Some((view, net)) = served_view(status, network_id, mac, &mut doc) else {
+    let Some((view, net)) = super::networks::served_view(status, network_id, mac, &mut doc) else {
         return doc;
     };
     let all: Vec<u8> = (1..=254).collect();
@@ -577,32 +577,6 @@ pub fn render(doc: &Value) -> String {
         );
     }
     out
-}
-
-/// The common start of an explanation (v4 and v6): what this client sent lately and what
-/// became of it, then the network's current view and data; `None` (with the reason in `doc`)
-/// when the network is not served.
-pub(super) fn served_view(
-    status: &Status,
-    network_id: &str,
-    mac: MacAddr,
-    doc: &mut Value,
-) -> Option<(crate::view::cache::ViewHandle, std::sync::Arc<Network>)> {
-    if let Some(s) = status
-        .agent()
-        .served_networks()
-        .iter()
-        .find(|s| s.network_id == network_id)
-    {
-        doc["last_seen"] = super::networks::last_seen(s, Some(mac));
-    }
-    let cache = status.agent().cache();
-    let (Some(view), Some(net)) = (cache.view(network_id), cache.get(network_id)) else {
-        doc["answered"] = json!(false);
-        doc["reason"] = json!(format!("network {network_id} is not served by this agent"));
-        return None;
-    };
-    Some((view, net))
 }
 
 #[cfg(test)]

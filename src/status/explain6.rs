@@ -27,7 +27,7 @@ pub fn explain(status: &Status, network_id: &str, mac: MacAddr, duid: Option<&[u
         "mac": mac.to_string(),
         "duid": hex(duid),
     });
-    let Some((view, net)) = super::explain::served_view(status, network_id, mac, &mut doc) else {
+    let Some((view, net)) = super::networks::served_view(status, network_id, mac, &mut doc) else {
         return doc;
     };
     let src = Source {

@@ -16,6 +16,7 @@ pub mod explain6;
 pub mod http;
 pub mod metrics;
 pub mod networks;
+pub mod query;
 pub mod rpc;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use crate::agent::ServedNetwork;
 use crate::dhcp::server::Counters;
+use crate::model::{MacAddr, Network};
 
 use super::Status;
 
@@ -167,4 +168,30 @@ pub fn unix(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+/// The common start of an explanation (v4 and v6): what this client sent lately and what
+/// became of it, then the network's current view and data; `None` (with the reason in `doc`)
+/// when the network is not served.
+pub(super) fn served_view(
+    status: &Status,
+    network_id: &str,
+    mac: MacAddr,
+    doc: &mut Value,
+) -> Option<(crate::view::cache::ViewHandle, std::sync::Arc<Network>)> {
+    if let Some(s) = status
+        .agent()
+        .served_networks()
+        .iter()
+        .find(|s| s.network_id == network_id)
+    {
+        doc["last_seen"] = last_seen(s, Some(mac));
+    }
+    let cache = status.agent().cache();
+    let (Some(view), Some(net)) = (cache.view(network_id), cache.get(network_id)) else {
+        doc["answered"] = json!(false);
+        doc["reason"] = json!(format!("network {network_id} is not served by this agent"));
+        return None;
+    };
+    Some((view, net))
 }
