@@ -1,5 +1,5 @@
 //! The lapin shell: connect to one broker, declare oslo's topology, publish with confirms
-//! (reference `oslo-messaging-rabbit.md` §2, §3, §4.1, §5, §10).
+//! (docs/reference/oslo-messaging-rabbit.md §2, §3, §4.1, §5, §10).
 //!
 //! Nothing here decides *what* to declare or publish: that is [`crate::rpc::topology`] and
 //! [`crate::rpc::oslo`]. This module only translates those plans into lapin calls.

@@ -1,5 +1,5 @@
 //! The RPC client: oslo `call` and `cast` towards neutron-server, and the reply-queue consumer
-//! that hands replies to waiting callers (reference `oslo-messaging-rabbit.md` §4.3–§5).
+//! that hands replies to waiting callers (docs/reference/oslo-messaging-rabbit.md §4.3–§5).
 //!
 //! * Every message carries neutron's admin context, a fresh `_unique_id` and the target version;
 //!   a call adds `_msg_id`, `_reply_q` (the one reply queue of this process) and the AMQP

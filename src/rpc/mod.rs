@@ -14,12 +14,15 @@
 //! * [`server`]: the DHCP agent's RPC server loop (check, ack, de-duplicate, dispatch).
 //! * [`client`]: `call`/`cast` towards neutron-server and the reply-queue consumer.
 //! * [`transport`]: configuration, the supervised connection (reconnect, back-off), [`start`].
+//! * [`event`]: what the server and the supervisor tell the agent ([`TransportEvent`]).
 //!
 //! The rules follow oslo.messaging's rabbit driver (`impl_rabbit.py`, `amqpdriver.py`); the
-//! recorded frames in `tests/fixtures/captures/` are the fixtures that pin them.
+//! recorded frames in `tests/fixtures/captures/` are the fixtures that pin them. Section numbers
+//! (`§4.1`) in this module's docs are those of `docs/reference/oslo-messaging-rabbit.md`.
 
 pub mod amqp;
 pub mod client;
+pub mod event;
 pub mod oslo;
 pub mod server;
 pub mod topology;
@@ -27,6 +30,7 @@ pub mod transport;
 pub mod url;
 
 pub use client::{RpcClient, RpcError};
+pub use event::TransportEvent;
 pub use oslo::{
     AmqpProperties, Context, DecodeError, DispatchError, DuplicateFilter, EncodeError,
     IncomingMessage, Message, Notification, RemoteError, Reply, ReplyCollector, Request,
@@ -35,5 +39,5 @@ pub use oslo::{
 pub use topology::{
     ConsumerDecl, ExchangeDecl, FieldTable, FieldValue, ListenerPlan, PublishTarget, QueueDecl,
 };
-pub use transport::{start, TransportConfig, TransportError, TransportEvent, TransportHandle};
+pub use transport::{start, TransportConfig, TransportError, TransportHandle};
 pub use url::{BrokerEndpoint, OptionError, RabbitOptions, Secret, TransportUrl, UrlError};

@@ -1,5 +1,5 @@
 //! The DHCP agent's RPC server: what happens to each delivery on the `dhcp_agent`,
-//! `dhcp_agent.<host>` and fanout queues (reference `oslo-messaging-rabbit.md` §6).
+//! `dhcp_agent.<host>` and fanout queues (docs/reference/oslo-messaging-rabbit.md §6).
 //!
 //! Per delivery, as oslo's `RpcAMQPListener` does it:
 //! 1. properties and body are checked; anything unreadable is rejected without requeue;
@@ -22,12 +22,12 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::rpc::amqp::{self, AmqpError, Publisher};
+use crate::rpc::event::TransportEvent;
 use crate::rpc::oslo::{
     check_properties, new_unique_id, select_endpoint, AmqpProperties, DecodeError, DispatchError,
     DuplicateFilter, Endpoint, Reply, ReplyAddress, Request,
 };
 use crate::rpc::topology::{reply_target, StreamOffset};
-use crate::rpc::transport::TransportEvent;
 
 /// How often a reply whose queue is missing is retried (kombu's 0.25 s, §5.5).
 const REPLY_RETRY_INTERVAL: Duration = Duration::from_millis(250);

@@ -1,4 +1,5 @@
-//! What to declare on the broker and where to publish, as plain data (reference §3, §4.5).
+//! What to declare on the broker and where to publish, as plain data
+//! (docs/reference/oslo-messaging-rabbit.md §3, §4.5).
 //!
 //! RabbitMQ refuses (406, channel closed) a re-declaration whose flags or arguments differ from
 //! the existing queue or exchange, and neutron-server declares the same objects. So every flag
@@ -508,7 +509,7 @@ mod tests {
     use super::*;
 
     fn quorum_opts() -> RabbitOptions {
-        // The "modern" set of reference §3.4.
+        // The "modern" set of §3.4.
         RabbitOptions {
             rabbit_quorum_queue: true,
             rabbit_transient_quorum_queue: true,

@@ -1,6 +1,6 @@
 //! The AMQP transport of the agent: one supervised broker connection carrying the DHCP agent's
 //! RPC server (casts from neutron-server), the reply queue and the publisher for calls
-//! (reference `oslo-messaging-rabbit.md` §2.4, §2.5, §3, §10.3).
+//! (docs/reference/oslo-messaging-rabbit.md §2.4, §2.5, §3, §10.3).
 //!
 //! ```text
 //! start(cfg) ──▶ supervisor task ── connect (hosts shuffled once, round-robin, kombu back-off)
@@ -33,7 +33,7 @@ use tracing::Instrument;
 
 use crate::rpc::amqp::{self, AmqpError, Publisher};
 use crate::rpc::client::{self, RpcClient, Shared};
-use crate::rpc::oslo::{Context, Uuid4, DHCP_AGENT_ENDPOINT};
+use crate::rpc::oslo::{Uuid4, DHCP_AGENT_ENDPOINT};
 use crate::rpc::server::{self, Dispatcher};
 use crate::rpc::topology::{
     dhcp_agent_server_plan, queue_manager_suffix, reply_listener_plan, reply_queue_name,
@@ -42,6 +42,9 @@ use crate::rpc::topology::{
 use crate::rpc::url::{
     BrokerEndpoint, FailoverStrategy, OptionError, RabbitOptions, TransportUrl, UrlError,
 };
+
+// The events were defined here first; their old path keeps working.
+pub use crate::rpc::event::TransportEvent;
 
 /// oslo's `rpc_response_timeout` default.
 pub const DEFAULT_RPC_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -207,23 +210,6 @@ fn check_tls(opts: &RabbitOptions) -> Result<(), TransportError> {
         );
     }
     Ok(())
-}
-
-/// What the transport tells the agent.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TransportEvent {
-    /// A decoded, de-duplicated, version-checked cast for the DHCP agent endpoint; `method`
-    /// is one of `DHCP_AGENT_METHODS`.
-    Cast {
-        /// E.g. `port_update_end`.
-        method: String,
-        /// The keyword arguments, `{"payload": {...}}` from neutron-server.
-        args: serde_json::Value,
-        /// The sender's context (`request_id` for log correlation).
-        context: Context,
-    },
-    /// The connection was re-established after a loss: casts may have been lost, resync.
-    Reconnected,
 }
 
 /// Stops the transport; tells whether it is connected.
@@ -579,10 +565,9 @@ fn secs(v: i64) -> Duration {
     Duration::from_secs(u64::try_from(v).unwrap_or(0))
 }
 
-/// A random number below `n` (n > 0), from [`Uuid4::random`]; not cryptographic.
+/// A random number below `n` (n > 0); not cryptographic.
 fn random_below(n: usize) -> usize {
-    let bits = u64::from_str_radix(&Uuid4::random().hex()[..16], 16).unwrap_or(0);
-    (bits % n.max(1) as u64) as usize
+    rand::random_range(0..n.max(1))
 }
 
 /// Fisher-Yates: oslo shuffles the host list once per connection object.
