@@ -79,9 +79,9 @@ fn bench(c: &mut Criterion) {
     let own = "ffffffff-ffff-4fff-8fff-000000000002";
     let mut net = network();
     cache.upsert_borrowed(&net, own);
-    // Port 500 moves between its own address and a free one.
+    // Port 500 moves between its own address and a free one (ports hold 10.0.0.10-10.0.3.241).
     let bodies = [
-        cast_body(port_json(500, Ipv4Addr::new(10, 0, 3, 200))),
+        cast_body(port_json(500, Ipv4Addr::new(10, 0, 3, 250))),
         cast_body(port_json(500, addr(500))),
     ];
     let mut i = 0;
