@@ -519,7 +519,8 @@ impl Logs {
 ///
 /// One per report, with a plain `recvfrom`: at the rates a network sees, every request wakes
 /// the thread alone, and anything more (a second `recvmmsg` slot, a receive until EAGAIN) is
-/// a receive that finds nothing: 3–4 µs per DORA here (interleaved A/Bs at 100 DORA/s). Under
+/// a receive that finds nothing, which cost more than our whole per-request work when measured
+/// (interleaved A/Bs at 100 DORA/s; current figures in BENCHMARKS.md). Under
 /// load the level-triggered watch reports the socket again at once, which costs an
 /// `epoll_wait` that does not sleep and serves the thread's networks in turn.
 fn receive<'a>(

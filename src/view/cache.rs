@@ -38,8 +38,9 @@ pub struct NetworkCache {
     /// DHCPv6 server DUIDs the agent persisted, applied to every rebuild of that network.
     duids: Mutex<HashMap<String, crate::view::v6::ServerDuid>>,
     /// What the last change replaced, freed later ([`NetworkCache::release_replaced`], or at
-    /// the next change at the latest): freeing a 1,000-port view and network takes ~50 µs,
-    /// which right after the swap competes for the CPU with the first answer from the new view.
+    /// the next change at the latest): freeing a large view and network is work in the order
+    /// of a whole DHCP exchange, which right after the swap would compete for the CPU with the
+    /// first answer from the new view.
     replaced: Mutex<Vec<Replaced>>,
 }
 
