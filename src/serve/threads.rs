@@ -9,9 +9,9 @@
 //! - **Why not a tokio runtime per thread** (what these were until the floor was measured,
 //!   BENCHMARKS.md): a request then went through the reactor's readiness slab, a task wake-up,
 //!   the scheduler's run queue and the task's future before it reached the receive, a cost
-//!   several times our whole per-request work (`dhcp-floor --epoll`, BENCHMARKS.md). Here a ready socket's token
-//!   names its network, and the loop calls it: `epoll_wait`, one map lookup, the network's
-//!   `recvfrom` and `sendto`.
+//!   several times our whole per-request work (`dhcp-floor --epoll`, BENCHMARKS.md). Here a
+//!   ready socket's token names its network, and the loop calls it: `epoll_wait`, one map
+//!   lookup, the network's `recvfrom` and `sendto`.
 //! - **Commands** (serve, stop) come through a queue and an `eventfd`; a network's sockets are
 //!   added to the thread's `epoll` by the caller, under the queue's lock, so the thread finds
 //!   the network the moment its first request is reported.
