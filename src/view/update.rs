@@ -1,8 +1,8 @@
 //! Port changes applied to a copy of a view instead of a full rebuild.
 //!
 //! A full build touches every port (criterion `build_view_1000_ports`); a reload or event
-//! usually adds, changes or removes one port. The copy keeps the bindings of removed ports (unreachable from the maps)
-//! until there are too many, then a full build starts afresh. The result must answer exactly
+//! usually adds, changes or removes one port. The copy keeps the bindings of removed ports
+//! (unreachable from the maps) until there are too many, then a full build starts afresh. The result must answer exactly
 //! like a full build of the new network, so anything that a full build would compute
 //! differently falls back to it (see [`NetworkView::update`]); `tests_update` checks the two
 //! against each other on random change sequences.
