@@ -13,14 +13,14 @@
 //! across an `.await`.
 //!
 //! One file per job, all of them `impl Agent` blocks or types the agent holds:
-//! * [`apply`] — making the served set equal to the desired one: configure, roll back, disable,
+//! * `apply` — making the served set equal to the desired one: configure, roll back, disable,
 //!   exit;
-//! * [`adopt`] — serving at once on what a previous run left plumbed;
-//! * [`services`] — the services of one served network (DHCP, DNS, metadata) started, adopted
+//! * `adopt` — serving at once on what a previous run left plumbed;
+//! * `services` — the services of one served network (DHCP, DNS, metadata) started, adopted
 //!   and stopped together;
-//! * [`book`] — the status book: what the status endpoint reads beside the served set;
-//! * [`records`] — the per-network records under `$state_path/dhcp`;
-//! * [`duid`] — the DHCPv6 server-DUID file.
+//! * `book` — the status book: what the status endpoint reads beside the served set;
+//! * `records` — the per-network records under `$state_path/dhcp`;
+//! * `duid` — the DHCPv6 server-DUID file.
 
 mod adopt;
 mod apply;

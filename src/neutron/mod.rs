@@ -11,8 +11,8 @@
 //! ```
 //!
 //! Each long-lived task is a struct with a `run` method in the file of its job:
-//! [`listener::Listener`], [`worker::Worker`] (the handlers it runs are in [`handle`], the
-//! staleness of synced data in [`touched`]), [`sync::Resyncer`], [`heartbeat::Heartbeat`],
+//! [`listener::Listener`], [`worker::Worker`] (the handlers it runs are in `handle`, the
+//! staleness of synced data in `touched`), [`sync::Resyncer`], [`heartbeat::Heartbeat`],
 //! [`ready::ReadyReporter`]. [`NeutronAgent::start`] only builds them and spawns them.
 //!
 //! Handlers follow the Python agent (`enable_dhcp_helper`, `disable_dhcp_helper`,
