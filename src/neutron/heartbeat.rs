@@ -104,68 +104,83 @@ pub fn after_reply(reply: &ReportReply) -> AfterReport {
     }
 }
 
-/// Reports until `stop` turns true. The first report goes out at once.
-pub async fn run(
-    template: StateTemplate,
-    interval: Duration,
-    plugin: Arc<PluginApi>,
-    cache: Arc<NetworkCache>,
-    resync: Arc<Resync>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut ticker = tokio::time::interval(interval);
-    // FixedIntervalLoopingCall: a late report is followed by the next one at once, no burst.
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut start_flag = true;
-    let mut failed = false;
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.changed() => return,
-        }
-        let uuid = Uuid4::random().hyphenated();
-        let state = agent_state(&template, Counts::of(&cache), start_flag, &uuid);
-        let span = tracing::debug_span!("report_state", %uuid, start_flag);
-        let result = tokio::select! {
-            r = plugin.report_state(state, interval).instrument(span) => r,
-            _ = stop.changed() => return,
-        };
-        match result {
-            Ok(reply) => {
-                if failed {
-                    failed = false;
-                    tracing::info!("successfully reported state after a previous failure");
-                }
-                if template.log_agent_heartbeats {
-                    tracing::info!(?reply, "reported state");
-                } else {
-                    tracing::debug!(?reply, "reported state");
-                }
-                if start_flag {
-                    start_flag = false;
-                    tracing::info!(
-                        ?reply,
-                        "agent registered with neutron-server (first state report)"
-                    );
-                }
-                match after_reply(&reply) {
-                    AfterReport::Resync(reason) => {
-                        tracing::info!(?reply, "{reason}: scheduling a full sync");
-                        resync.schedule_now(reason, None);
+/// The heartbeat task: reports the agent's state every `interval`.
+pub struct Heartbeat {
+    pub template: StateTemplate,
+    pub interval: Duration,
+    pub plugin: Arc<PluginApi>,
+    /// The networks whose counts each report carries.
+    pub cache: Arc<NetworkCache>,
+    /// Where a `revived`/`new` reply schedules its full sync.
+    pub resync: Arc<Resync>,
+    pub stop: watch::Receiver<bool>,
+}
+
+impl Heartbeat {
+    /// Reports until `stop` turns true. The first report goes out at once.
+    pub async fn run(self) {
+        let Heartbeat {
+            template,
+            interval,
+            plugin,
+            cache,
+            resync,
+            mut stop,
+        } = self;
+        let mut ticker = tokio::time::interval(interval);
+        // FixedIntervalLoopingCall: a late report is followed by the next one at once, no burst.
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut start_flag = true;
+        let mut failed = false;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.changed() => return,
+            }
+            let uuid = Uuid4::random().hyphenated();
+            let state = agent_state(&template, Counts::of(&cache), start_flag, &uuid);
+            let span = tracing::debug_span!("report_state", %uuid, start_flag);
+            let result = tokio::select! {
+                r = plugin.report_state(state, interval).instrument(span) => r,
+                _ = stop.changed() => return,
+            };
+            match result {
+                Ok(reply) => {
+                    if failed {
+                        failed = false;
+                        tracing::info!("successfully reported state after a previous failure");
                     }
-                    AfterReport::Continue => {}
+                    if template.log_agent_heartbeats {
+                        tracing::info!(?reply, "reported state");
+                    } else {
+                        tracing::debug!(?reply, "reported state");
+                    }
+                    if start_flag {
+                        start_flag = false;
+                        tracing::info!(
+                            ?reply,
+                            "agent registered with neutron-server (first state report)"
+                        );
+                    }
+                    match after_reply(&reply) {
+                        AfterReport::Resync(reason) => {
+                            tracing::info!(?reply, "{reason}: scheduling a full sync");
+                            resync.schedule_now(reason, None);
+                        }
+                        AfterReport::Continue => {}
+                    }
                 }
-            }
-            Err(e) if e.is_remote("AttributeError") => {
-                tracing::warn!(
-                    "neutron-server does not support state reports; \
-                     state reporting for this agent is disabled"
-                );
-                return;
-            }
-            Err(e) => {
-                failed = true;
-                tracing::error!(error = %e, "failed reporting state");
+                Err(e) if e.is_remote("AttributeError") => {
+                    tracing::warn!(
+                        "neutron-server does not support state reports; \
+                         state reporting for this agent is disabled"
+                    );
+                    return;
+                }
+                Err(e) => {
+                    failed = true;
+                    tracing::error!(error = %e, "failed reporting state");
+                }
             }
         }
     }

@@ -130,41 +130,55 @@ impl Batch {
     }
 }
 
-/// Sends batches until `stop` turns true: one call at a time, right after ids arrive.
-pub async fn run(ready: Arc<ReadyPorts>, plugin: Arc<PluginApi>, mut stop: watch::Receiver<bool>) {
-    loop {
-        let batch = ready.take_batch(READY_PORTS_SYNC_MAX);
-        if batch.is_empty() {
-            tokio::select! {
-                _ = ready.notify.notified() => continue,
-                _ = stop.changed() => return,
-            }
-        }
-        let ids = batch.ids();
-        // Without a broker the call waits up to rpc_response_timeout; a stop must not.
-        let result = tokio::select! {
-            r = plugin.dhcp_ready_on_ports(&ids) => r,
-            _ = stop.changed() => return,
-        };
-        match result {
-            Ok(()) => {
-                tracing::info!(count = ids.len(), ports = ?ids, "DHCP configuration for ports is completed");
-            }
-            Err(e) => {
-                if e.is_timeout() {
-                    tracing::error!("timeout notifying the server of ready ports; retrying");
-                } else {
-                    tracing::error!(error = %e, "failure notifying the server of ready ports; will retry");
-                }
-                ready.requeue(batch);
+/// The ready-ports reporter task: sends what [`ReadyPorts`] collects to neutron-server.
+pub struct ReadyReporter {
+    pub ready: Arc<ReadyPorts>,
+    pub plugin: Arc<PluginApi>,
+    pub stop: watch::Receiver<bool>,
+}
+
+impl ReadyReporter {
+    /// Sends batches until `stop` turns true: one call at a time, right after ids arrive.
+    pub async fn run(self) {
+        let ReadyReporter {
+            ready,
+            plugin,
+            mut stop,
+        } = self;
+        loop {
+            let batch = ready.take_batch(READY_PORTS_SYNC_MAX);
+            if batch.is_empty() {
                 tokio::select! {
-                    _ = tokio::time::sleep(RETRY_DELAY) => {}
+                    _ = ready.notify.notified() => continue,
                     _ = stop.changed() => return,
                 }
             }
-        }
-        if *stop.borrow() {
-            return;
+            let ids = batch.ids();
+            // Without a broker the call waits up to rpc_response_timeout; a stop must not.
+            let result = tokio::select! {
+                r = plugin.dhcp_ready_on_ports(&ids) => r,
+                _ = stop.changed() => return,
+            };
+            match result {
+                Ok(()) => {
+                    tracing::info!(count = ids.len(), ports = ?ids, "DHCP configuration for ports is completed");
+                }
+                Err(e) => {
+                    if e.is_timeout() {
+                        tracing::error!("timeout notifying the server of ready ports; retrying");
+                    } else {
+                        tracing::error!(error = %e, "failure notifying the server of ready ports; will retry");
+                    }
+                    ready.requeue(batch);
+                    tokio::select! {
+                        _ = tokio::time::sleep(RETRY_DELAY) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
+            }
+            if *stop.borrow() {
+                return;
+            }
         }
     }
 }

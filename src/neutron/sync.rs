@@ -4,17 +4,25 @@
 //! one sync for all recorded networks (or a full sync if any reason was global). With no reason
 //! recorded nothing is sent: there is no periodic full sync, as in Neutron.
 //!
-//! The sync itself ([`super::Core::sync_state`]) only fetches the active networks and queues
-//! per-network work, so it never blocks events of other networks or the heartbeat.
+//! The sync itself ([`Core::sync_state`]) only fetches the active networks and queues
+//! per-network work, so it never blocks events of other networks or the heartbeat. The loop
+//! runs as the [`Resyncer`] task; the first full sync also starts a watch that marks the agent
+//! ready once every network it queued is done.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::agent::is_uuid_like;
+
+use super::events::{Work, SYNC_PRIORITY};
+use super::{lock, Core};
 
 /// What one sync covers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,6 +175,142 @@ pub async fn run<F, Fut>(
         if *stop.borrow() {
             return;
         }
+    }
+}
+
+/// The resync task: runs [`run`] with [`Core::sync_state`] as its sync.
+pub struct Resyncer {
+    pub core: Arc<Core>,
+    pub stop: watch::Receiver<bool>,
+}
+
+impl Resyncer {
+    /// Syncs whenever a resync is scheduled (throttled), until `stop` turns true.
+    pub async fn run(self) {
+        let core = self.core;
+        let resync = core.resync.clone();
+        let (interval, throttle) = (core.settings.resync_interval, core.settings.resync_throttle);
+        run(
+            &resync,
+            interval,
+            throttle,
+            |scope| {
+                let core = core.clone();
+                async move { core.sync_state(scope).await }
+            },
+            self.stop,
+        )
+        .await
+    }
+}
+
+impl Core {
+    /// `sync_state(networks)`: fetch the active networks, queue a teardown for every network
+    /// we hold that is not active, and a configuration for every active one in scope (all of
+    /// them for a full sync, plus any we do not hold yet).
+    pub async fn sync_state(self: &Arc<Self>, scope: SyncScope) {
+        let span = tracing::info_span!("sync_state", scope = ?scope);
+        async {
+            tracing::info!("synchronizing state");
+            let fetched_at = std::time::Instant::now();
+            let active = match self.plugin.get_active_networks_info().await {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::error!(error = %e, "unable to sync network state; will retry");
+                    match &scope {
+                        SyncScope::All => self.resync.schedule(e.to_string(), None),
+                        SyncScope::Networks(ids) => {
+                            for id in ids {
+                                self.schedule_resync(e.to_string(), id);
+                            }
+                        }
+                    }
+                    return;
+                }
+            };
+            let mut active_ids = BTreeSet::new();
+            let mut infos = Vec::new();
+            for r in active {
+                match r {
+                    Ok(info) => {
+                        active_ids.insert(info.network.id.clone());
+                        infos.push(info);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "ignoring a network neutron-server sent that cannot be parsed");
+                        // Still active: not torn down for a typo (only a UUID can be ours).
+                        if is_uuid_like(&e.network) {
+                            active_ids.insert(e.network.clone());
+                        }
+                    }
+                }
+            }
+            let mut held: BTreeSet<String> = lock(&self.known).clone();
+            held.extend(self.agent.cache().network_ids());
+            let mut removed = 0;
+            for id in held.difference(&active_ids) {
+                self.submit(id.clone(), SYNC_PRIORITY, Work::Teardown { fetched_at });
+                removed += 1;
+            }
+            let mut queued = 0;
+            for info in infos {
+                let id = info.network.id.clone();
+                if scope.includes(&id) || !held.contains(&id) {
+                    self.submit(id, SYNC_PRIORITY, Work::Sync { info, fetched_at });
+                    queued += 1;
+                }
+            }
+            tracing::info!(
+                active = active_ids.len(),
+                to_configure = queued,
+                to_remove = removed,
+                "all active networks fetched; per-network work queued"
+            );
+            if matches!(scope, SyncScope::All)
+                && !self.first_sync_watched.swap(true, Ordering::SeqCst)
+            {
+                let watch = FirstSyncWatch {
+                    core: self.clone(),
+                    networks: held.union(&active_ids).cloned().collect(),
+                };
+                tokio::spawn(watch.run());
+            }
+            // The parsed reply of a full sync (every network's JSON) has been freed.
+            drop(tokio::task::spawn_blocking(
+                crate::memory::release_free_memory,
+            ));
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// Marks the first full sync done once none of its networks has work queued or running
+/// (a processor removes a network's slot when its queue is empty). Polled: it happens once.
+struct FirstSyncWatch {
+    core: Arc<Core>,
+    /// The networks the first full sync touched: held before it, or active.
+    networks: Vec<String>,
+}
+
+impl FirstSyncWatch {
+    /// Waits for the first sync's networks to be done, then publishes how many networks are
+    /// served (the agent's readiness).
+    async fn run(self) {
+        let core = self.core;
+        loop {
+            let busy = {
+                let queues = lock(&core.queues);
+                self.networks.iter().any(|id| queues.contains_key(id))
+            };
+            if !busy || core.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let served = core.agent.cache().network_ids().len();
+        tracing::info!(networks = served, "first full sync applied");
+        core.first_sync.send_replace(Some(served));
     }
 }
 
