@@ -8,7 +8,7 @@
 //! and stopped without tearing it down. What the agent spends per DORA above this is what its
 //! design costs; the rest is the kernel's and the machine's.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -62,7 +62,7 @@ fn main() -> anyhow::Result<()> {
     let poller = if cli.epoll {
         let epoll = Epoll::new().context("cannot create epoll")?;
         epoll
-            .add(udp.as_raw_fd(), 0)
+            .add(udp.as_fd(), 0)
             .context("cannot watch the socket")?;
         Some(epoll)
     } else {

@@ -13,7 +13,7 @@
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -442,9 +442,9 @@ impl Network {
 }
 
 impl threads::Job for Network {
-    fn sources(&self) -> Vec<RawFd> {
-        let mut fds = vec![self.v4.udp.as_raw_fd()];
-        fds.extend(self.v6.as_ref().map(|v6| v6.udp.as_raw_fd()));
+    fn sources(&self) -> Vec<BorrowedFd<'_>> {
+        let mut fds = vec![self.v4.udp.as_fd()];
+        fds.extend(self.v6.as_ref().map(|v6| v6.udp.as_fd()));
         fds
     }
 

@@ -17,7 +17,7 @@
 use std::cell::RefCell;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -320,8 +320,8 @@ thread_local! {
 }
 
 impl threads::Job for UdpJob {
-    fn sources(&self) -> Vec<RawFd> {
-        vec![self.sock.as_raw_fd()]
+    fn sources(&self) -> Vec<BorrowedFd<'_>> {
+        vec![self.sock.as_fd()]
     }
 
     /// The DHCP threads' receive buffer is not used: a DNS thread takes several datagrams at

@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -44,7 +44,7 @@ pub const MAX_SOURCES: usize = 2;
 pub trait Job: Send + 'static {
     /// The non-blocking sockets to watch (at most [`MAX_SOURCES`]), owned by the job so that
     /// they stay open as long as it is served; the same ones every time.
-    fn sources(&self) -> Vec<RawFd>;
+    fn sources(&self) -> Vec<BorrowedFd<'_>>;
 
     /// Socket `source` (its index in [`Job::sources`]) is readable. Called on the DHCP
     /// thread; must not block (the thread's other networks wait meanwhile). `rx` is the
@@ -200,7 +200,7 @@ fn start<J: Job>(name: &str) -> Result<Vec<Arc<Shared<J>>>, String> {
             });
             shared
                 .epoll
-                .add(shared.waker.as_raw_fd(), WAKE)
+                .add(shared.waker.as_fd(), WAKE)
                 .map_err(|e| format!("cannot watch the eventfd: {e}"))?;
             let theirs = shared.clone();
             std::thread::Builder::new()
@@ -390,8 +390,8 @@ mod tests {
     }
 
     impl Job for Echo {
-        fn sources(&self) -> Vec<RawFd> {
-            self.socks.iter().map(|s| s.as_raw_fd()).collect()
+        fn sources(&self) -> Vec<BorrowedFd<'_>> {
+            self.socks.iter().map(|s| s.as_fd()).collect()
         }
 
         fn ready(&mut self, source: usize, rx: &mut [u8]) -> Option<Instant> {
