@@ -357,4 +357,26 @@ mod tests {
             .unwrap();
         assert_eq!(AgentConfig::from_raw(&raw).unwrap().host, "a\nb");
     }
+
+    #[test]
+    fn refusals_of_other_layers_name_the_file_that_set_the_option() {
+        let mut raw = RawConfig::default();
+        raw.parse_str(
+            "[DEFAULT]\ntransport_url = rabbit://h/?x=1\n",
+            Path::new("/etc/neutron/neutron.conf"),
+        )
+        .unwrap();
+        let e = raw.parse_as::<u8>("DEFAULT", "interface_driver", "x");
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            "<defaults>: invalid [DEFAULT] interface_driver: invalid digit found in string"
+        );
+        // A messaging option without a file of its own came from the transport_url query.
+        let e = raw.refused_messaging("oslo_messaging_rabbit", "x", "bad");
+        assert_eq!(
+            e.to_string(),
+            "/etc/neutron/neutron.conf: invalid messaging configuration \
+             ([oslo_messaging_rabbit] x): bad"
+        );
+    }
 }

@@ -77,3 +77,69 @@ fn messaging_option(e: &TransportError) -> (&'static str, &str) {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn parsed(text: &str) -> (AgentConfig, RawConfig) {
+        let mut raw = RawConfig::default();
+        raw.parse_str(text, Path::new("/etc/neutron/dhcp_agent.ini"))
+            .unwrap();
+        (AgentConfig::from_raw(&raw).unwrap(), raw)
+    }
+
+    fn device_error(text: &str) -> String {
+        let (cfg, raw) = parsed(text);
+        device_manager(&cfg, &raw).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn device_refusals_name_the_file_section_and_key() {
+        assert_eq!(
+            device_error("[DEFAULT]\ninterface_driver = linuxbrige\n"),
+            "/etc/neutron/dhcp_agent.ini: invalid [DEFAULT] interface_driver: unknown \
+             interface_driver \"linuxbrige\" (supported: veth, openvswitch)"
+        );
+        let e = device_error("[OVS]\novsdb_connection = tcp:no-port\n");
+        assert!(
+            e.starts_with("/etc/neutron/dhcp_agent.ini: invalid [OVS] ovsdb_connection: "),
+            "{e}"
+        );
+        let e = device_error("[OVS]\nintegration_bridge = br-int-far-too-long\n");
+        assert!(
+            e.starts_with("/etc/neutron/dhcp_agent.ini: invalid [OVS] integration_bridge: "),
+            "{e}"
+        );
+        // The veth driver does not use [OVS].
+        let (cfg, raw) =
+            parsed("[DEFAULT]\ninterface_driver = veth\n[OVS]\novsdb_connection = x\n");
+        assert!(device_manager(&cfg, &raw).is_ok());
+    }
+
+    #[test]
+    fn messaging_refusals_name_the_section_and_key() {
+        let url = "rabbit://u:secret@h:99999/";
+        let (cfg, raw) = parsed(&format!("[DEFAULT]\ntransport_url = {url}\n"));
+        let e = transport_config(&cfg, url, &raw).unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "/etc/neutron/dhcp_agent.ini: invalid messaging configuration \
+                 ([DEFAULT] transport_url): "
+            ),
+            "{e}"
+        );
+        assert!(!e.contains("secret"), "{e}");
+        let url = "rabbit://u:p@h:5672/";
+        let (cfg, raw) = parsed(&format!(
+            "[DEFAULT]\ntransport_url = {url}\n[oslo_messaging_rabbit]\nssl = sometimes\n"
+        ));
+        let e = transport_config(&cfg, url, &raw).unwrap_err().to_string();
+        assert!(
+            e.contains("invalid messaging configuration ([oslo_messaging_rabbit] ssl)"),
+            "{e}"
+        );
+    }
+}
