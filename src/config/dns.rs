@@ -4,7 +4,8 @@ use super::error::ConfigError;
 use super::reader::Reader;
 
 /// Options of the network's DNS service, with the names and defaults of Neutron's dnsmasq
-/// driver (reference §9.1, §11). `[DEFAULT] dns_domain` is in [`ServeConfig`].
+/// driver (reference §9.1, §11). `[DEFAULT] dns_domain` is in
+/// [`ServeConfig`](super::ServeConfig).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DnsOptions {
     /// `dnsmasq_dns_servers` (`[]`): where names that are not the network's are forwarded;

@@ -6,9 +6,10 @@
 //! section and key, because a daemon that silently falls back to a default is worse than one that
 //! refuses to start.
 //!
-//! [`raw`] reads and merges the files, [`reader`] types single values, one file per option
-//! group ([`serve`], [`neutron`], [`ovs`], [`metadata`], [`dns`], [`logging`]) validates its
-//! options, and [`AgentConfig`] here is the whole. Options whose syntax belongs to a layer above
+//! `raw` reads and merges the files, `reader` types single values, one file per option group
+//! (`serve`, `neutron`, `ovs`, `metadata`, `dns`, `logging`) validates its options, `known`
+//! lists the options read (the others are logged as ignored), and [`AgentConfig`] here is the
+//! whole. Options whose syntax belongs to a layer above
 //! (the interface driver, `[OVS]`, messaging) are refused through [`RawConfig::refused`] and
 //! friends, which name the file, section and key the same way.
 

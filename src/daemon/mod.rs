@@ -1,6 +1,7 @@
 //! The process: the options checked before anything starts, the runtime, and one mode's
-//! control loop (standalone: [`crate::standalone::reload`]; Neutron RPC: [`rpc`]) with the
-//! status endpoint, signals and the service manager ([`process`]).
+//! control loop (standalone: [`crate::standalone::reload`]; Neutron RPC: `rpc`) with the
+//! status endpoint, signals and the service manager (`process`); `options` checks the options
+//! whose syntax the device layer and the transport own.
 //!
 //! `main` parses the command line, reads the configuration and starts logging; everything from
 //! there to the exit is here.
