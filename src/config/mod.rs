@@ -9,9 +9,9 @@
 //! `raw` reads and merges the files, `reader` types single values, one file per option group
 //! (`serve`, `neutron`, `ovs`, `metadata`, `dns`, `logging`) validates its options, `known`
 //! lists the options read (the others are logged as ignored), and [`AgentConfig`] here is the
-//! whole. Options whose syntax belongs to a layer above
-//! (the interface driver, `[OVS]`, messaging) are refused through [`RawConfig::refused`] and
-//! friends, which name the file, section and key the same way.
+//! whole. Options whose syntax belongs to a layer above (the interface driver, `[OVS]`,
+//! messaging) are refused through [`RawConfig::refused`] and its siblings, which name the file,
+//! section and key the same way.
 
 mod dns;
 mod error;
