@@ -279,3 +279,17 @@ fn close_in_background(files: Vec<std::fs::File>) {
         drop(tokio::task::spawn_blocking(move || drop(files)));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Reason;
+
+    /// The reasons are the `reason` field of the "reloaded networks file" log line, which
+    /// operators and tests search for.
+    #[test]
+    fn reasons_read_as_before() {
+        assert_eq!(Reason::Hangup.to_string(), "SIGHUP");
+        assert_eq!(Reason::FileChanged.to_string(), "file changed");
+        assert_eq!(Reason::RetryFailed.to_string(), "retrying failed networks");
+    }
+}
