@@ -5,6 +5,7 @@ pub mod agent;
 pub mod codec;
 pub mod compat;
 pub mod config;
+pub mod daemon;
 pub mod device;
 pub mod dhcp;
 pub mod dns;

@@ -40,6 +40,43 @@ impl LogFile {
     }
 }
 
+/// Installs the process's log subscriber: to `file` (no colours) or to stderr, at debug level
+/// with `debug`; `RUST_LOG` overrides the level. Returns the file, for reopening on SIGHUP.
+pub fn init_tracing(debug: bool, file: Option<&Path>) -> Result<Option<LogFile>, OpenError> {
+    // lapin logs every returned reply at WARN and a dropped connection at ERROR; our transport
+    // reports both itself, once and with context.
+    let default = if debug {
+        "debug,lapin=info,lapin::returned_messages=error"
+    } else {
+        "info,lapin=warn,lapin::returned_messages=error"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match file {
+        Some(path) => {
+            let file = LogFile::open(path).map_err(|source| OpenError {
+                path: path.to_owned(),
+                source,
+            })?;
+            builder.with_ansi(false).with_writer(file.clone()).init();
+            Ok(Some(file))
+        }
+        None => {
+            builder.with_writer(std::io::stderr).init();
+            Ok(None)
+        }
+    }
+}
+
+/// The log file cannot be opened: the start stops (the operator asked for a file).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open log file {}: {source}", path.display())]
+pub struct OpenError {
+    path: PathBuf,
+    source: io::Error,
+}
+
 fn open_append(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }

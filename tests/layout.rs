@@ -18,6 +18,8 @@ const LAYERS: &[&[&str]] = &[
     &["rpc"],
     &["neutron", "standalone"],
     &["status"],
+    // The process: one mode's control loop, the status endpoint, signals, sdnotify.
+    &["daemon"],
     &["main"],
 ];
 

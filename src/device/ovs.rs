@@ -66,16 +66,54 @@ impl Default for OvsConfig {
     }
 }
 
+/// The `[OVS]` option a value of [`OvsConfig`] was refused for, so that start-up can name the
+/// file and key that set it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OvsOption {
+    IntegrationBridge,
+    OvsdbConnection,
+    OvsdbTimeout,
+}
+
+impl OvsOption {
+    /// The option's key in `[OVS]`.
+    pub fn key(self) -> &'static str {
+        match self {
+            OvsOption::IntegrationBridge => "integration_bridge",
+            OvsOption::OvsdbConnection => "ovsdb_connection",
+            OvsOption::OvsdbTimeout => "ovsdb_timeout",
+        }
+    }
+}
+
+/// [`OvsConfig::check`]'s refusal: the option and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{source}")]
+pub struct InvalidOvsOption {
+    pub option: OvsOption,
+    pub source: DeviceError,
+}
+
 impl OvsConfig {
     /// The names and the remote are usable.
     pub fn validate(&self) -> Result<(), DeviceError> {
-        check_ifname(&self.integration_bridge)?;
-        self.ovsdb_connection.parse::<Remote>()?;
+        self.check().map_err(|e| e.source)
+    }
+
+    /// [`OvsConfig::validate`], saying which option is wrong.
+    pub fn check(&self) -> Result<(), InvalidOvsOption> {
+        let invalid = |option, source| InvalidOvsOption { option, source };
+        check_ifname(&self.integration_bridge)
+            .map_err(|e| invalid(OvsOption::IntegrationBridge, e))?;
+        self.ovsdb_connection
+            .parse::<Remote>()
+            .map_err(|e| invalid(OvsOption::OvsdbConnection, e.into()))?;
         if self.ovsdb_timeout.is_zero() {
-            return Err(DeviceError::InvalidOption {
+            let e = DeviceError::InvalidOption {
                 option: "[OVS] ovsdb_timeout",
                 reason: "must be positive".into(),
-            });
+            };
+            return Err(invalid(OvsOption::OvsdbTimeout, e));
         }
         Ok(())
     }

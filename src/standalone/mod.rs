@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 pub mod jsonscan;
 pub mod netfile;
+pub mod reload;
 
 use crate::agent::DesiredNetwork;
 use crate::model::{Network, Port, OWNER_DHCP};
