@@ -139,12 +139,6 @@ impl Reloader {
         runtime.block_on(agent.cleanup_leftovers(&keep));
         self.stamp = FileStamp::of(&self.path);
         let summary = runtime.block_on(agent.apply(self.file.networks()));
-        let took = began.elapsed();
-        // Recorded before the line below is logged: whoever waits for that line (an operator,
-        // a test) then finds the event counted.
-        if summary.added + summary.changed + summary.removed > 0 {
-            agent.record_event(EventSource::File, took);
-        }
         tracing::info!(?summary, "initial networks applied");
         // The parse and the initial plumbing freed much; a few ms of trimming, off this thread.
         drop(tokio::task::spawn_blocking(
