@@ -13,6 +13,9 @@
 
 use std::io;
 
+use rustix::io::fcntl_dupfd_cloexec;
+use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+
 /// Descriptor table entries reserved at start: about 2,500 networks' sockets.
 pub const TABLE: u64 = 8192;
 
@@ -30,31 +33,26 @@ pub struct Room {
 /// Raises the soft open-files limit to the hard one and grows the descriptor table; call
 /// before any thread starts (see the module comment). Fails only if the limit cannot be read.
 pub fn prepare() -> io::Result<Room> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the rlimit we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let soft_before = lim.rlim_cur;
-    if lim.rlim_cur < lim.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: lim.rlim_max,
-            rlim_max: lim.rlim_max,
+    let lim = getrlimit(Resource::Nofile);
+    // `None` is RLIM_INFINITY.
+    let hard = lim.maximum.unwrap_or(u64::MAX);
+    let soft_before = lim.current.unwrap_or(u64::MAX);
+    let mut soft = soft_before;
+    if soft < hard {
+        let raised = Rlimit {
+            current: lim.maximum,
+            maximum: lim.maximum,
         };
-        // SAFETY: setrlimit reads the rlimit we own; raising the soft limit up to the hard
-        // one needs no privilege.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            lim.rlim_cur = lim.rlim_max;
+        // Raising the soft limit up to the hard one needs no privilege.
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            soft = hard;
         }
     }
-    let table = TABLE.min(lim.rlim_cur);
+    let table = TABLE.min(soft);
     let grown = table > 0 && grow_table(table).is_ok();
     Ok(Room {
         soft_before,
-        soft: lim.rlim_cur,
+        soft,
         table: if grown { table } else { 0 },
     })
 }
@@ -62,23 +60,12 @@ pub fn prepare() -> io::Result<Room> {
 /// Makes the descriptor table hold at least `entries` by opening (and closing again) the
 /// descriptor `entries - 1`: the table never shrinks.
 fn grow_table(entries: u64) -> io::Result<()> {
-    let highest = libc::c_int::try_from(entries - 1)
+    let highest = i32::try_from(entries - 1)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "table too large"))?;
     let null = std::fs::File::open("/dev/null")?;
-    // SAFETY: F_DUPFD_CLOEXEC duplicates a descriptor we own onto the lowest free number at
-    // or above `highest`; the duplicate is closed right away and nothing else refers to it.
-    let fd = unsafe {
-        libc::fcntl(
-            std::os::fd::AsRawFd::as_raw_fd(&null),
-            libc::F_DUPFD_CLOEXEC,
-            highest,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned to us and is closed exactly once.
-    unsafe { libc::close(fd) };
+    // The duplicate lands on the lowest free number at or above `highest`, and is closed
+    // again when dropped here.
+    drop(fcntl_dupfd_cloexec(&null, highest)?);
     Ok(())
 }
 
@@ -89,18 +76,13 @@ mod tests {
     #[test]
     fn raises_the_soft_limit_and_reserves_the_table() {
         let room = prepare().unwrap();
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit writes one rlimit into the struct we own.
-        let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-        assert_eq!(rc, 0);
-        assert_eq!(room.soft, lim.rlim_cur);
-        assert_eq!(
-            lim.rlim_cur, lim.rlim_max,
-            "soft limit raised to the hard one"
+        let lim = getrlimit(Resource::Nofile);
+        let (cur, max) = (
+            lim.current.unwrap_or(u64::MAX),
+            lim.maximum.unwrap_or(u64::MAX),
         );
+        assert_eq!(room.soft, cur);
+        assert_eq!(cur, max, "soft limit raised to the hard one");
         assert!(room.soft >= room.soft_before);
         assert_eq!(room.table, TABLE.min(room.soft));
         // The kernel reports the table's size as FDSize.
