@@ -102,7 +102,8 @@ fn now_epoch() -> f64 {
 /// after the restart is served and reported in dhcp_ready_on_ports.
 #[test]
 fn broker_restart_reconnects_resyncs_and_dhcp_is_answered_throughout() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     let t0 = Instant::now();
     // Drop order is the reverse: agent, clients, namespaces and bridge, peer, broker.
     let broker = OwnBroker::start();

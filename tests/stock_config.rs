@@ -409,6 +409,7 @@ fn expect_registration(peer: &Peer, log: &Proc) -> Value {
 /// the values of the files, and logs no password of them.
 #[test]
 fn stock_files_register_with_the_peer() {
+    root_or_skip!();
     let vhost = TestVhost::create();
     let peer = Peer::start(&vhost.url());
     let etc = Etc::new(&vhost.url(), &[]);
@@ -438,6 +439,7 @@ fn stock_files_register_with_the_peer() {
 /// ignored (file, section, key), none that we do; passwords stay out of the debug log too.
 #[test]
 fn debug_lists_the_ignored_options_and_no_password() {
+    root_or_skip!();
     let vhost = TestVhost::create();
     let peer = Peer::start(&vhost.url());
     let etc = Etc::new(&vhost.url(), &[]);
@@ -696,7 +698,8 @@ fn invalid_known_option_is_a_startup_error_naming_file_section_and_key() {
 /// route through the DHCP port), and the port is reported ready.
 #[test]
 fn stock_files_serve_a_network_with_only_the_interface_driver_overridden() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     let vhost = TestVhost::create();
     let peer = Peer::start(&vhost.url());
     let etc = Etc::new(&vhost.url(), &[]);
