@@ -17,7 +17,7 @@
 
 #![allow(dead_code)]
 
-mod root;
+pub mod root;
 
 pub use root::have_root;
 pub(crate) use root::root_or_skip;

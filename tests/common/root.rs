@@ -14,8 +14,11 @@ use std::sync::OnceLock;
 /// The environment variable naming the file every skipping suite is appended to.
 pub const SKIPPED_FILE_VAR: &str = "NDRS_SKIPPED_FILE";
 
-/// What the root tests need root for, as the skip line says it.
-const WHY: &str = "network namespaces, veth pairs, bridges, rabbitmqctl";
+/// What most root tests need root for, as the skip line says it ([`root_or_skip!`] without a
+/// reason).
+///
+/// [`root_or_skip!`]: crate::common::root_or_skip
+pub const NAMESPACES: &str = "network namespaces, veth pairs and bridges";
 
 /// Whether this process runs as root.
 pub fn is_root() -> bool {
@@ -23,21 +26,22 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// True as root. Otherwise reports this suite as skipped, once per test binary, and returns
-/// false: the caller returns and its test passes as skipped ([`root_or_skip!`] does both).
+/// True as root. Otherwise reports this suite as skipped, once per test binary, saying `why`
+/// root is needed, and returns false: the caller returns and its test passes as skipped
+/// ([`root_or_skip!`] does both).
 ///
 /// Panics when the skip cannot be recorded in `$NDRS_SKIPPED_FILE`: a skip the runner cannot
 /// see must not pass for a run.
 ///
 /// [`root_or_skip!`]: crate::common::root_or_skip
-pub fn have_root() -> bool {
+pub fn have_root(why: &str) -> bool {
     if is_root() {
         return true;
     }
     // Once per test binary; the outcome is kept so that every root test of a suite whose skip
     // could not be recorded fails, not only the first.
     static REPORTED: OnceLock<Result<(), String>> = OnceLock::new();
-    if let Err(e) = REPORTED.get_or_init(report_skip) {
+    if let Err(e) = REPORTED.get_or_init(|| report_skip(why)) {
         panic!("{e}");
     }
     false
@@ -49,13 +53,13 @@ fn suite() -> String {
 }
 
 /// The one line on stderr and the record in `$NDRS_SKIPPED_FILE`.
-fn report_skip() -> Result<(), String> {
+fn report_skip(why: &str) -> Result<(), String> {
     let suite = suite();
     // Straight to the process's stderr: `eprintln!` would be captured and never shown for a
     // passing test.
     let _ = writeln!(
         std::io::stderr().lock(),
-        "{suite}: root tests skipped, they need root ({WHY}); CI runs them as root \
+        "{suite}: root tests skipped, they need root ({why}); CI runs them as root \
          (scripts/test.sh)"
     );
     let Some(path) = std::env::var_os(SKIPPED_FILE_VAR) else {
@@ -74,12 +78,15 @@ fn report_skip() -> Result<(), String> {
         })
 }
 
-/// Returns from the calling test unless we run as root (see [`have_root`]). The first line of
-/// every test that needs root (namespaces, veth pairs, bridges, `rabbitmqctl`, a broker node of
-/// its own).
+/// Returns from the calling test unless we run as root (see [`have_root`]): the first line of
+/// every test that needs root. The optional argument says what for, when it is not (only)
+/// [`NAMESPACES`]; one suite passes the same everywhere, since only the first skip is shown.
 macro_rules! root_or_skip {
     () => {
-        if !$crate::common::have_root() {
+        $crate::common::root_or_skip!($crate::common::root::NAMESPACES)
+    };
+    ($why:expr) => {
+        if !$crate::common::have_root($why) {
             return;
         }
     };
