@@ -4,8 +4,7 @@
 //! it they skip, with one line for the suite (`common::root_or_skip!`). Every test uses its
 //! own random network and port ids, so its namespace (`qdhcp-<id>`), taps and bridges never
 //! collide with parallel tests or other runs, and a guard deletes them even when an assertion
-//! fails. The kernel state is inspected with
-//! `ip`, independently of the code under test.
+//! fails. The kernel state is inspected with `ip`, independently of the code under test.
 
 mod common;
 

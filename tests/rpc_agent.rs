@@ -37,19 +37,6 @@ fn ip(s: &str) -> Ipv4Addr {
 // Test environment: vhost, peer, agent host, cleanup of what the agent makes
 // ---------------------------------------------------------------------------------------------
 
-/// Removes `qdhcp-<id>` namespaces a crashed agent may have left (taps go with them).
-struct NsCleanup(Vec<String>);
-
-impl Drop for NsCleanup {
-    fn drop(&mut self) {
-        for ns in &self.0 {
-            if netns_exists(ns) {
-                run_quiet("ip", &["netns", "del", ns]);
-            }
-        }
-    }
-}
-
 // Field order is drop order: the peer stops before its vhost is deleted.
 struct Env {
     peer: Peer,

@@ -26,19 +26,6 @@ fn ip(s: &str) -> Ipv4Addr {
     s.parse().expect("IPv4 literal")
 }
 
-/// Removes `qdhcp-<id>` namespaces a crashed agent may have left.
-struct NsCleanup(Vec<String>);
-
-impl Drop for NsCleanup {
-    fn drop(&mut self) {
-        for ns in &self.0 {
-            if netns_exists(ns) {
-                run_quiet("ip", &["netns", "del", ns]);
-            }
-        }
-    }
-}
-
 /// The network as the peer stores it: allocation pools left to the peer's defaults, no DHCP
 /// port (the agent creates its own).
 fn neutron_net(net: &NetSpec) -> Value {

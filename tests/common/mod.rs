@@ -314,6 +314,20 @@ impl Drop for NetnsGuard {
     }
 }
 
+/// Removes `qdhcp-<id>` namespaces a crashed agent may have left (taps go with them); unlike
+/// [`NetnsGuard`] it kills nothing: what runs there is the agent's to stop.
+pub struct NsCleanup(pub Vec<String>);
+
+impl Drop for NsCleanup {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            if netns_exists(ns) {
+                run_quiet("ip", &["netns", "del", ns]);
+            }
+        }
+    }
+}
+
 /// A link in the root namespace (veth end, bridge, ...) that is deleted on drop.
 #[derive(Debug)]
 pub struct LinkGuard {
