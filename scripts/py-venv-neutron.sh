@@ -11,8 +11,11 @@
 #
 # A venv of its own, apart from scripts/py-venv.sh's: neutron pulls in ~125 packages the
 # oslo.messaging peer does not need. Fast path: a stamp file holding exactly these pins.
-# The first build takes a minute or two. Concurrent callers are serialised with flock.
+# The first build takes a minute or two (scripts/lib/venv.sh, shared with scripts/py-venv.sh).
 set -euo pipefail
+# shellcheck source=lib/venv.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/venv.sh"
+VENV_TOOL=py-venv-neutron.sh
 
 VENV="${NDRS_NEUTRON_VENV:-/var/tmp/ndrs-venv-neutron}"
 PY="${NDRS_PYTHON:-python3}"
@@ -145,46 +148,10 @@ WebOb==1.8.11
 wrapt==2.5.2
 yappi==1.7.6"
 
-log() { echo "py-venv-neutron.sh: $*" >&2; }
-die() { log "error: $*"; exit 1; }
+venv_python_version
 
-command -v "$PY" >/dev/null 2>&1 || die "no '$PY' on PATH (set NDRS_PYTHON)"
-PYVER="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" || die "'$PY' does not run"
-WANT="python=$PYVER
-$PINS"
-STAMP="$VENV/.ndrs-stamp"
-fresh() { [ -x "$VENV/bin/neutron-metadata-agent" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; }
+has_metadata_agent() {
+    [ -x "$VENV/bin/neutron-metadata-agent" ] || die "no neutron-metadata-agent in $VENV"
+}
 
-if fresh; then
-    echo "$VENV/bin"
-    exit 0
-fi
-mkdir -p "$(dirname "$VENV")"
-exec 9>"$VENV.lock"
-flock 9
-if fresh; then
-    echo "$VENV/bin"
-    exit 0
-fi
-
-log "building $VENV (Python $PYVER, neutron pinned)"
-rm -rf "$VENV"
-if ! "$PY" -m venv "$VENV" >/dev/null 2>&1; then
-    rm -rf "$VENV"
-    [ "$(id -u)" -eq 0 ] || die "'$PY -m venv' failed and apt-get needs root: install python3-venv"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2
-    apt-get install -y -qq --no-install-recommends python3-venv "python$PYVER-venv" >&2 \
-        || apt-get install -y -qq --no-install-recommends python3-venv >&2
-    "$PY" -m venv "$VENV" >&2 || die "'$PY -m venv $VENV' still fails"
-fi
-CONSTRAINTS="$VENV/constraints.txt"
-printf '%s\n' "$PINS" >"$CONSTRAINTS"
-"$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q \
-    -c "$CONSTRAINTS" "neutron==29.0.0" >&2 \
-    || die "pip install failed (see above); venv left at $VENV"
-[ -x "$VENV/bin/neutron-metadata-agent" ] || die "no neutron-metadata-agent in $VENV"
-
-printf '%s' "$WANT" >"$STAMP"
-log "ready: $VENV"
-echo "$VENV/bin"
+pinned_venv neutron bin/neutron-metadata-agent "$VENV/bin" has_metadata_agent

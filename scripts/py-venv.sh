@@ -10,10 +10,12 @@
 #
 # Fast path: when $NDRS_VENV/.ndrs-stamp already holds exactly the pins below (and the same
 # interpreter version) nothing is installed and the script returns in a few milliseconds.
-# Otherwise the venv is rebuilt from scratch. If the interpreter lacks the venv/ensurepip
-# module (Debian without python3-venv), the package is installed with apt-get (as root).
-# Concurrent callers are serialised with flock on $NDRS_VENV.lock.
+# Otherwise the venv is rebuilt from scratch (scripts/lib/venv.sh, shared with
+# scripts/py-venv-neutron.sh).
 set -euo pipefail
+# shellcheck source=lib/venv.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/venv.sh"
+VENV_TOOL=py-venv.sh
 
 VENV="${NDRS_VENV:-/var/tmp/ndrs-venv}"
 PY="${NDRS_PYTHON:-python3}"
@@ -74,56 +76,14 @@ urllib3==2.8.0
 wrapt==2.5.2
 yappi==1.7.6"
 
-log() { echo "py-venv.sh: $*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-command -v "$PY" >/dev/null 2>&1 || die "no '$PY' on PATH (set NDRS_PYTHON)"
-PYVER="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" \
-    || die "'$PY' does not run"
+venv_python_version
 case "$PYVER" in
     2.* | 3.[0-9]) die "$PY is Python $PYVER; oslo.messaging 18 needs >= 3.10 (set NDRS_PYTHON)" ;;
 esac
 
-WANT="python=$PYVER
-$PINS"
-STAMP="$VENV/.ndrs-stamp"
+oslo_imports() {
+    "$VENV/bin/python" -W ignore -c 'import oslo_messaging, kombu, amqp' \
+        || die "oslo_messaging does not import in $VENV"
+}
 
-fresh() { [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; }
-
-if fresh; then
-    echo "$VENV/bin/python"
-    exit 0
-fi
-
-mkdir -p "$(dirname "$VENV")"
-exec 9>"$VENV.lock"
-flock 9
-if fresh; then # another caller built it while we waited for the lock
-    echo "$VENV/bin/python"
-    exit 0
-fi
-
-log "building $VENV (Python $PYVER, oslo.messaging pinned)"
-rm -rf "$VENV"
-if ! "$PY" -m venv "$VENV" >/dev/null 2>&1; then
-    rm -rf "$VENV"
-    [ "$(id -u)" -eq 0 ] || die "'$PY -m venv' failed and apt-get needs root: install python3-venv"
-    log "'$PY -m venv' failed (no venv/ensurepip module); installing python3-venv"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2
-    apt-get install -y -qq --no-install-recommends python3-venv "python$PYVER-venv" >&2 \
-        || apt-get install -y -qq --no-install-recommends python3-venv >&2
-    "$PY" -m venv "$VENV" >&2 || die "'$PY -m venv $VENV' still fails"
-fi
-
-CONSTRAINTS="$VENV/constraints.txt"
-printf '%s\n' "$PINS" >"$CONSTRAINTS"
-"$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q \
-    -c "$CONSTRAINTS" "$(printf '%s\n' "$PINS" | head -n1)" >&2 \
-    || die "pip install failed (see above); venv left at $VENV"
-"$VENV/bin/python" -W ignore -c 'import oslo_messaging, kombu, amqp' \
-    || die "oslo_messaging does not import in $VENV"
-
-printf '%s' "$WANT" >"$STAMP"
-log "ready: $VENV"
-echo "$VENV/bin/python"
+pinned_venv oslo.messaging bin/python "$VENV/bin/python" oslo_imports

@@ -35,7 +35,7 @@ fn rich_network(third_octet: u8) -> NetSpec {
 /// `client` gets exactly the port's address and options, for a port with a dns_assignment
 /// host name and one without (generated `host-a-b-c-d`), both at once.
 fn client_gets_its_port_lease(client: Client) {
-    require_privileged_env();
+    require_client_tools();
     let mut net = rich_network(0);
     let named = net.add_port(PortSpec::vm(ip("10.61.0.10")).with_hostname("vm-alpha"));
     let plain = net.add_port(PortSpec::vm(ip("10.61.0.11")));
@@ -73,16 +73,19 @@ fn client_gets_its_port_lease(client: Client) {
 
 #[test]
 fn dhclient_gets_its_port_lease() {
+    root_or_skip!();
     client_gets_its_port_lease(Client::Dhclient);
 }
 
 #[test]
 fn udhcpc_gets_its_port_lease() {
+    root_or_skip!();
     client_gets_its_port_lease(Client::Udhcpc);
 }
 
 #[test]
 fn dhcpcd_gets_its_port_lease() {
+    root_or_skip!();
     client_gets_its_port_lease(Client::Dhcpcd);
 }
 
@@ -90,7 +93,8 @@ fn dhcpcd_gets_its_port_lease() {
 /// the same bridge (the control) does.
 #[test]
 fn unknown_mac_gets_no_answer() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     let mut net = rich_network(1);
     let port = net.add_port(PortSpec::vm(ip("10.61.1.10")));
     let _bridge = LinkGuard::bridge(&net.bridge_name());
@@ -145,7 +149,8 @@ fn unknown_mac_gets_no_answer() {
 /// means nothing on the other network.
 #[test]
 fn overlapping_cidrs_are_served_per_network() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     let mut net_a = NetSpec::new("10.77.0.0/24", Some(ip("10.77.0.1")), ip("10.77.0.2"));
     net_a.dns = vec![ip("10.77.0.53")];
     net_a.host_routes = vec![("172.16.77.0/24".into(), ip("10.77.0.254"))];
@@ -205,7 +210,8 @@ fn overlapping_cidrs_are_served_per_network() {
 /// served, and the untouched network is not torn down.
 #[test]
 fn sighup_reload_adds_and_removes_ports() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     let mut net1 = NetSpec::new("10.81.0.0/24", Some(ip("10.81.0.1")), ip("10.81.0.2"));
     net1.dns = vec![ip("10.81.0.53")];
     net1.host_routes = vec![("192.168.81.0/24".into(), ip("10.81.0.254"))];
@@ -315,7 +321,7 @@ fn malformed_networks_file_is_rejected_at_startup() {
 /// says which (the file's other networks are served: see `tests/hostile_control.rs`).
 #[test]
 fn network_without_dhcp_port_is_refused() {
-    require_root();
+    root_or_skip!();
     let mut net = NetSpec::new("10.83.0.0/24", Some(ip("10.83.0.1")), ip("10.83.0.2"));
     net.add_port(PortSpec::vm(ip("10.83.0.10")));
     let mut value = net.to_json();
@@ -351,6 +357,7 @@ fn root_ifindex(dev: &str) -> String {
 /// adopts them without re-plumbing (same tap, no flap) and serves at once.
 #[test]
 fn restart_adopts_the_plumbing_left_by_sigterm() {
+    root_or_skip!();
     let (net, first) = after_first_run(9);
     assert!(
         first.log.contains("left for the next start"),
@@ -387,6 +394,7 @@ fn restart_adopts_the_plumbing_left_by_sigterm() {
 /// notices, plumbs the network again and serves it.
 #[test]
 fn records_without_their_namespace_are_replumbed() {
+    root_or_skip!();
     let (net, first) = after_first_run(11);
     // What a reboot does to the namespace (and with it the veth pair).
     run("ip", &["netns", "del", &net.namespace()]);
@@ -414,6 +422,7 @@ fn records_without_their_namespace_are_replumbed() {
 /// start finds the DHCP device inside the namespace and removes both.
 #[test]
 fn plumbing_that_was_never_recorded_is_removed_with_its_network() {
+    root_or_skip!();
     let (net, first) = after_first_run(12);
     let record = first._state.path().join("dhcp").join(&net.id);
     for file in ["interface", "plumbing"] {
@@ -464,7 +473,7 @@ impl FirstRun {
 /// Serves `rich_network(third_octet)` with one VM port, stops the agent keeping the plumbing,
 /// and returns the network with what a second run needs.
 fn after_first_run(third_octet: u8) -> (NetSpec, FirstRun) {
-    require_privileged_env();
+    require_client_tools();
     let mut net = rich_network(third_octet);
     let port = net.add_port(PortSpec::vm(Ipv4Addr::new(10, 61, third_octet, 10)));
     let bridge = LinkGuard::bridge(&net.bridge_name());
@@ -495,6 +504,7 @@ fn after_first_run(third_octet: u8) -> (NetSpec, FirstRun) {
 /// the old plumbing first: the start plumbs it for the new plan, then serves.
 #[test]
 fn restart_with_a_changed_plan_replumbs_before_serving() {
+    root_or_skip!();
     let (mut net, first) = after_first_run(10);
     net.mtu = 1300;
     let second = Agent::start_serving(&first.ini, &[&net]);

@@ -2,10 +2,11 @@
 //! and `dhcpcd -6`, stateful and stateless) running in their own network namespaces, wired to the
 //! agent's DHCP port through the per-network Linux bridge.
 //!
-//! These tests need root and IPv6 on the host; they fail (never skip) without them. They create
-//! only uniquely named namespaces, veth pairs and bridges with ULA addresses, removed again also
-//! on failure. Set `NDRS_TEST_ECHO=1` to stream the agent's log, `NDRS_TEST_DEBUG=1` for
-//! `--debug` (every DHCPv6 exchange is logged at debug level).
+//! These tests need root and IPv6 on the host: without root they skip (one line for the suite);
+//! as root, without IPv6 they fail (never skip). They create only uniquely named namespaces,
+//! veth pairs and bridges with ULA addresses, removed again also on failure. Set
+//! `NDRS_TEST_ECHO=1` to stream the agent's log, `NDRS_TEST_DEBUG=1` for `--debug` (every
+//! DHCPv6 exchange is logged at debug level).
 
 mod common;
 #[path = "common/v6.rs"]
@@ -34,6 +35,7 @@ fn sorted(mut v: Vec<std::net::Ipv6Addr>) -> Vec<std::net::Ipv6Addr> {
 /// list; on the same dual-stack network DHCPv4 keeps working.
 #[test]
 fn dhclient6_stateful_gets_exactly_its_port_addresses() {
+    root_or_skip!();
     require_v6_env();
     let mut net = Net6::new("fd00:61:1::", Some("dhcpv6-stateful"), Some("10.63.1.0"));
     let two = net.add_port(Port6::vm(&[net.addr(0x10), net.addr(0x11)], None));
@@ -84,6 +86,7 @@ fn dhclient6_stateful_gets_exactly_its_port_addresses() {
 /// EUI-64) link-local address, where only the link-layer source names the port.
 #[test]
 fn dhcpcd6_stateful_gets_its_port_addresses_whatever_its_duid() {
+    root_or_skip!();
     require_v6_env();
     // Both address modes unset: stateful, as Neutron treats it.
     let mut net = Net6::new("fd00:61:2::", None, None);
@@ -133,6 +136,7 @@ fn dhcpcd6_stateful_gets_its_port_addresses_whatever_its_duid() {
 /// search list and no address; a stateful client there gets nothing.
 #[test]
 fn stateless_clients_get_options_only() {
+    root_or_skip!();
     require_v6_env();
     let mut net = Net6::new("fd00:61:3::", Some("dhcpv6-stateless"), None);
     net.dns = vec![
@@ -169,6 +173,7 @@ fn stateless_clients_get_options_only() {
 /// Static-only: a MAC that is no port gets no address, while a port on the same link does.
 #[test]
 fn unknown_mac_gets_no_address() {
+    root_or_skip!();
     require_v6_env();
     let mut net = Net6::new("fd00:61:4::", Some("dhcpv6-stateful"), None);
     let known = net.add_port(Port6::vm(&[net.addr(0x10)], None));
@@ -198,6 +203,7 @@ fn unknown_mac_gets_no_address() {
 /// DHCP port's MAC, and static bindings): its Renew is answered, it never has to rebind.
 #[test]
 fn renew_after_agent_restart_is_answered() {
+    root_or_skip!();
     require_v6_env();
     let mut net = Net6::new("fd00:61:5::", Some("dhcpv6-stateful"), None);
     let port = net.add_port(Port6::vm(&[net.addr(0x10)], None));

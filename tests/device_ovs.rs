@@ -3,7 +3,8 @@
 //! (`ovs-vswitchd --disable-system`, bridge with `datapath_type=netdev`: no kernel module
 //! needed), with its own database, sockets and logs in a temp dir.
 //!
-//! They need root and fail — never skip — without it or when Open vSwitch cannot be started.
+//! They need root: without it they skip (one line for the suite); as root they fail — never
+//! skip — when Open vSwitch cannot be started.
 //! One Open vSwitch serves every test of this binary (two userspace ovs-vswitchd in one network
 //! namespace would collide on their `ovs-netdev` device); it is stopped when the test process
 //! exits, by an atexit hook or, if the process is killed, by the script's watchdog. Networks,
@@ -16,9 +17,10 @@
 //! The DHCP port plumbing is driven through the library (`DeviceManager`), not the agent binary.
 
 mod common;
+#[path = "common/ovs.rs"]
+mod ovs_env;
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -32,89 +34,30 @@ use neutron_dhcp::device::{
 use neutron_dhcp::dhcp::server::{DhcpServer, Endpoint};
 use neutron_dhcp::model::Network;
 use neutron_dhcp::view::cache::NetworkCache;
+use ovs_env::OvsEnv;
 use serde_json::Value;
-
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ovs-test-env.sh");
 
 // ---------------------------------------------------------------------------------------------
 // The private Open vSwitch
 // ---------------------------------------------------------------------------------------------
-
-struct OvsEnv {
-    dir: PathBuf,
-    /// `unix:<dir>/db.sock`
-    unix: String,
-    /// `tcp:127.0.0.1:<port>`
-    tcp: String,
-    bridge: String,
-}
 
 static ENV: OnceLock<OvsEnv> = OnceLock::new();
 static START: Mutex<()> = Mutex::new(());
 
 extern "C" fn stop_ovs_at_exit() {
     if let Some(env) = ENV.get() {
-        let _ = Command::new("bash")
-            .arg(SCRIPT)
-            .arg("stop")
-            .arg(&env.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        env.stop();
     }
-}
-
-fn free_tcp_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().unwrap().port()
 }
 
 /// The Open vSwitch of this test process, started on first use.
 fn ovs() -> &'static OvsEnv {
-    require_root();
     let _guard = START.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(env) = ENV.get() {
         return env;
     }
-    let dir = tempfile::Builder::new()
-        .prefix("ndrs-ovs-")
-        .tempdir()
-        .expect("tempdir")
-        .keep();
-    let bridge = unique_name("ndbr");
-    let port = free_tcp_port().to_string();
-    let pid = std::process::id().to_string();
     let started = Instant::now();
-    let out = Command::new("bash")
-        .arg(SCRIPT)
-        .arg("start")
-        .arg(&dir)
-        .args(["--bridge", &bridge, "--tcp-port", &port, "--owner", &pid])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run scripts/ovs-test-env.sh");
-    assert!(
-        out.status.success(),
-        "cannot start the test Open vSwitch with `{SCRIPT} start {}` ({}):\n{}{}",
-        dir.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let field = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .unwrap_or_else(|| panic!("ovs-test-env.sh printed no {key}: {text}"))
-            .to_owned()
-    };
-    let env = OvsEnv {
-        unix: field("OVSDB_UNIX="),
-        tcp: field("OVSDB_TCP="),
-        bridge: field("BRIDGE="),
-        dir,
-    };
+    let env = OvsEnv::start("ndrs-ovs-", "ndbr");
     note(&format!(
         "test Open vSwitch up in {:.1?}: {} bridge {}",
         started.elapsed(),
@@ -130,26 +73,6 @@ fn ovs() -> &'static OvsEnv {
 }
 
 impl OvsEnv {
-    fn vsctl_try(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("ovs-vsctl")
-            .arg(format!("--db={}", self.unix))
-            .arg("--timeout=10")
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run ovs-vsctl");
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    }
-
-    fn vsctl(&self, args: &[&str]) -> String {
-        self.vsctl_try(args)
-            .unwrap_or_else(|e| panic!("ovs-vsctl {args:?} failed: {e}"))
-    }
-
     /// `ovs-vsctl get TABLE RECORD COLUMN[:KEY]`, string quotes removed.
     fn get(&self, table: &str, record: &str, column: &str) -> String {
         self.vsctl(&["get", table, record, column])
@@ -654,11 +577,13 @@ async fn plug_serve_replug_unplug(use_veth: bool, third: u8) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn internal_port_is_plugged_like_neutron_and_serves_clients_behind_ovs() {
+    root_or_skip!();
     plug_serve_replug_unplug(false, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ovs_use_veth_plugs_a_veth_pair_and_serves_clients_behind_ovs() {
+    root_or_skip!();
     plug_serve_replug_unplug(true, 2).await;
 }
 
@@ -666,6 +591,7 @@ async fn ovs_use_veth_plugs_a_veth_pair_and_serves_clients_behind_ovs() {
 /// back-off, and networks already plugged keep being set up (and served).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ovsdb_failures_are_clear_errors_and_never_hang_plugged_networks() {
+    root_or_skip!();
     let env = ovs();
     let mut cleanup = Cleanup::new(env);
     let net = network(3);
@@ -778,6 +704,7 @@ async fn ovsdb_failures_are_clear_errors_and_never_hang_plugged_networks() {
 /// Over `tcp:`: external_ids corrected in place, stale devices of the namespace unplugged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_remote_corrects_external_ids_and_removes_stale_devices() {
+    root_or_skip!();
     let env = ovs();
     let mut cleanup = Cleanup::new(env);
     let net = network(5);
@@ -979,10 +906,12 @@ fn agent_plugs_into_ovs(use_veth: bool, third: u8) {
 
 #[test]
 fn agent_with_openvswitch_driver_serves_through_ovs() {
+    root_or_skip!();
     agent_plugs_into_ovs(false, 6);
 }
 
 #[test]
 fn agent_with_ovs_use_veth_serves_through_ovs() {
+    root_or_skip!();
     agent_plugs_into_ovs(true, 7);
 }

@@ -1,10 +1,12 @@
 //! Integration tests of the device manager with the veth driver against the real kernel.
 //!
-//! They need root (network namespaces, veth, bridges, mounts under /var/run/netns) and fail
-//! — never skip — without it. Every test uses its own random network and port ids, so its
-//! namespace (`qdhcp-<id>`), taps and bridges never collide with parallel tests or other runs,
-//! and a guard deletes them even when an assertion fails. The kernel state is inspected with
-//! `ip`, independently of the code under test.
+//! They need root (network namespaces, veth, bridges, mounts under /var/run/netns); without
+//! it they skip, with one line for the suite (`common::root_or_skip!`). Every test uses its
+//! own random network and port ids, so its namespace (`qdhcp-<id>`), taps and bridges never
+//! collide with parallel tests or other runs, and a guard deletes them even when an assertion
+//! fails. The kernel state is inspected with `ip`, independently of the code under test.
+
+mod common;
 
 use std::collections::hash_map::RandomState;
 use std::collections::BTreeSet;
@@ -21,15 +23,7 @@ use neutron_dhcp::device::{
 use neutron_dhcp::model::{MacAddr, Network};
 use serde_json::{json, Value};
 
-fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "tests/device_veth.rs needs root (it creates network namespaces, veth pairs and \
-         bridges); run it as root, e.g. `sudo -E cargo test --test device_veth`"
-    );
-}
+use common::root_or_skip;
 
 /// Random-looking ids whose first 11 characters are unique per test and per run.
 fn ids() -> (String, String) {
@@ -218,7 +212,7 @@ fn dual_stack_network(net_id: &str, port_id: &str) -> Network {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn setup_plumbs_namespace_device_addresses_and_routes_then_teardown_removes_them() {
-    require_root();
+    root_or_skip!();
     let (net_id, port_id) = ids();
     let _cleanup = Cleanup::new(&net_id, &port_id);
     let ns = namespace_name(&net_id);
@@ -306,7 +300,7 @@ async fn setup_plumbs_namespace_device_addresses_and_routes_then_teardown_remove
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn setup_again_keeps_the_device_and_converges_a_changed_plan() {
-    require_root();
+    root_or_skip!();
     let (net_id, port_id) = ids();
     let _cleanup = Cleanup::new(&net_id, &port_id);
     let ns = namespace_name(&net_id);
@@ -403,7 +397,7 @@ async fn setup_again_keeps_the_device_and_converges_a_changed_plan() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bridge_template_attaches_tap_and_teardown_deletes_the_empty_bridge() {
-    require_root();
+    root_or_skip!();
     let (net_id, port_id) = ids();
     let mut cleanup = Cleanup::new(&net_id, &port_id);
     let ns = namespace_name(&net_id);
@@ -448,7 +442,7 @@ async fn bridge_template_attaches_tap_and_teardown_deletes_the_empty_bridge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fixed_bridge_name_is_shared_and_kept_on_teardown() {
-    require_root();
+    root_or_skip!();
     let (net_id, port_id) = ids();
     let mut cleanup = Cleanup::new(&net_id, &port_id);
     let bridge = format!("tbr{}", &port_id[..8]);
@@ -482,7 +476,7 @@ async fn fixed_bridge_name_is_shared_and_kept_on_teardown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn setup_replaces_a_stale_tap_in_an_existing_namespace() {
-    require_root();
+    root_or_skip!();
     let (net_id, port_id) = ids();
     let mut cleanup = Cleanup::new(&net_id, &port_id);
     let ns = namespace_name(&net_id);
@@ -529,7 +523,7 @@ async fn setup_replaces_a_stale_tap_in_an_existing_namespace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_netns_runs_the_closure_inside_the_namespace() {
-    require_root();
+    root_or_skip!();
     let (net_id, _) = ids();
     let ns = namespace_name(&net_id);
     let _cleanup = Cleanup {
@@ -581,7 +575,7 @@ async fn in_netns_runs_the_closure_inside_the_namespace() {
 
 #[test]
 fn batch_threads_run_each_job_in_the_namespace_it_enters() {
-    require_root();
+    root_or_skip!();
     let names: Vec<String> = (0..3).map(|_| namespace_name(&ids().0)).collect();
     let _cleanup: Vec<Cleanup> = names
         .iter()
@@ -634,7 +628,7 @@ fn batch_threads_run_each_job_in_the_namespace_it_enters() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_name_the_namespace_device_and_operation() {
-    require_root();
+    root_or_skip!();
     let (net_id, port_id) = ids();
     let _cleanup = Cleanup::new(&net_id, &port_id);
     let dm = DeviceManager::new(DeviceConfig::default());

@@ -29,6 +29,8 @@
 //! cases of a fixture run in parallel, so the suite takes well under a minute.
 
 mod common;
+#[path = "common/dnsmasq.rs"]
+mod oracle;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -44,8 +46,8 @@ use serde_json::{json, Value};
 
 use common::*;
 use neutron_dhcp::config::ServeConfig;
-use neutron_dhcp::dnsmasq::{interface_name, Dnsmasq, DnsmasqConfig};
 use neutron_dhcp::model::Network;
+use oracle::DnsmasqServer;
 
 /// The dump-everything hook.
 const DUMP_HOOK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/dhcp-dump-hook.sh");
@@ -71,16 +73,6 @@ fn require_tool_from(tool: &str, package: &str) {
         "`{tool}` is not installed: the differential tests need the Debian package `{package}` \
          (apt-get install {package}, or run scripts/install-deps.sh as root)"
     );
-}
-
-fn tool_path(tool: &str) -> String {
-    for dir in ["/usr/sbin", "/sbin", "/usr/bin", "/bin"] {
-        let p = Path::new(dir).join(tool);
-        if p.is_file() {
-            return p.display().to_string();
-        }
-    }
-    tool.to_string()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -706,58 +698,21 @@ fn run_dhclient(ns: &str, ifname: &str, case: &Case, dir: &Path, tag: &str) -> C
 // The two servers
 // ---------------------------------------------------------------------------------------------
 
-/// dnsmasq with Neutron's command line in a namespace shaped like the agent's; killed (and the
-/// namespace removed) on drop.
-struct DnsmasqServer {
-    pid: i32,
-    _dir: tempfile::TempDir,
-    // Drop order: the root end first, then the namespace (whose guard kills dnsmasq).
-    _tap: LinkGuard,
-    ns: NetnsGuard,
-}
-
-impl DnsmasqServer {
-    fn start(f: &Fixture, net: &Network, bridge: &str) -> DnsmasqServer {
-        let own = net
-            .port(&f.dhcp_port_id)
-            .expect("fixture has its DHCP port");
-        let dir = tempfile::Builder::new()
-            .prefix("ndrs-dnsmasq-")
-            .tempdir()
-            .expect("tempdir");
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
-        let conf_dir = dir.path().join(&net.id);
-        fs::create_dir(&conf_dir).expect("conf dir");
-        fs::set_permissions(&conf_dir, fs::Permissions::from_mode(0o755)).expect("chmod");
-        let cfg = DnsmasqConfig::default(); // bridged (veth driver), Neutron's defaults
-        let ifname = interface_name(&own.id, cfg.bridged);
-        let dm = Dnsmasq::new(net, &f.serve, &cfg, &conf_dir, &ifname, Some(own));
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let rendered = dm.render(now, None);
-        for (name, contents) in rendered.files() {
-            let p = conf_dir.join(name);
-            fs::write(&p, contents).expect("write dnsmasq file");
-            fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).expect("chmod");
-        }
-
-        // The namespace as the device manager leaves it (reference §8).
-        let ns = NetnsGuard::create(&unique_name("ndq"));
-        let tap = unique_name("ndt");
-        ip(&format!(
-            "link add {tap} type veth peer name {ifname} netns {}",
-            ns.name
-        ));
-        let tap_guard = LinkGuard::adopt(&tap);
-        ip(&format!(
-            "-n {} link set {ifname} address {}",
-            ns.name, own.mac_address
-        ));
+/// Neutron's dnsmasq for a fixture: the DHCP port's MTU, its addresses on DHCP-enabled subnets
+/// and, with isolated or forced metadata, the metadata address, as the device manager sets them.
+fn start_dnsmasq(f: &Fixture, net: &Network, bridge: &str) -> DnsmasqServer {
+    let own = net
+        .port(&f.dhcp_port_id)
+        .expect("fixture has its DHCP port");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    DnsmasqServer::start(net, own, &f.serve, bridge, now, |p| {
+        let (ns, tap, ifname) = (p.ns, p.tap, p.ifname);
         if let Some(mtu) = net.mtu {
             ip(&format!("link set {tap} mtu {mtu}"));
-            ip(&format!("-n {} link set {ifname} mtu {mtu}", ns.name));
+            ip(&format!("-n {ns} link set {ifname} mtu {mtu}"));
         }
         for fip in &own.fixed_ips {
             if let Some(s) = net
@@ -766,63 +721,16 @@ impl DnsmasqServer {
                 .find(|s| s.id == fip.subnet_id && s.enable_dhcp)
             {
                 ip(&format!(
-                    "-n {} addr add {}/{} dev {ifname}",
-                    ns.name,
+                    "-n {ns} addr add {}/{} dev {ifname}",
                     fip.ip_address,
                     s.cidr.prefix()
                 ));
             }
         }
         if f.serve.enable_isolated_metadata || f.serve.force_metadata {
-            ip(&format!(
-                "-n {} addr add 169.254.169.254/32 dev {ifname}",
-                ns.name
-            ));
+            ip(&format!("-n {ns} addr add 169.254.169.254/32 dev {ifname}"));
         }
-        ip(&format!("-n {} link set {ifname} up", ns.name));
-        ip(&format!("link set {tap} master {bridge} up"));
-
-        // Neutron's argv, verbatim (including an empty --no-resolv slot if there is one).
-        let mut argv = rendered.argv.clone();
-        argv[0] = tool_path("dnsmasq");
-        let out = Command::new("ip")
-            .args(["netns", "exec", &ns.name])
-            .args(&argv)
-            .output()
-            .expect("run dnsmasq");
-        assert!(
-            out.status.success(),
-            "dnsmasq failed to start ({}): {}\nargv: {argv:?}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let pid_file = dm.conf_file("pid");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let pid = loop {
-            if let Some(pid) = fs::read_to_string(&pid_file)
-                .ok()
-                .and_then(|s| s.trim().parse::<i32>().ok())
-            {
-                break pid;
-            }
-            assert!(Instant::now() < deadline, "dnsmasq wrote no pid file");
-            thread::sleep(Duration::from_millis(20));
-        };
-        DnsmasqServer {
-            pid,
-            _dir: dir,
-            _tap: tap_guard,
-            ns,
-        }
-    }
-
-    fn stop(self) {
-        // SAFETY: kill(2) on the dnsmasq we started (its pid from its own pid file).
-        unsafe {
-            libc::kill(self.pid, libc::SIGTERM);
-        }
-        self.ns.kill_all();
-    }
+    })
 }
 
 /// The agent's config for a fixture: veth driver on the per-network bridge, plus the fixture's
@@ -950,7 +858,7 @@ fn run_fixture(f: Fixture) -> Vec<Outcome> {
         .collect();
 
     let t = Instant::now();
-    let dnsmasq = DnsmasqServer::start(&f, &net, &bridge_name);
+    let dnsmasq = start_dnsmasq(&f, &net, &bridge_name);
     let theirs = run_clients(&clients, dir.path(), "dnsmasq");
     dnsmasq.stop();
     note(&format!("[{}] dnsmasq phase: {:.1?}", f.name, t.elapsed()));
@@ -1037,7 +945,7 @@ fn run_fixture(f: Fixture) -> Vec<Outcome> {
 
 #[test]
 fn dhclient_sees_the_same_as_with_neutrons_dnsmasq() {
-    require_root();
+    root_or_skip!();
     require_tool_from("ip", "iproute2");
     require_tool_from("dnsmasq", "dnsmasq-base");
     require_tool_from("dhclient", "isc-dhcp-client");

@@ -50,7 +50,8 @@ fn dig_ready(ns: &str, server: &str, name: &str, qtype: &str) -> Dug {
 
 #[test]
 fn local_names_over_udp_and_tcp_follow_port_changes() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     require_tool("dig");
     let mut net = NetSpec::new("10.71.0.0/24", Some(v4("10.71.0.1")), v4("10.71.0.2"));
     let web = net.add_port(PortSpec::vm(v4("10.71.0.10")).with_hostname("web-1"));
@@ -154,7 +155,8 @@ fn local_names_over_udp_and_tcp_follow_port_changes() {
 
 #[test]
 fn two_networks_on_one_cidr_keep_their_names_apart() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     require_tool("dig");
     let mut a = NetSpec::new("10.72.0.0/24", None, v4("10.72.0.2"));
     let mut b = NetSpec::new("10.72.0.0/24", None, v4("10.72.0.2"));
@@ -231,7 +233,8 @@ fn upstream(net: &NetSpec, addr: &str) -> Upstream {
 
 #[test]
 fn other_names_are_forwarded_from_inside_the_namespace() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     require_tool("dig");
     require_tool("dnsmasq");
     let mut net = NetSpec::new("10.73.0.0/24", Some(v4("10.73.0.1")), v4("10.73.0.2"));
@@ -267,7 +270,8 @@ fn other_names_are_forwarded_from_inside_the_namespace() {
 
 #[test]
 fn a_restart_on_the_plumbing_left_behind_answers_at_once() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     require_tool("dig");
     let mut net = NetSpec::new("10.74.0.0/24", None, v4("10.74.0.2"));
     net.add_port(PortSpec::vm(v4("10.74.0.10")).with_hostname("web-1"));
@@ -347,7 +351,8 @@ while True:
 
 #[test]
 fn only_the_upstream_answer_matching_the_query_reaches_the_client() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     require_tool("dig");
     require_tool("python3");
     let mut net = NetSpec::new("10.75.0.0/24", None, v4("10.75.0.2"));

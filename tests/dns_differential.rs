@@ -17,10 +17,9 @@
 mod common;
 #[path = "common/dns.rs"]
 mod dnstools;
+#[path = "common/dnsmasq.rs"]
+mod oracle;
 
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -29,8 +28,8 @@ use serde_json::{json, Value};
 use common::*;
 use dnstools::{arpa, dig, Dug};
 use neutron_dhcp::config::ServeConfig;
-use neutron_dhcp::dnsmasq::{interface_name, Dnsmasq, DnsmasqConfig};
 use neutron_dhcp::model::Network;
+use oracle::DnsmasqServer;
 
 const V4: &str = "10.76.0.2";
 const V6: &str = "fd76::2";
@@ -173,74 +172,24 @@ fn enable_v6(ns: &str, ifname: &str) {
     }
 }
 
-/// dnsmasq with Neutron's command line in a namespace shaped like the agent's.
-struct DnsmasqServer {
-    _dir: tempfile::TempDir,
-    _tap: LinkGuard,
-    ns: NetnsGuard,
-}
-
+/// Neutron's dnsmasq for the fixture, its DHCP port on [`V4`] and [`V6`].
 fn start_dnsmasq(net: &Network, own_id: &str, serve: &ServeConfig, bridge: &str) -> DnsmasqServer {
     let own = net.port(own_id).expect("DHCP port");
-    let dir = tempfile::Builder::new()
-        .prefix("ndrs-dnsdiff-")
-        .tempdir()
-        .expect("tempdir");
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
-    let conf_dir = dir.path().join(&net.id);
-    fs::create_dir(&conf_dir).expect("conf dir");
-    fs::set_permissions(&conf_dir, fs::Permissions::from_mode(0o755)).expect("chmod");
-    let cfg = DnsmasqConfig::default();
-    let ifname = interface_name(&own.id, cfg.bridged);
-    let dm = Dnsmasq::new(net, serve, &cfg, &conf_dir, &ifname, Some(own));
-    let rendered = dm.render(0, None);
-    for (name, contents) in rendered.files() {
-        let p = conf_dir.join(name);
-        fs::write(&p, contents).expect("write dnsmasq file");
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).expect("chmod");
-    }
-    let ns = NetnsGuard::create(&unique_name("ndq"));
-    let tap = unique_name("ndt");
-    ip(&format!(
-        "link add {tap} type veth peer name {ifname} netns {}",
-        ns.name
-    ));
-    let tap_guard = LinkGuard::adopt(&tap);
-    ip(&format!(
-        "-n {} link set {ifname} address {}",
-        ns.name, own.mac_address
-    ));
-    enable_v6(&ns.name, &ifname);
-    for (addr, plen) in [(V4, 24), (V6, 64)] {
-        ip(&format!(
-            "-n {} addr add {addr}/{plen} dev {ifname} nodad",
-            ns.name
-        ));
-    }
-    ip(&format!("-n {} link set {ifname} up", ns.name));
-    ip(&format!("link set {tap} master {bridge} up"));
-    let mut argv = rendered.argv.clone();
-    argv[0] = "dnsmasq".into();
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.name])
-        .args(&argv)
-        .output()
-        .expect("run dnsmasq");
-    assert!(
-        out.status.success(),
-        "dnsmasq failed: {}\nargv: {argv:?}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    DnsmasqServer {
-        _dir: dir,
-        _tap: tap_guard,
-        ns,
-    }
+    DnsmasqServer::start(net, own, serve, bridge, 0, |p| {
+        enable_v6(p.ns, p.ifname);
+        for (addr, plen) in [(V4, 24), (V6, 64)] {
+            ip(&format!(
+                "-n {} addr add {addr}/{plen} dev {} nodad",
+                p.ns, p.ifname
+            ));
+        }
+    })
 }
 
 #[test]
 fn dns_answers_are_those_of_neutrons_dnsmasq() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     require_tool("dig");
     require_tool("dnsmasq");
     let (net_json, own_id) = fixture();
@@ -265,8 +214,7 @@ fn dns_answers_are_those_of_neutrons_dnsmasq() {
     let dnsmasq = start_dnsmasq(&net, &own_id, &serve, &bridge);
     wait_answering(&client.ns);
     let theirs = ask_all(&client.ns);
-    dnsmasq.ns.kill_all();
-    drop(dnsmasq);
+    dnsmasq.stop();
 
     let networks = serde_json::to_string_pretty(&json!([net_json])).unwrap();
     let agent = Agent::start(&test_ini(), &networks);

@@ -96,7 +96,7 @@ fn mkfifo(path: &Path) {
 /// own record (the old agent's teardown of `..` emptied the whole state path).
 #[test]
 fn ids_that_are_not_uuids_touch_nothing_outside_their_network() {
-    require_root();
+    root_or_skip!();
     let top = tempfile::tempdir().expect("tempdir");
     // `x/../../../y` from `<state>/dhcp` lands in `outer`: still inside this test's tempdir.
     let outer = top.path().join("outer");
@@ -166,7 +166,8 @@ fn ids_that_are_not_uuids_touch_nothing_outside_their_network() {
 /// says why; on reload it keeps serving what it served.
 #[test]
 fn malformed_files_stop_the_start_and_are_ignored_on_reload() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     for bad in ["{", "{}", "null", "", "\"x\""] {
         let (status, log) = Agent::run_expecting_exit(&test_ini(), bad, Duration::from_secs(20));
         assert!(!status.success(), "started on {bad:?}\n{log}");
@@ -209,7 +210,7 @@ fn malformed_files_stop_the_start_and_are_ignored_on_reload() {
 /// with SIGTERM blocked.
 #[test]
 fn a_fifo_as_networks_file_is_refused_at_start() {
-    require_root();
+    root_or_skip!();
     let dir = tempfile::tempdir().expect("tempdir");
     let fifo = dir.path().join("networks.json");
     mkfifo(&fifo);
@@ -261,7 +262,7 @@ fn a_fifo_as_networks_file_is_refused_at_start() {
 /// SIGTERM and SIGHUP ignored).
 #[test]
 fn a_fifo_on_reload_is_refused_and_sigterm_is_honoured() {
-    require_root();
+    root_or_skip!();
     let net = NetSpec::new("10.172.0.0/24", Some(v4("10.172.0.1")), v4("10.172.0.2"));
     let agent = Agent::start_serving(&test_ini(), &[&net]);
     let path = agent.networks_path().to_owned();
@@ -286,7 +287,8 @@ fn a_fifo_on_reload_is_refused_and_sigterm_is_honoured() {
 /// and retried forever); a dual-stack one is served for IPv4 with a warning.
 #[test]
 fn mtu_below_1280_is_served_for_ipv4() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     let mut v4net = NetSpec::new("10.173.0.0/24", Some(v4("10.173.0.1")), v4("10.173.0.2"));
     v4net.mtu = 1279;
     let vm4 = v4net.add_port(PortSpec::vm(v4("10.173.0.10")));
@@ -324,7 +326,8 @@ fn mtu_below_1280_is_served_for_ipv4() {
 /// ports and networks are served.
 #[test]
 fn fixed_ips_outside_their_subnet_are_refused() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     let mut net = NetSpec::new("10.175.0.0/24", Some(v4("10.175.0.1")), v4("10.175.0.2"));
     let good = net.add_port(PortSpec::vm(v4("10.175.0.10")));
     let outside = net.add_port(PortSpec::vm(v4("10.198.5.5")));
@@ -385,7 +388,8 @@ fn fixed_ips_outside_their_subnet_are_refused() {
 /// full (the old agent left MTU 1400 in place and called the revert `unchanged`).
 #[test]
 fn a_failed_change_is_rolled_back_and_a_revert_repairs_the_host() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     let mut net = NetSpec::new("10.178.0.0/24", Some(v4("10.178.0.1")), v4("10.178.0.2"));
     let vm = net.add_port(PortSpec::vm(v4("10.178.0.10")));
     let good = dual_stack(&net, 178, "fd00:178::1");
@@ -440,7 +444,7 @@ fn a_failed_change_is_rolled_back_and_a_revert_repairs_the_host() {
 /// namespace and devices in all three).
 #[test]
 fn a_network_that_failed_to_configure_leaves_nothing_behind() {
-    require_root();
+    root_or_skip!();
     let ok = NetSpec::new("10.179.0.0/24", Some(v4("10.179.0.1")), v4("10.179.0.2"));
     let failing = NetSpec::new("10.179.1.0/24", Some(v4("10.179.1.1")), v4("10.179.1.2"));
     // The kernel refuses an IPv6 default route via one of the device's own addresses.
@@ -471,7 +475,7 @@ fn a_network_that_failed_to_configure_leaves_nothing_behind() {
 /// written in place, is noticed without SIGHUP (the old agent compared size and mtime only).
 #[test]
 fn a_same_size_replacement_with_the_old_mtime_is_noticed() {
-    require_root();
+    root_or_skip!();
     let net = NetSpec::new("10.180.0.0/24", Some(v4("10.180.0.1")), v4("10.180.0.2"));
     let agent = Agent::start_serving(&test_ini(), &[&net]);
     let path = agent.networks_path().to_owned();
@@ -537,7 +541,8 @@ fn a_same_size_replacement_with_the_old_mtime_is_noticed() {
 /// other port gets its lease.
 #[test]
 fn rpc_mode_refuses_bad_ids_and_ports_and_serves_the_rest() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     let vhost = broker::TestVhost::for_guest("hc");
     let peer = broker::Peer::start(&vhost.url());
     let host = unique_name("hch");

@@ -42,7 +42,8 @@ fn setup(net: &NetSpec, extra: &str) -> (tempfile::TempDir, Option<FakeMetadataA
 
 #[test]
 fn forwards_requests_with_neutrons_headers_and_passes_everything_else() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     let (net, port) = network(1);
     let _bridge = LinkGuard::bridge(&net.bridge_name());
     let (_dir, _fake, agent) = setup(&net, "");
@@ -117,7 +118,8 @@ fn forwards_requests_with_neutrons_headers_and_passes_everything_else() {
 
 #[test]
 fn router_interface_takes_the_listener_away_and_brings_it_back() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     let (mut net, port) = network(2);
     let _bridge = LinkGuard::bridge(&net.bridge_name());
     let (_dir, _fake, agent) = setup(&net, "");
@@ -153,7 +155,8 @@ fn router_interface_takes_the_listener_away_and_brings_it_back() {
 
 #[test]
 fn routed_network_gets_no_listener_unless_forced() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     let (mut net, port) = network(3);
     net.add_port(router_port(&net));
     let dir = tempfile::tempdir().expect("tempdir");
@@ -185,7 +188,8 @@ fn routed_network_gets_no_listener_unless_forced() {
 
 #[test]
 fn metadata_agent_down_gives_503_slow_gives_504_and_it_recovers() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     let (net, port) = network(4);
     let _bridge = LinkGuard::bridge(&net.bridge_name());
     let (dir, mut fake, agent) = setup(&net, "\n[metadata_haproxy]\ntimeout_server = 1\n");
@@ -226,7 +230,8 @@ fn metadata_agent_down_gives_503_slow_gives_504_and_it_recovers() {
 
 #[test]
 fn rate_limiting_answers_429_per_client() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     let (mut net, port) = network(5);
     let other = net.add_port(PortSpec::vm(ip4("10.77.5.11")));
     let _bridge = LinkGuard::bridge(&net.bridge_name());
@@ -252,7 +257,8 @@ fn rate_limiting_answers_429_per_client() {
 
 #[test]
 fn slow_clients_are_cut_and_connections_capped_per_network() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     let (net, port) = network(6);
     let _bridge = LinkGuard::bridge(&net.bridge_name());
     let (_dir, _fake, agent) = setup(
@@ -318,7 +324,8 @@ fn slow_clients_are_cut_and_connections_capped_per_network() {
 
 #[test]
 fn ipv6_link_local_listener_on_the_dhcp_device() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     let (net, port) = network(7);
     let _bridge = LinkGuard::bridge(&net.bridge_name());
     // The same network with a DHCPv6-stateful subnet, the DHCP port holding an address on it.
@@ -364,7 +371,8 @@ fn ipv6_link_local_listener_on_the_dhcp_device() {
 
 #[test]
 fn restarted_agent_serves_metadata_again_on_the_plumbing_it_adopts() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     let (net, port) = network(8);
     let _bridge = LinkGuard::bridge(&net.bridge_name());
     let dir = tempfile::tempdir().expect("tempdir");
@@ -398,7 +406,8 @@ fn restarted_agent_serves_metadata_again_on_the_plumbing_it_adopts() {
 
 #[test]
 fn metadata_network_with_a_router_is_keyed_by_router() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     // enable_metadata_network: a 169.254/16 subnet with a router interface is served (though
     // routed), and the proxy names the router instead of the network.
     let p = |last: u8| Ipv4Addr::new(169, 254, 77, last);

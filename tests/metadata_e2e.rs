@@ -115,7 +115,8 @@ fn signature(instance_id: &str) -> String {
 
 #[test]
 fn vm_gets_its_own_instance_through_the_real_metadata_agent() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     let bin = neutron_bin();
     let vhost = TestVhost::for_guest("md");
     let peer = Peer::start(&vhost.url());

@@ -24,12 +24,15 @@
 //!    answers on the third network with the DUID our agent used there (written into
 //!    `leases`, whose `duid` line Neutron keeps).
 //!
-//! Needs root. Never skips: without the Python agent, OVS, dnsmasq or haproxy it fails and
-//! says what is missing. The first run builds the venv with `neutron` (a few minutes).
+//! Needs root (skips without it, one line for the suite). As root it never skips: without the
+//! Python agent, OVS, dnsmasq or haproxy it fails and says what is missing. The first run
+//! builds the venv with `neutron` (a few minutes).
 
 #[path = "common/broker.rs"]
 mod broker;
 mod common;
+#[path = "common/ovs.rs"]
+mod ovs_env;
 
 use std::fs;
 use std::os::unix::process::CommandExt;
@@ -44,9 +47,9 @@ use serde_json::{json, Value};
 
 use broker::{Peer, TestVhost};
 use common::*;
+use ovs_env::OvsEnv;
 
 const AGENT_BIN: &str = env!("CARGO_BIN_EXE_neutron-dhcp-agent");
-const OVS_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ovs-test-env.sh");
 
 /// The longest a DHCPv4 client may wait between two answers while the agents change over.
 const MAX_GAP: Duration = Duration::from_secs(1);
@@ -54,80 +57,6 @@ const MAX_GAP: Duration = Duration::from_secs(1);
 // ---------------------------------------------------------------------------------------------
 // Environment: private Open vSwitch, processes, polling
 // ---------------------------------------------------------------------------------------------
-
-/// A throw-away Open vSwitch (userspace datapath) with one bridge, stopped on drop.
-struct Ovs {
-    dir: PathBuf,
-    bridge: String,
-    tcp: String,
-}
-
-impl Ovs {
-    fn start() -> Ovs {
-        let dir = tempfile::Builder::new()
-            .prefix("ndrs-mig-ovs-")
-            .tempdir()
-            .expect("tempdir")
-            .keep();
-        let bridge = unique_name("mgbr");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port()
-            .to_string();
-        let pid = std::process::id().to_string();
-        let out = Command::new("bash")
-            .arg(OVS_SCRIPT)
-            .arg("start")
-            .arg(&dir)
-            .args(["--bridge", &bridge, "--tcp-port", &port, "--owner", &pid])
-            .stdin(Stdio::null())
-            .output()
-            .expect("run scripts/ovs-test-env.sh");
-        assert!(
-            out.status.success(),
-            "cannot start the test Open vSwitch ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ovs {
-            dir,
-            bridge,
-            tcp: format!("tcp:127.0.0.1:{port}"),
-        }
-    }
-
-    fn vsctl(&self, args: &[&str]) -> String {
-        let out = Command::new("bash")
-            .arg(OVS_SCRIPT)
-            .arg("vsctl")
-            .arg(&self.dir)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run ovs-vsctl");
-        assert!(
-            out.status.success(),
-            "ovs-vsctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-}
-
-impl Drop for Ovs {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(OVS_SCRIPT)
-            .arg("stop")
-            .arg(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
 
 fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
@@ -210,7 +139,7 @@ struct Scenario {
 }
 
 impl Scenario {
-    fn new(ovs: &Ovs, vhost: &TestVhost, peer: &Peer) -> Scenario {
+    fn new(ovs: &OvsEnv, vhost: &TestVhost, peer: &Peer) -> Scenario {
         let dir = tempfile::Builder::new()
             .prefix("ndrs-mig-")
             .tempdir()
@@ -409,7 +338,7 @@ impl Scenario {
 
 /// What must not change when our agent takes a device over: its ifindex in the namespace,
 /// the OVS interface row, the VLAN tag the L2 agent set.
-fn device_identity(ovs: &Ovs, net: &str, ns_dev: &str, tap: &str) -> (String, String, String) {
+fn device_identity(ovs: &OvsEnv, net: &str, ns_dev: &str, tap: &str) -> (String, String, String) {
     let link = ip(&format!("-n qdhcp-{net} -j link show dev {ns_dev}"));
     let v: Value = serde_json::from_str(&link).expect("ip -j");
     (
@@ -426,7 +355,7 @@ struct Client {
 }
 
 impl Client {
-    fn new(ovs: &Ovs, mac: &str, tag: u16) -> Client {
+    fn new(ovs: &OvsEnv, mac: &str, tag: u16) -> Client {
         let name = unique_name("mgc");
         ip(&format!("netns add {name}"));
         let ns = NetnsGuard { name: name.clone() };
@@ -592,11 +521,11 @@ fn now_secs() -> u64 {
 
 #[test]
 fn python_agent_to_ours_and_back() {
-    require_root();
+    root_or_skip!();
     for tool in ["ip", "udhcpc", "dhclient", "dnsmasq", "haproxy", "ethtool"] {
         require_tool(tool);
     }
-    let ovs = Ovs::start();
+    let ovs = OvsEnv::start("ndrs-mig-ovs-", "mgbr");
     let vhost = TestVhost::for_guest("mig");
     let peer = Peer::start(&vhost.url());
     let s = Scenario::new(&ovs, &vhost, &peer);
@@ -882,20 +811,12 @@ fn wait_until_ok(mut f: impl FnMut() -> bool, tries: usize) -> bool {
 
 /// OVS ports of the clients and DHCP taps, deleted before their namespaces go (a userspace
 /// datapath port whose device vanished makes ovs-vswitchd spin).
-struct PortsGuard<'a>(&'a Ovs, Vec<String>);
+struct PortsGuard<'a>(&'a OvsEnv, Vec<String>);
 
 impl Drop for PortsGuard<'_> {
     fn drop(&mut self) {
         for p in &self.1 {
-            let _ = Command::new("bash")
-                .arg(OVS_SCRIPT)
-                .arg("vsctl")
-                .arg(&self.0.dir)
-                .args(["--if-exists", "del-port", p])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            let _ = self.0.vsctl_try(&["--if-exists", "del-port", p]);
         }
     }
 }
@@ -906,7 +827,7 @@ impl Drop for PortsGuard<'_> {
 #[test]
 fn leftover_found_by_namespace_only_is_stopped() {
     use neutron_dhcp::migrate::{find_leftovers, stop, Kind, StatePaths, Stopped};
-    require_root();
+    root_or_skip!();
     let dir = tempfile::tempdir().expect("tempdir");
     let ns_name = unique_name("mgn");
     ip(&format!("netns add {ns_name}"));

@@ -4,6 +4,9 @@
 //!
 //! The captures are required: without them this test fails rather than passing vacuously.
 
+#[path = "common/rng.rs"]
+mod rng;
+
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::path::PathBuf;
@@ -21,6 +24,8 @@ use neutron_dhcp::rpc::url::{RabbitOptions, TransportUrl};
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{json, Value};
+
+use rng::XorShift;
 
 /// One traced frame.
 struct Frame {
@@ -630,21 +635,9 @@ fn declared_topology_matches_captured_routing_and_reference_arguments() {
     }
 }
 
-/// A small deterministic generator, so the test needs no extra crate.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 #[test]
 fn mutated_capture_bodies_never_panic() {
-    let mut rng = XorShift(0xD1B5_4A32_D192_ED03);
+    let mut rng = XorShift::new(0xD1B5_4A32_D192_ED03);
     let mut decoded = 0usize;
     for (_, frames) in all_files() {
         for f in &frames {

@@ -5,6 +5,9 @@
 //!
 //! No root needed.
 
+#[path = "common/rng.rs"]
+mod rng;
+
 use std::path::Path;
 
 use serde_json::{json, Value};
@@ -17,28 +20,11 @@ use neutron_dhcp::neutron::events::parse_cast;
 use neutron_dhcp::rpc::oslo::{self, Message};
 use neutron_dhcp::standalone::jsonscan;
 use neutron_dhcp::standalone::netfile::NetworksFile;
-
-/// xorshift64*: deterministic and dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn pick<'a, T>(&mut self, from: &'a [T]) -> &'a T {
-        &from[self.below(from.len())]
-    }
-}
+use rng::XorShift;
 
 /// 1 to 6 byte-level edits: a random byte, a JSON structural character, a removal, a cut, or
 /// a copy of another stretch of the text.
-fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
+fn mutate(rng: &mut XorShift, seed: &[u8]) -> Vec<u8> {
     let mut b = seed.to_vec();
     for _ in 0..1 + rng.below(6) {
         if b.is_empty() {
@@ -86,7 +72,7 @@ fn expected(full: &NetworksFile, before: &[DesiredNetwork]) -> Vec<DesiredNetwor
 fn damaged_networks_files() {
     let path = Path::new("networks.json");
     let seed = include_str!("../config/networks.json").as_bytes();
-    let mut rng = Rng(0x5eed_0001);
+    let mut rng = XorShift::star(0x5eed_0001);
     let (mut accepted, mut refused_entries, mut errors) = (0, 0, 0);
     for _ in 0..3000 {
         let mut file = NetworksFile::parse(seed.to_vec(), path, "me").expect("sample parses");
@@ -141,7 +127,7 @@ const BAD_IDS: [&str; 8] = [
     "6f1a5d2e_9c3b_4e7a_8d21_3b5c7e9f0a11",
 ];
 
-fn id(rng: &mut Rng) -> Value {
+fn id(rng: &mut XorShift) -> Value {
     match rng.below(10) {
         0 => json!(rng.pick(&BAD_IDS)),
         1 => json!(7),
@@ -149,7 +135,7 @@ fn id(rng: &mut Rng) -> Value {
     }
 }
 
-fn address(rng: &mut Rng) -> Value {
+fn address(rng: &mut XorShift) -> Value {
     json!(rng.pick(&[
         "10.0.0.2",
         "10.0.0.0",
@@ -168,7 +154,7 @@ fn address(rng: &mut Rng) -> Value {
 }
 
 /// A network dict assembled from valid and hostile pieces.
-fn network(rng: &mut Rng) -> Value {
+fn network(rng: &mut XorShift) -> Value {
     let subnets: Vec<Value> = (0..rng.below(4))
         .map(|_| {
             json!({
@@ -223,7 +209,7 @@ fn network(rng: &mut Rng) -> Value {
 /// port's fixed IPs inside their subnets, and plumbing plans with device names of its ids.
 #[test]
 fn random_network_dicts() {
-    let mut rng = Rng(0x5eed_0002);
+    let mut rng = XorShift::star(0x5eed_0002);
     let (mut valid, mut refused) = (0, 0);
     for _ in 0..5000 {
         let value = network(&mut rng);
@@ -273,7 +259,7 @@ fn damaged_oslo_frames_through_the_cast_parser() {
         }
     }
     assert!(!bodies.is_empty());
-    let mut rng = Rng(0x5eed_0003);
+    let mut rng = XorShift::star(0x5eed_0003);
     let (mut requests, mut casts) = (0, 0);
     for i in 0..4000 {
         let seed = &bodies[i % bodies.len()];

@@ -37,19 +37,6 @@ fn ip(s: &str) -> Ipv4Addr {
 // Test environment: vhost, peer, agent host, cleanup of what the agent makes
 // ---------------------------------------------------------------------------------------------
 
-/// Removes `qdhcp-<id>` namespaces a crashed agent may have left (taps go with them).
-struct NsCleanup(Vec<String>);
-
-impl Drop for NsCleanup {
-    fn drop(&mut self) {
-        for ns in &self.0 {
-            if netns_exists(ns) {
-                run_quiet("ip", &["netns", "del", ns]);
-            }
-        }
-    }
-}
-
 // Field order is drop order: the peer stops before its vhost is deleted.
 struct Env {
     peer: Peer,
@@ -59,7 +46,7 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        require_privileged_env();
+        require_client_tools();
         let vhost = TestVhost::for_guest("");
         let peer = Peer::start(&vhost.url());
         Env {
@@ -206,6 +193,7 @@ fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
 /// the `new` reply to the first report triggers a second sync at once.
 #[test]
 fn registers_syncs_serves_and_keeps_reporting() {
+    root_or_skip!();
     let env = Env::new();
     let mut net = NetSpec::new("10.71.0.0/24", Some(ip("10.71.0.1")), ip("10.71.0.2"));
     net.dns = vec![ip("10.71.0.53")];
@@ -343,6 +331,7 @@ fn registers_syncs_serves_and_keeps_reporting() {
 /// 2: port_create_end → lease + dhcp_ready_on_ports (fast); port_delete_end → no lease.
 #[test]
 fn port_create_and_delete_events() {
+    root_or_skip!();
     let env = Env::new();
     let mut net = NetSpec::new("10.72.0.0/24", Some(ip("10.72.0.1")), ip("10.72.0.2"));
     let _ns = NsCleanup(vec![net.namespace()]);
@@ -417,6 +406,7 @@ fn net_with(net: &NetSpec, port: &PortSpec) -> NetSpec {
 /// 3: subnet_update_end with new DNS servers → a client asking again sees them.
 #[test]
 fn subnet_update_changes_dns() {
+    root_or_skip!();
     let env = Env::new();
     let mut net = NetSpec::new("10.73.0.0/24", Some(ip("10.73.0.1")), ip("10.73.0.2"));
     net.dns = vec![ip("10.73.0.53")];
@@ -468,6 +458,7 @@ fn subnet_update_changes_dns() {
 /// delete of a network we never served changes nothing.
 #[test]
 fn fanout_network_delete_tears_down_and_releases() {
+    root_or_skip!();
     let env = Env::new();
     let net = NetSpec::new("10.74.0.0/24", Some(ip("10.74.0.1")), ip("10.74.0.2"));
     let _ns = NsCleanup(vec![net.namespace()]);
@@ -524,6 +515,7 @@ fn fanout_network_delete_tears_down_and_releases() {
 /// `revived` report reply → full resync observed at the peer.
 #[test]
 fn network_create_agent_updated_and_revived() {
+    root_or_skip!();
     let env = Env::new();
     let mut net = NetSpec::new("10.75.0.0/24", Some(ip("10.75.0.1")), ip("10.75.0.2"));
     let vm = net.add_port(PortSpec::vm(ip("10.75.0.10")));
@@ -604,6 +596,7 @@ fn network_create_agent_updated_and_revived() {
 /// 6: a reserved DHCP port is adopted via update_dhcp_port; no port is created.
 #[test]
 fn reserved_dhcp_port_is_adopted() {
+    root_or_skip!();
     let env = Env::new();
     let mut net = NetSpec::new("10.76.0.0/24", Some(ip("10.76.0.1")), ip("10.76.0.2"));
     let vm = net.add_port(PortSpec::vm(ip("10.76.0.10")));
@@ -679,6 +672,7 @@ fn publish_raw(url: &str, host: &str, messages: &[(&'static str, Vec<u8>)]) {
 /// the agent's queues: no crash, later valid messages still processed.
 #[test]
 fn garbage_is_dropped_and_later_messages_processed() {
+    root_or_skip!();
     let env = Env::new();
     let mut net = NetSpec::new("10.78.0.0/24", Some(ip("10.78.0.1")), ip("10.78.0.2"));
     let _ns = NsCleanup(vec![net.namespace()]);
@@ -767,6 +761,7 @@ fn garbage_is_dropped_and_later_messages_processed() {
 /// known only from the state directory, is torn down and its port released.
 #[test]
 fn restart_reuses_our_port_and_removes_leftovers() {
+    root_or_skip!();
     let env = Env::new();
     let state = tempfile::Builder::new()
         .prefix("ndrs-state-")
@@ -837,6 +832,7 @@ fn restart_reuses_our_port_and_removes_leftovers() {
 /// the network is resynced.
 #[test]
 fn own_port_deletion_and_duplicate_ip_trigger_resyncs() {
+    root_or_skip!();
     let env = Env::new();
     let mut net = NetSpec::new("10.83.0.0/24", Some(ip("10.83.0.1")), ip("10.83.0.2"));
     let vm = net.add_port(PortSpec::vm(ip("10.83.0.10")));
@@ -900,6 +896,7 @@ fn own_port_deletion_and_duplicate_ip_trigger_resyncs() {
 /// for one on the new subnet; the address is added to the DHCP device.
 #[test]
 fn new_dhcp_subnet_updates_our_port() {
+    root_or_skip!();
     let env = Env::new();
     let net = NetSpec::new("10.84.0.0/24", Some(ip("10.84.0.1")), ip("10.84.0.2"));
     let _ns = NsCleanup(vec![net.namespace()]);
@@ -949,6 +946,7 @@ fn new_dhcp_subnet_updates_our_port() {
 /// carries the new address and clients are answered from it; no resync, no port RPC.
 #[test]
 fn own_port_ip_change_replumbs() {
+    root_or_skip!();
     let env = Env::new();
     let mut net = NetSpec::new("10.86.0.0/24", Some(ip("10.86.0.1")), ip("10.86.0.2"));
     let vm = net.add_port(PortSpec::vm(ip("10.86.0.10")));
@@ -1005,6 +1003,7 @@ fn own_port_ip_change_replumbs() {
 /// port is reported ready at once and served) nor the heartbeat.
 #[test]
 fn slow_resync_blocks_neither_events_nor_heartbeat() {
+    root_or_skip!();
     let env = Env::new();
     let mut net = NetSpec::new("10.87.0.0/24", Some(ip("10.87.0.1")), ip("10.87.0.2"));
     let _ns = NsCleanup(vec![net.namespace()]);
@@ -1082,6 +1081,7 @@ fn slow_resync_blocks_neither_events_nor_heartbeat() {
 #[test]
 fn ready_is_notified_once_the_first_full_sync_is_applied() {
     use std::os::unix::net::UnixDatagram;
+    root_or_skip!();
     let env = Env::new();
     let mut net = NetSpec::new("10.88.0.0/24", Some(ip("10.88.0.1")), ip("10.88.0.2"));
     let vm = net.add_port(PortSpec::vm(ip("10.88.0.10")));

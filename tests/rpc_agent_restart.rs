@@ -26,19 +26,6 @@ fn ip(s: &str) -> Ipv4Addr {
     s.parse().expect("IPv4 literal")
 }
 
-/// Removes `qdhcp-<id>` namespaces a crashed agent may have left.
-struct NsCleanup(Vec<String>);
-
-impl Drop for NsCleanup {
-    fn drop(&mut self) {
-        for ns in &self.0 {
-            if netns_exists(ns) {
-                run_quiet("ip", &["netns", "del", ns]);
-            }
-        }
-    }
-}
-
 /// The network as the peer stores it: allocation pools left to the peer's defaults, no DHCP
 /// port (the agent creates its own).
 fn neutron_net(net: &NetSpec) -> Value {
@@ -102,7 +89,8 @@ fn now_epoch() -> f64 {
 /// after the restart is served and reported in dhcp_ready_on_ports.
 #[test]
 fn broker_restart_reconnects_resyncs_and_dhcp_is_answered_throughout() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     let t0 = Instant::now();
     // Drop order is the reverse: agent, clients, namespaces and bridge, peer, broker.
     let broker = OwnBroker::start();

@@ -1,7 +1,8 @@
 //! The AMQP transport against a real RabbitMQ (127.0.0.1:5672, guest/guest).
 //!
 //! Every test works in its own throw-away vhost, so they run in parallel and leave nothing
-//! behind. Without a broker they fail (never skip) and say how to start one. The restart test
+//! behind. They need root for `rabbitmqctl` (without it they skip, with one line for the
+//! suite); without a broker they fail (never skip) and say how to start one. The restart test
 //! runs its own broker node on a free port; the interop test runs the real Python
 //! oslo.messaging (venv made by `scripts/py-venv.sh`) as the peer.
 //!
@@ -17,6 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use broker::{OwnBroker, TestVhost, SHARED_BROKER as BROKER};
+use common::root_or_skip;
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions,
@@ -33,6 +35,9 @@ use neutron_dhcp::rpc::{
 };
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
+
+/// What these tests need root for (`rabbitmq-server` and `rabbitmqctl` are root's).
+const NEEDS_ROOT: &str = "rabbitmqctl for vhosts of their own, RabbitMQ nodes of their own";
 
 const CONNECT_WITHIN: Duration = Duration::from_secs(20);
 const EVENT_WITHIN: Duration = Duration::from_secs(10);
@@ -223,6 +228,7 @@ fn ok<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> T {
 
 #[tokio::test]
 async fn declares_the_same_topology_as_oslo() {
+    root_or_skip!(NEEDS_ROOT);
     let vh = new_vhost("topology");
     let (client, _events, handle) = agent(&vh.url(), "host-a").await;
     // One connection, heartbeat_timeout_threshold (60 s) negotiated.
@@ -318,6 +324,7 @@ async fn declares_the_same_topology_as_oslo() {
 
 #[tokio::test]
 async fn declares_quorum_queues_and_a_stream_fanout_like_oslo() {
+    root_or_skip!(NEEDS_ROOT);
     // The "modern" option set of reference §3.4.
     let vh = new_vhost("quorum");
     let modern = [
@@ -409,6 +416,7 @@ async fn declares_quorum_queues_and_a_stream_fanout_like_oslo() {
 
 #[tokio::test]
 async fn casts_arrive_from_the_topic_the_host_and_the_fanout_queue() {
+    root_or_skip!(NEEDS_ROOT);
     let vh = new_vhost("casts");
     // The URL query overrides [oslo_messaging_rabbit], as in oslo.
     let url = format!("{}?heartbeat_timeout_threshold=30", vh.url());
@@ -478,6 +486,7 @@ async fn casts_arrive_from_the_topic_the_host_and_the_fanout_queue() {
 
 #[tokio::test]
 async fn duplicates_and_bad_messages_are_dropped_and_later_casts_still_arrive() {
+    root_or_skip!(NEEDS_ROOT);
     let vh = new_vhost("garbage");
     let (client, mut events, handle) = agent_with(
         &vh.url(),
@@ -751,6 +760,7 @@ async fn reply(ch: &Channel, queue: &str, reply: &Reply) {
 
 #[tokio::test]
 async fn calls_return_results_remote_errors_and_keepalives() {
+    root_or_skip!(NEEDS_ROOT);
     let vh = new_vhost("calls");
     let (client, _events, handle) = agent(&vh.url(), "host-d").await;
     let mut seen = echo_server(&vh.name, "echo_topic").await;
@@ -860,6 +870,7 @@ async fn calls_return_results_remote_errors_and_keepalives() {
 
 #[tokio::test]
 async fn a_call_nobody_serves_times_out() {
+    root_or_skip!(NEEDS_ROOT);
     let vh = new_vhost("timeout");
     let (client, _events, handle) = agent(&vh.url(), "host-e").await;
     let started = Instant::now();
@@ -918,6 +929,7 @@ async fn without_a_broker_calls_fail_with_not_connected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survives_a_broker_restart() {
+    root_or_skip!(NEEDS_ROOT);
     init_tracing();
     let broker = tokio::task::spawn_blocking(OwnBroker::start).await;
     let broker = ok(broker, "start own broker");
@@ -1111,6 +1123,7 @@ fn make_certs(dir: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connects_with_mutual_tls() {
+    root_or_skip!(NEEDS_ROOT);
     init_tracing();
     assert!(
         neutron_dhcp::rpc::amqp::tls_available().await,
@@ -1183,6 +1196,7 @@ async fn connects_with_mutual_tls() {
 
 #[tokio::test]
 async fn ssl_never_falls_back_to_plain_text() {
+    root_or_skip!(NEEDS_ROOT);
     // The shared broker's 5672 speaks plain AMQP. With ssl = true the transport must not log in
     // there, whether TLS is compiled in (the handshake fails) or not (it refuses to try).
     let vh = new_vhost("plaintext");
@@ -1208,6 +1222,7 @@ async fn ssl_never_falls_back_to_plain_text() {
 
 #[tokio::test]
 async fn falls_back_to_a_non_durable_control_exchange_like_oslo() {
+    root_or_skip!(NEEDS_ROOT);
     let vh = new_vhost("durable");
     // neutron-server runs with amqp_durable_queues=false and declared "neutron" first.
     let (_conn, ch) = raw_channel(&vh.name).await;
@@ -1386,6 +1401,7 @@ fn python_with_oslo() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interoperates_with_python_oslo_messaging() {
+    root_or_skip!(NEEDS_ROOT);
     let vh = new_vhost("interop");
     let python = ok(
         tokio::task::spawn_blocking(python_with_oslo).await,

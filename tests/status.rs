@@ -220,7 +220,8 @@ fn agent_cli(config: &Path, args: &[&str]) -> (bool, String) {
 /// were. `/healthz`, `/readyz` and `/v1/networks` say what is served; the CLI shows the same.
 #[test]
 fn metrics_count_exactly_and_survive_a_reload() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut net = network(1);
@@ -592,7 +593,8 @@ fn dhclient_var(code: u8) -> String {
 /// values); for a MAC that is no port it says there is no answer, and why.
 #[test]
 fn explain_equals_what_dhclient_received() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut net = network(3);
@@ -719,7 +721,8 @@ fn readyz_becomes(addr: SocketAddr, code: u16, timeout: Duration) -> String {
 /// reconnect; `/healthz` stays 200 throughout (the process is alive and its loop ticks).
 #[test]
 fn readyz_follows_the_first_sync_and_the_broker() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     let broker = OwnBroker::start();
     let peer = Peer::start(&format!(
         "{}?rabbit_retry_interval=1&rabbit_retry_backoff=0",
@@ -863,6 +866,7 @@ fn readyz_follows_the_first_sync_and_the_broker() {
 #[test]
 fn explain_v6_equals_what_dhclient6_received() {
     use v6::*;
+    root_or_skip!();
     require_v6_env();
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -930,7 +934,8 @@ fn explain_v6_equals_what_dhclient6_received() {
 /// their series.
 #[test]
 fn dns_and_metadata_metrics_count_per_network() {
-    require_privileged_env();
+    root_or_skip!();
+    require_client_tools();
     require_tool("dig");
     require_tool("curl");
     let port = free_port();

@@ -37,6 +37,9 @@ use serde_json::{json, Value};
 use broker::{agent_state, ready_ids, Peer, TestVhost};
 use common::*;
 
+/// What the broker tests need root for (`rabbitmqctl` is root's), and one the namespaces.
+const NEEDS_ROOT: &str = "rabbitmqctl for vhosts of their own, network namespaces";
+
 const NEUTRON_CONF: &str = include_str!("fixtures/neutron.conf");
 const DHCP_AGENT_INI: &str = include_str!("fixtures/dhcp_agent.ini");
 
@@ -409,6 +412,7 @@ fn expect_registration(peer: &Peer, log: &Proc) -> Value {
 /// the values of the files, and logs no password of them.
 #[test]
 fn stock_files_register_with_the_peer() {
+    root_or_skip!(NEEDS_ROOT);
     let vhost = TestVhost::create();
     let peer = Peer::start(&vhost.url());
     let etc = Etc::new(&vhost.url(), &[]);
@@ -438,6 +442,7 @@ fn stock_files_register_with_the_peer() {
 /// ignored (file, section, key), none that we do; passwords stay out of the debug log too.
 #[test]
 fn debug_lists_the_ignored_options_and_no_password() {
+    root_or_skip!(NEEDS_ROOT);
     let vhost = TestVhost::create();
     let peer = Peer::start(&vhost.url());
     let etc = Etc::new(&vhost.url(), &[]);
@@ -696,7 +701,8 @@ fn invalid_known_option_is_a_startup_error_naming_file_section_and_key() {
 /// route through the DHCP port), and the port is reported ready.
 #[test]
 fn stock_files_serve_a_network_with_only_the_interface_driver_overridden() {
-    require_privileged_env();
+    root_or_skip!(NEEDS_ROOT);
+    require_client_tools();
     let vhost = TestVhost::create();
     let peer = Peer::start(&vhost.url());
     let etc = Etc::new(&vhost.url(), &[]);

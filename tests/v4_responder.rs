@@ -19,6 +19,9 @@ use serde_json::{json, Value};
 #[path = "common/alloc_count.rs"]
 mod alloc_count;
 use alloc_count::allocations;
+#[path = "common/rng.rs"]
+mod rng;
+use rng::XorShift;
 
 // ---------------------------------------------------------------------------------------------
 // Neutron fixtures (shapes and values of test_dhcp.py's fakes).
@@ -1795,25 +1798,6 @@ fn respond_does_not_allocate() {
 // Robustness: bounded random and mutated inputs (the cargo-fuzz target runs the same property
 // without bounds).
 
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-}
-
 /// Checks a reply's structure with a scanner independent of the responder.
 fn check_reply(out: &[u8]) {
     assert!(
@@ -1927,7 +1911,7 @@ fn random_and_mutated_inputs_never_panic() {
         encode(&inform),
         overloaded,
     ];
-    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut rng = XorShift::new(0x9e37_79b9_7f4a_7c15);
     let mut out = Vec::with_capacity(1500);
     let (mut replies, mut malformed) = (0, 0);
     for n in 0..200_000 {

@@ -20,6 +20,9 @@ use serde_json::{json, Value};
 #[path = "common/alloc_count.rs"]
 mod alloc_count;
 use alloc_count::allocations;
+#[path = "common/rng.rs"]
+mod rng;
+use rng::XorShift;
 
 // ---------------------------------------------------------------------------------------------
 // Fixture: one network with every kind of IPv6 subnet and port.
@@ -1379,23 +1382,6 @@ fn respond_does_not_allocate() {
     assert_eq!(allocations(), before, "respond() allocated");
 }
 
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-}
-
 fn mutate(rng: &mut XorShift, seed: &[u8]) -> Vec<u8> {
     let mut m = seed.to_vec();
     for _ in 0..=rng.below(4) {
@@ -1482,7 +1468,7 @@ fn random_and_mutated_inputs_never_panic() {
             &tlv(18, b"eth0"),
         ),
     ];
-    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut rng = XorShift::new(0x9e37_79b9_7f4a_7c15);
     let mut out = Vec::with_capacity(1500);
     let capacity = out.capacity();
     let (mut replies, mut ignored_n, mut malformed) = (0, 0, 0);

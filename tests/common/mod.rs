@@ -17,6 +17,11 @@
 
 #![allow(dead_code)]
 
+pub mod root;
+
+pub use root::have_root;
+pub(crate) use root::root_or_skip;
+
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::net::Ipv4Addr;
@@ -53,17 +58,6 @@ pub const AGENT_TIMEOUT: Duration = Duration::from_secs(30);
 // Preconditions, names, small helpers
 // ---------------------------------------------------------------------------------------------
 
-/// Fails the test with a clear message unless we run as root (namespaces, veth, bridges).
-pub fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert!(
-        euid == 0,
-        "this test needs root (it creates network namespaces, veth pairs and bridges); \
-         run it as root, e.g. `sudo -E cargo test` or `scripts/test.sh`"
-    );
-}
-
 /// Fails the test with a clear message unless `tool` is on PATH.
 pub fn require_tool(tool: &str) {
     let found = std::env::var_os("PATH")
@@ -75,9 +69,21 @@ pub fn require_tool(tool: &str) {
     );
 }
 
-/// Root plus every client binary the tests use.
-pub fn require_privileged_env() {
-    require_root();
+/// `tool`'s path in the sbin and bin directories (root's PATH may lack the sbin ones), or its
+/// bare name for PATH to resolve.
+pub fn tool_path(tool: &str) -> String {
+    for dir in ["/usr/sbin", "/sbin", "/usr/bin", "/bin"] {
+        let p = Path::new(dir).join(tool);
+        if p.is_file() {
+            return p.display().to_string();
+        }
+    }
+    tool.to_string()
+}
+
+/// Every client binary the tests use (after [`root_or_skip!`]: as root a missing one fails the
+/// test, it never skips it).
+pub fn require_client_tools() {
     for tool in ["ip", "dhclient", "udhcpc", "dhcpcd"] {
         require_tool(tool);
     }
@@ -304,6 +310,20 @@ impl Drop for NetnsGuard {
         if netns_exists(&self.name) {
             self.kill_all();
             run_quiet("ip", &["netns", "del", &self.name]);
+        }
+    }
+}
+
+/// Removes `qdhcp-<id>` namespaces a crashed agent may have left (taps go with them); unlike
+/// [`NetnsGuard`] it kills nothing: what runs there is the agent's to stop.
+pub struct NsCleanup(pub Vec<String>);
+
+impl Drop for NsCleanup {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            if netns_exists(ns) {
+                run_quiet("ip", &["netns", "del", ns]);
+            }
         }
     }
 }

@@ -26,13 +26,13 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 
 use crate::common::{
-    ip, random_mac, random_uuid, require_root, require_tool, run_quiet, unique_name, ChildGuard,
-    LinkGuard, NetnsGuard, DNS_DOMAIN,
+    ip, random_mac, random_uuid, require_tool, run_quiet, unique_name, ChildGuard, LinkGuard,
+    NetnsGuard, DNS_DOMAIN,
 };
 
-/// Fails clearly unless we are root, the clients exist and the host has IPv6.
+/// Fails clearly unless the clients exist and the host has IPv6 (after
+/// [`root_or_skip!`](crate::common::root_or_skip): as root nothing missing is skipped).
 pub fn require_v6_env() {
-    require_root();
     for tool in ["ip", "dhclient", "dhcpcd", "sh"] {
         require_tool(tool);
     }
