@@ -28,11 +28,15 @@
 
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
+
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+use rustix::process::{Pid, PidfdFlags, Signal};
 
 use crate::view::v6::ServerDuid;
 
@@ -382,7 +386,7 @@ pub fn stop(
     if !still_ours || exited(&pidfd, Duration::ZERO).map_err(|e| err("poll", e))? {
         return Ok(Stopped::Gone);
     }
-    match pidfd_send_signal(&pidfd, libc::SIGTERM) {
+    match pidfd_send_signal(&pidfd, Signal::TERM) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(Stopped::Gone),
         Err(e) => return Err(err("SIGTERM", e)),
@@ -391,7 +395,7 @@ pub fn stop(
         return Ok(Stopped::Terminated);
     }
     tracing::warn!(%kind, pid, ?grace, "still running after SIGTERM; sending SIGKILL");
-    match pidfd_send_signal(&pidfd, libc::SIGKILL) {
+    match pidfd_send_signal(&pidfd, Signal::KILL) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(Stopped::Killed),
         Err(e) => return Err(err("SIGKILL", e)),
@@ -459,51 +463,27 @@ fn report(l: Leftover, r: Result<Stopped, MigrateError>) {
 pub const DUID_FILE: &str = "duid";
 
 fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this descriptor to us; nobody else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    let pid = Pid::from_raw(pid).ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
+    Ok(rustix::process::pidfd_open(pid, PidfdFlags::empty())?)
 }
 
-fn pidfd_send_signal(fd: &OwnedFd, sig: i32) -> io::Result<()> {
-    // SAFETY: a live pidfd, a signal number, no siginfo, no flags.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            fd.as_raw_fd(),
-            sig,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+fn pidfd_send_signal(fd: &OwnedFd, sig: Signal) -> io::Result<()> {
+    Ok(rustix::process::pidfd_send_signal(fd, sig)?)
 }
 
 /// Whether the process exited within `wait` (a pidfd becomes readable when it does).
 fn exited(fd: &OwnedFd, wait: Duration) -> io::Result<bool> {
     let deadline = std::time::Instant::now() + wait;
     loop {
-        let mut p = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: one valid pollfd for the duration of the call.
-        let rc = unsafe { libc::poll(&mut p, 1, ms) };
-        if rc >= 0 {
-            return Ok(rc > 0);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        let timeout = Timespec {
+            tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        match poll(&mut [PollFd::new(fd, PollFlags::IN)], Some(&timeout)) {
+            Ok(n) => return Ok(n > 0),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
 }

@@ -4,7 +4,9 @@
 //! only briefly: the thread's other networks wait meanwhile, and a DHCP client asks again.
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
+
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use std::time::Duration;
 
 /// How long a send that finds a full buffer waits for it to drain, once.
@@ -12,20 +14,15 @@ const SEND_WAIT: Duration = Duration::from_millis(10);
 
 /// Runs `send` (a non-blocking send on `socket`) now; if the socket's buffer is full, waits up
 /// to [`SEND_WAIT`] for room and runs it once more, whose result is final.
-pub fn send_now<T>(
-    socket: &impl AsRawFd,
-    mut send: impl FnMut() -> io::Result<T>,
-) -> io::Result<T> {
+pub fn send_now<T>(socket: &impl AsFd, mut send: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     match send() {
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            let mut pfd = libc::pollfd {
-                fd: socket.as_raw_fd(),
-                events: libc::POLLOUT,
-                revents: 0,
+            let wait = Timespec {
+                tv_sec: 0,
+                tv_nsec: SEND_WAIT.as_nanos() as i64,
             };
-            // SAFETY: one valid pollfd, as passed. Its result does not matter: the send below
-            // says whether there is room now.
-            unsafe { libc::poll(&mut pfd, 1, SEND_WAIT.as_millis() as libc::c_int) };
+            // Its result does not matter: the send below says whether there is room now.
+            let _ = poll(&mut [PollFd::new(socket, PollFlags::OUT)], Some(&wait));
             send()
         }
         r => r,
