@@ -129,15 +129,12 @@ fn status_listen(r: &Reader<'_>) -> Result<Option<std::net::SocketAddr>, ConfigE
 }
 
 /// The system hostname: Neutron's default for `host`.
+/// (`gethostname` on Linux is the `nodename` of `uname`, which cannot fail.)
 pub fn system_hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into a buffer we own.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "localhost".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// The configuration of one file's text, as if read from `/etc/neutron/dhcp_agent.ini` (the
