@@ -223,12 +223,11 @@ where
 }
 
 fn go_home(home: &std::fs::File) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: setns with a valid namespace fd only changes this thread's namespace.
-    if unsafe { libc::setns(home.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    use std::os::fd::AsFd;
+    Ok(rustix::thread::move_into_link_name_space(
+        home.as_fd(),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )?)
 }
 
 /// Path of a named namespace.
@@ -256,17 +255,8 @@ pub(crate) fn check_namespace_name(ns: &str) -> Result<(), DeviceError> {
 
 /// Whether `path` is a mounted namespace (not a leftover empty file from a failed create).
 fn is_mounted_namespace(path: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: statfs is plain data; all zeroes is a valid value before the call fills it.
-    let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid NUL-terminated path and `buf` a properly sized out-parameter.
-    let rc = unsafe { libc::statfs(c.as_ptr(), &mut buf) };
     #[allow(clippy::unnecessary_cast)]
-    let magic = buf.f_type as i64;
-    rc == 0 && magic == NSFS_MAGIC
+    rustix::fs::statfs(path).is_ok_and(|s| s.f_type as i64 == NSFS_MAGIC)
 }
 
 /// Whether the named namespace exists (and is mounted).
