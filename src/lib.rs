@@ -26,4 +26,5 @@ pub mod signals;
 pub mod standalone;
 pub mod status;
 pub mod telemetry;
+pub mod utc;
 pub mod view;

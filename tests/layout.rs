@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 /// Top-level modules from the bottom up. A module may import only modules of lower layers.
 const LAYERS: &[&[&str]] = &[
     // Leaves: no imports of the crate's own modules.
-    &["model", "memory", "fds", "signals", "logfile", "sdnotify"],
+    &[
+        "model", "memory", "fds", "signals", "logfile", "sdnotify", "utc",
+    ],
     &["config", "par", "telemetry"],
     &["codec", "device", "compat", "dnsmasq"],
     &["view", "serve"],
