@@ -26,5 +26,7 @@ pub mod signals;
 pub mod standalone;
 pub mod status;
 pub mod telemetry;
+#[cfg(test)]
+mod testrng;
 pub mod utc;
 pub mod view;

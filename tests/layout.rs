@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     // Leaves: no imports of the crate's own modules.
     &[
-        "model", "memory", "fds", "signals", "logfile", "sdnotify", "utc",
+        "model", "memory", "fds", "signals", "logfile", "sdnotify", "utc", "testrng",
     ],
     &["config", "par", "telemetry"],
     &["codec", "device", "compat", "dnsmasq"],

@@ -8,22 +8,7 @@ use std::sync::Arc;
 use super::*;
 use crate::model::{DnsAssignment, ExtraDhcpOpt, FixedIp, Ipv6Mode};
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
+use crate::testrng::Rng;
 
 const MACS: usize = 14;
 const CLIENT_IDS: [&str; 3] = [
@@ -307,7 +292,7 @@ fn updated_views_answer_like_fresh_ones() {
     };
     let (mut patched, mut rebuilt) = (0, 0);
     for seed in 1..=40u64 {
-        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut rng = Rng::star(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let mut serial = 0;
         let initial: Vec<Arc<Port>> = (0..rng.below(8))
             .map(|_| {
@@ -369,7 +354,7 @@ fn updated_views_answer_like_fresh_ones() {
 #[test]
 fn network_level_changes_are_never_patched() {
     let cfg = ServeConfig::default();
-    let mut rng = Rng(3);
+    let mut rng = Rng::star(3);
     let net = network(vec![random_port(&mut rng, 1)]);
     let view = NetworkView::build(&net, "dhcp", &cfg);
     let mtu = Network {

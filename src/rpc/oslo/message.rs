@@ -134,20 +134,9 @@ mod tests {
         ));
     }
 
-    /// A tiny deterministic generator, so the garbage test needs no extra crate.
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
-
     #[test]
     fn random_garbage_never_panics() {
-        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        let mut rng = crate::testrng::Rng::plain(0x9E37_79B9_7F4A_7C15);
         let alphabet = br#"{}[]":,.0123456789-+eE truefalsnl\u"oslo.versionmessage_context_method"#;
         let seeds = [CAST.as_bytes(), REPLY.as_bytes()];
         for i in 0..20_000 {
