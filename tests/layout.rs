@@ -99,7 +99,8 @@ fn ident_char(c: char) -> bool {
 }
 
 /// The module paths a file names: `crate::a::b` (also `neutron_dhcp::a::b` in `main.rs`) and
-/// `super::x`, resolved against the file's own module path.
+/// `super::x`, resolved against the file's own module path; a group (`use crate::{a, b::{c,
+/// d}}`) names each of its items.
 fn referenced(code: &str, me: &[String]) -> Vec<Vec<String>> {
     let mut found = Vec::new();
     for (root, base) in [
@@ -111,7 +112,9 @@ fn referenced(code: &str, me: &[String]) -> Vec<Vec<String>> {
         while let Some(i) = code[at..].find(root) {
             let start = at + i;
             at = start + root.len();
-            if start > 0 && code[..start].chars().last().is_some_and(ident_char) {
+            // Not the tail of a longer path (`x::super::`, `foo_crate::`).
+            let before = &code[..start];
+            if before.ends_with("::") || before.chars().last().is_some_and(ident_char) {
                 continue;
             }
             let mut path = base.clone();
@@ -121,20 +124,56 @@ fn referenced(code: &str, me: &[String]) -> Vec<Vec<String>> {
                 path.pop();
                 rest = r;
             }
-            for seg in rest.split("::") {
-                let name: String = seg.chars().take_while(|&c| ident_char(c)).collect();
-                if name.is_empty() || name.len() != seg.len() && !seg.starts_with(&name) {
-                    break;
-                }
-                path.push(name.clone());
-                if name.len() != seg.len() {
-                    break;
-                }
-            }
-            found.push(path);
+            paths_of(rest, path, &mut found);
         }
     }
     found
+}
+
+/// The paths the text at the start of `text` names below `path`: `a::b::C` is one, a group
+/// `{a, b::{c, d}}` one per item.
+fn paths_of(text: &str, mut path: Vec<String>, out: &mut Vec<Vec<String>>) {
+    let mut rest = text;
+    loop {
+        let name: String = rest.chars().take_while(|&c| ident_char(c)).collect();
+        if name.is_empty() {
+            if let Some(group) = rest.strip_prefix('{') {
+                for item in group_items(group) {
+                    paths_of(item.trim_start(), path.clone(), out);
+                }
+                return;
+            }
+            break;
+        }
+        rest = &rest[name.len()..];
+        path.push(name);
+        match rest.strip_prefix("::") {
+            Some(r) => rest = r,
+            None => break,
+        }
+    }
+    out.push(path);
+}
+
+/// The top-level, comma-separated items of a group whose `{` is just before `text`.
+fn group_items(text: &str) -> Vec<&str> {
+    let (mut items, mut depth, mut from) = (Vec::new(), 0usize, 0);
+    for (i, c) in text.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => {
+                items.push(&text[from..i]);
+                return items;
+            }
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(&text[from..i]);
+                from = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items
 }
 
 /// The longest prefix of `path` that is a module of the crate.
@@ -275,4 +314,26 @@ fn the_readme_layout_names_every_module() {
         }
     }
     assert!(missing.is_empty(), "README layout misses {missing:?}");
+}
+
+#[test]
+fn grouped_and_relative_imports_are_followed() {
+    let me: Vec<String> = ["dns", "server"].iter().map(|s| s.to_string()).collect();
+    let code = "use crate::{view::cache::ViewHandle, serve::{threads, dgram::send_now}};\n\
+                use super::{answer::{self, Outcome}, Forwarder};\n\
+                let x = super::super::model::Port::default();";
+    let mut got: Vec<String> = referenced(code, &me).iter().map(|p| p.join("::")).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "dns::Forwarder",
+            "dns::answer::Outcome",
+            "dns::answer::self",
+            "model::Port::default",
+            "serve::dgram::send_now",
+            "serve::threads",
+            "view::cache::ViewHandle",
+        ]
+    );
 }
