@@ -29,6 +29,8 @@
 //! cases of a fixture run in parallel, so the suite takes well under a minute.
 
 mod common;
+#[path = "common/dhclient.rs"]
+mod dhclient;
 #[path = "common/dnsmasq.rs"]
 mod oracle;
 
@@ -554,45 +556,10 @@ fn bound(r: &Record) -> bool {
     ) && r.contains_key("new_ip_address")
 }
 
-/// dhclient.conf asking for (nearly) every option code, each as raw bytes, so that the hook
-/// sees everything either server sends. Codes dhclient itself interprets keep their names:
-/// 1, 3, 28, 51, 54, 58, 59 (it needs their types), 12 and 15 (it discards "suspect" raw host
-/// and domain names). Protocol codes (50, 52, 53, 55, 57, 61) are not requested.
+/// dhclient.conf asking for (nearly) every option code ([`dhclient::request_all_conf`]), and
+/// sending the case's client id and iPXE tag.
 fn dhclient_conf(case: &Case, timeout: Duration) -> String {
-    let named: BTreeMap<u8, &str> = [
-        (1, "subnet-mask"),
-        (3, "routers"),
-        (12, "host-name"),
-        (15, "domain-name"),
-        (28, "broadcast-address"),
-        (51, "dhcp-lease-time"),
-        (54, "dhcp-server-identifier"),
-        (58, "dhcp-renewal-time"),
-        (59, "dhcp-rebinding-time"),
-    ]
-    .into_iter()
-    .collect();
-    let skip = [0u8, 50, 52, 53, 55, 57, 61, 175];
-    let mut conf = String::new();
-    let mut request = Vec::new();
-    for code in 1u8..=254 {
-        if skip.contains(&code) {
-            continue;
-        }
-        if let Some(n) = named.get(&code) {
-            request.push(n.to_string());
-        } else {
-            conf.push_str(&format!(
-                "option raw{code} code {code} = array of unsigned integer 8;\n"
-            ));
-            request.push(format!("raw{code}"));
-        }
-    }
-    conf.push_str(&format!(
-        "timeout {};\nretry 60;\ninitial-interval 1;\nrequest {};\n",
-        timeout.as_secs().max(2),
-        request.join(", ")
-    ));
+    let mut conf = dhclient::request_all_conf(timeout.as_secs().max(2));
     if let Some(id) = &case.client_id {
         conf.push_str(&format!("send dhcp-client-identifier \"{id}\";\n"));
     }

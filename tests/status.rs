@@ -9,6 +9,8 @@
 #[path = "common/broker.rs"]
 mod broker;
 mod common;
+#[path = "common/dhclient.rs"]
+mod dhclient;
 #[path = "common/dns.rs"]
 mod dnstools;
 #[path = "common/metadata.rs"]
@@ -479,44 +481,9 @@ fn metrics_count_exactly_and_survive_a_reload() {
 // explain vs. what dhclient received
 // ---------------------------------------------------------------------------------------------
 
-/// Option codes dhclient is asked for, as in tests/differential.rs: every code, raw, except
-/// the protocol ones; those it interprets itself keep their names.
-const NAMED: [(u8, &str); 9] = [
-    (1, "subnet-mask"),
-    (3, "routers"),
-    (12, "host-name"),
-    (15, "domain-name"),
-    (28, "broadcast-address"),
-    (51, "dhcp-lease-time"),
-    (54, "dhcp-server-identifier"),
-    (58, "dhcp-renewal-time"),
-    (59, "dhcp-rebinding-time"),
-];
-const NOT_REQUESTED: [u8; 8] = [0, 50, 52, 53, 55, 57, 61, 175];
-
-fn requested() -> Vec<u8> {
-    (1u8..=254).filter(|c| !NOT_REQUESTED.contains(c)).collect()
-}
-
 /// Runs dhclient with the dump hook; its BOUND record (`new_*` variables).
 fn dhclient_dump(client: &ClientNs, dir: &Path) -> BTreeMap<String, String> {
-    let mut conf = String::new();
-    let mut request = Vec::new();
-    for code in requested() {
-        match NAMED.iter().find(|(c, _)| *c == code) {
-            Some((_, n)) => request.push(n.to_string()),
-            None => {
-                conf.push_str(&format!(
-                    "option raw{code} code {code} = array of unsigned integer 8;\n"
-                ));
-                request.push(format!("raw{code}"));
-            }
-        }
-    }
-    conf.push_str(&format!(
-        "timeout 20;\nretry 60;\ninitial-interval 1;\nrequest {};\n",
-        request.join(", ")
-    ));
+    let conf = dhclient::request_all_conf(20);
     let conf_path = dir.join("dhclient.conf");
     fs::write(&conf_path, conf).unwrap();
     let out = dir.join("records");
@@ -578,17 +545,6 @@ fn dhclient_dump(client: &ClientNs, dir: &Path) -> BTreeMap<String, String> {
     record
 }
 
-/// dhclient's variable name for an option code.
-fn dhclient_var(code: u8) -> String {
-    if code == 53 {
-        return "new_dhcp_message_type".into();
-    }
-    match NAMED.iter().find(|(c, _)| *c == code) {
-        Some((_, n)) => format!("new_{}", n.replace('-', "_")),
-        None => format!("new_raw{code}"),
-    }
-}
-
 /// `explain` for a port equals what dhclient received, option by option (same codes, same
 /// values); for a MAC that is no port it says there is no answer, and why.
 #[test]
@@ -605,7 +561,7 @@ fn explain_equals_what_dhclient_received() {
     let dir = tempfile::tempdir().unwrap();
     let got = dhclient_dump(&client, dir.path());
 
-    let prl: Vec<String> = requested().iter().map(u8::to_string).collect();
+    let prl: Vec<String> = dhclient::requested().iter().map(u8::to_string).collect();
     let (code, body) = get(
         addr,
         &format!(
@@ -625,7 +581,7 @@ fn explain_equals_what_dhclient_received() {
     let mut explained = BTreeMap::new();
     for o in doc["reply"]["options"].as_array().unwrap() {
         let code = o["code"].as_u64().unwrap() as u8;
-        let var = dhclient_var(code);
+        let var = dhclient::var(code);
         let value = if var.starts_with("new_raw") || code == 53 {
             // dhclient prints a uint8 array (and the message type) as decimals.
             let hex = o["hex"].as_str().unwrap();
