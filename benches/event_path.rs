@@ -7,11 +7,10 @@
 
 use std::hint::black_box;
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use neutron_dhcp::config::ServeConfig;
-use neutron_dhcp::model::{MacAddr, Network, Port};
+use neutron_dhcp::model::{MacAddr, Network};
 use serde_json::{json, Value};
 
 const PORTS: u32 = 1000;
@@ -67,13 +66,6 @@ fn cast_body(port: Value) -> Vec<u8> {
         .expect("encodable")
 }
 
-fn put_port(network: &mut Network, port: Port) {
-    match network.ports.iter_mut().find(|p| p.id == port.id) {
-        Some(p) => *p = Arc::new(port),
-        None => network.ports.push(Arc::new(port)),
-    }
-}
-
 fn bench(c: &mut Criterion) {
     let cache = neutron_dhcp::view::cache::NetworkCache::new(ServeConfig::default());
     let own = "ffffffff-ffff-4fff-8fff-000000000002";
@@ -97,7 +89,7 @@ fn bench(c: &mut Criterion) {
             let neutron_dhcp::neutron::events::Event::PortUpdate(ev) = cast.event else {
                 panic!("not a port update")
             };
-            put_port(&mut net, ev.port);
+            net.put_port(ev.port);
             black_box(cache.upsert_borrowed(&net, own));
             cache.release_replaced();
         })

@@ -222,6 +222,14 @@ impl Network {
             .find(|s| s.id == id)
     }
 
+    /// Neutron's `NetworkCache.put_port`: replaces the port with the same id, or appends it.
+    pub fn put_port(&mut self, port: Port) {
+        match self.ports.iter_mut().find(|p| p.id == port.id) {
+            Some(p) => *p = Arc::new(port),
+            None => self.ports.push(Arc::new(port)),
+        }
+    }
+
     pub fn port(&self, id: &str) -> Option<&Port> {
         self.ports.iter().find(|p| p.id == id).map(Arc::as_ref)
     }

@@ -143,7 +143,7 @@ impl Core {
                 .and_then(|t| t.own_port.clone());
             if let Some(own) = own {
                 if !info.network.ports.iter().any(|p| p.device_id == device_id) {
-                    upsert_port(&mut info.network, own);
+                    info.network.put_port(own);
                 }
             }
         }
@@ -172,7 +172,7 @@ impl Core {
         }
         let mut network = info.network;
         self.keep_newer_ports(&mut network);
-        upsert_port(&mut network, port.clone());
+        network.put_port(port.clone());
         let port_ids: Vec<String> = network.ports.iter().map(|p| p.id.clone()).collect();
         let started = Instant::now();
         let desired = DesiredNetwork {
@@ -298,7 +298,7 @@ impl Core {
         }
         let port_id = port.id.clone();
         let mut network = net.clone();
-        upsert_port(&mut network, port);
+        network.put_port(port);
         match self
             .agent
             .configure(&DesiredNetwork {
@@ -364,21 +364,13 @@ impl Core {
     }
 }
 
-/// `NetworkCache.put_port`: replaces the port with the same id, or appends it.
-fn upsert_port(network: &mut Network, port: Port) {
-    match network.ports.iter_mut().find(|p| p.id == port.id) {
-        Some(p) => *p = Arc::new(port),
-        None => network.ports.push(Arc::new(port)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
     #[test]
-    fn upsert_port_replaces_or_appends() {
+    fn put_port_replaces_or_appends() {
         let mut n = Network::from_json(&json!({"id": "n", "ports": [
             {"id": "a", "mac_address": "fa:16:3e:00:00:01", "revision_number": 1}]}))
         .unwrap();
@@ -386,11 +378,11 @@ mod tests {
             &json!({"id": "a", "mac_address": "fa:16:3e:00:00:02", "revision_number": 2}),
         )
         .unwrap();
-        upsert_port(&mut n, a2.clone());
+        n.put_port(a2.clone());
         assert_eq!(n.ports.len(), 1);
         assert_eq!(n.ports[0].revision_number, Some(2));
         a2.id = "b".into();
-        upsert_port(&mut n, a2);
+        n.put_port(a2);
         assert_eq!(n.ports.len(), 2);
     }
 }
